@@ -1,0 +1,148 @@
+"""From a video file to its embeddings: decode -> backbone -> PCA -> TCA.
+
+Decoding runs in a background thread (FFmpeg releases the GIL) and hands batches of
+frames to the backbone as they come, so the CNN works while the decoder is still busy.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .backbone import FrameEncoder, load_backbone
+from .model import ModelBundle
+from .tca import aggregate
+from .video import DEFAULT_MAX_DURATION, VideoInfo, covered_duration, iter_frames, probe
+
+
+@dataclass
+class VideoEmbedding:
+    """A video as the engine sees it.
+
+    times: float32 [T] seconds (start of each sampled frame); step: seconds per sample.
+    frames: float32 [T, d] L2-normalised frame embeddings; video: float32 [d], L2-normalised.
+    attention: float32 [T], attention each frame receives, sums to 1 (uniform without TCA).
+    duration: seconds covered; warnings: notes for the user (capped, truncated).
+    """
+
+    times: np.ndarray
+    frames: np.ndarray
+    video: np.ndarray
+    attention: np.ndarray
+    duration: float
+    step: float
+    path: str | None = None
+    info: VideoInfo | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(len(self.times))
+
+
+class Embedder:
+    """Loads the backbone once and embeds videos with a model bundle (PCA + optional TCA)."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        backbone_weights: str | Path | None = None,
+        device: str = "cpu",
+        fps: float = 1.0,
+        max_duration: float | None = DEFAULT_MAX_DURATION,
+        batch_size: int = 8,
+        encoder: FrameEncoder | None = None,
+    ):
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.fps = fps
+        self.max_duration = max_duration
+        self.batch_size = batch_size
+        self.encoder = encoder or load_backbone(
+            bundle.backbone, backbone_weights, bundle.pooling, self.device
+        )
+        if bundle.pca is not None and bundle.pca.dim_in != self.encoder.dim:
+            raise ValueError(
+                f"model {bundle.name}: its PCA expects {bundle.pca.dim_in}-d descriptors but "
+                f"backbone {bundle.backbone.value} gives {self.encoder.dim}-d"
+            )
+        if bundle.tca is not None:
+            bundle.tca.to(self.device).eval()
+
+    @property
+    def dim(self) -> int:
+        return self.bundle.dim or self.encoder.dim
+
+    def descriptors(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Backbone descriptors of a video: (times [T] s, float32 [T, D_backbone], notes)."""
+        notes: list[str] = []
+        batches: queue.Queue = queue.Queue(maxsize=4)
+
+        def produce() -> None:
+            try:
+                buf_t, buf_i = [], []
+                for t, img in iter_frames(path, self.fps, max_duration=self.max_duration, report=notes):
+                    buf_t.append(t)
+                    buf_i.append(img)
+                    if len(buf_i) == self.batch_size:
+                        batches.put((buf_t, np.stack(buf_i)))
+                        buf_t, buf_i = [], []
+                if buf_i:
+                    batches.put((buf_t, np.stack(buf_i)))
+                batches.put(None)
+            except BaseException as err:  # handed to the consumer, which re-raises it
+                batches.put(err)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        times, descs = [], []
+        while True:
+            item = batches.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                thread.join()
+                raise item
+            times.extend(item[0])
+            descs.append(self.encoder.describe(item[1], self.batch_size))
+        thread.join()
+        return np.asarray(times, np.float32), np.concatenate(descs), notes
+
+    @torch.inference_mode()
+    def embed_descriptors(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Backbone descriptors [T, D] -> (frames [T, d], video [d], attention [T]), float32."""
+        x = self.bundle.pca.apply(descriptors) if self.bundle.pca is not None else (
+            descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
+        )
+        h = torch.from_numpy(np.ascontiguousarray(x, np.float32)).unsqueeze(0).to(self.device)
+        mask = torch.ones(h.shape[:2], dtype=torch.bool, device=self.device)
+        out = self.bundle.tca(h, mask) if self.bundle.tca is not None else aggregate(h, mask)
+        return (
+            out.frames[0].float().cpu().numpy(),
+            out.video[0].float().cpu().numpy(),
+            out.attention[0].float().cpu().numpy(),
+        )
+
+    def embed(self, path: str | Path) -> VideoEmbedding:
+        """Embed one video file. Raises engine.video.VideoError for files that cannot be used."""
+        times, desc, notes = self.descriptors(path)
+        frames, video, attention = self.embed_descriptors(desc)
+        info = probe(path)
+        step = 1.0 / self.fps
+        capped = any(n.startswith("capped") for n in notes)
+        duration = covered_duration(float(times[-1]), step, info, capped, self.max_duration, notes)
+        return VideoEmbedding(
+            times=times,
+            frames=frames,
+            video=video,
+            attention=attention,
+            duration=duration,
+            step=step,
+            path=str(path),
+            info=info,
+            warnings=notes,
+        )

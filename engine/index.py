@@ -1,0 +1,451 @@
+"""The index: video vectors in FAISS, frame embeddings in a compact store, a JSON manifest.
+
+Layout of an index directory (every data file carries a generation number):
+  manifest.json          format version, model identity, dims, counts, one record per video
+  videos-G.npy           float32 [N, d] video embeddings (source of truth for FAISS)
+  faiss-G.index          FAISS index over videos-G (flat when small, IVF when large)
+  offsets-G.npy          int64 [N + 1]: video n's frames are rows offsets[n]:offsets[n+1]
+  frames-G.npy           float16 [F, d] frame embeddings, opened memory-mapped
+  frame_meta-G.npy       float32 [F, 2]: (time in seconds, attention received)
+Saving writes a new generation's files, then the manifest (temp file + rename), then
+deletes the old generation: a crash at any point leaves a readable index behind.
+
+Search (the DnS pattern): FAISS finds video-level candidates, chamfer re-ranks them with
+the frame embeddings, so only the candidates' frames are read from disk.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import faiss
+import numpy as np
+
+from .similarity import Measure, chamfer_many, cosine
+
+FORMAT_VERSION = 1
+FLAT_LIMIT = 20_000  # exact search up to this many videos; IVF above
+MANIFEST = "manifest.json"
+_DATA_FILES = ("videos", "offsets", "frames", "frame_meta", "faiss")
+
+
+class IndexFileError(Exception):
+    """An index that cannot be opened or used; the message names the folder and what to do."""
+
+
+class IndexMismatchError(IndexFileError):
+    """The index was built with another backbone/model than the one loaded."""
+
+
+@dataclass
+class VideoRecord:
+    """One indexed video. `path` is relative to the manifest's root when possible."""
+
+    id: str
+    path: str
+    size: int
+    mtime_ns: int
+    duration: float  # seconds
+    fps: float  # the source's average frame rate
+    width: int
+    height: int
+    num_frames: int  # sampled frames stored
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Hit:
+    """Position of a video in the index and its score for one query."""
+
+    position: int
+    score: float
+
+
+def _faiss_index(vectors: np.ndarray) -> faiss.Index:
+    n, d = vectors.shape
+    if n <= FLAT_LIMIT:
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = int(4 * np.sqrt(n))
+        index = faiss.index_factory(d, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+        train = vectors[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
+        index.train(train)
+        faiss.extract_index_ivf(index).nprobe = min(nlist, 32)
+    if n:
+        index.add(np.ascontiguousarray(vectors, np.float32))
+    return index
+
+
+class VideoIndex:
+    """An opened (or new, in-memory) index. Positions 0..N-1 follow `records`."""
+
+    def __init__(
+        self,
+        manifest: dict,
+        records: list[VideoRecord],
+        videos: np.ndarray,
+        offsets: np.ndarray,
+        frames: np.ndarray,
+        frame_meta: np.ndarray,
+        faiss_index: faiss.Index | None = None,
+        directory: Path | None = None,
+    ):
+        self.manifest = manifest
+        self.records = records
+        self.videos = videos
+        self.offsets = offsets
+        self.frames = frames
+        self.frame_meta = frame_meta
+        self.directory = directory
+        self._faiss = faiss_index if faiss_index is not None else _faiss_index(videos)
+        self._position = {r.id: i for i, r in enumerate(records)}
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def new(cls, model_id: str, backbone: str, pooling: str, dim: int, sample_fps: float,
+            root: str | None = None, model_path: str | None = None) -> "VideoIndex":
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "backbone": backbone,
+            "pooling": pooling,
+            "model_id": model_id,
+            "model_path": model_path,
+            "dim": dim,
+            "sample_fps": sample_fps,
+            "root": root,
+            "generation": 0,
+        }
+        return cls(
+            manifest, [], np.zeros((0, dim), np.float32), np.zeros(1, np.int64),
+            np.zeros((0, dim), np.float16), np.zeros((0, 2), np.float32),
+        )
+
+    @classmethod
+    def open(cls, directory: str | Path) -> "VideoIndex":
+        """Open an index directory (frames memory-mapped). Raises IndexFileError when unusable."""
+        directory = Path(directory)
+        path = directory / MANIFEST
+        if not path.is_file():
+            raise IndexFileError(
+                f"{directory}: not an index (no {MANIFEST}); build one with "
+                "`python -m engine index VIDEO_DIR INDEX_DIR`"
+            )
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise IndexFileError(f"{path}: unreadable manifest ({err}); rebuild the index") from err
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexFileError(
+                f"{directory}: index format {manifest.get('format_version')} is not supported "
+                f"(this engine reads {FORMAT_VERSION}); rebuild the index"
+            )
+        gen = manifest["generation"]
+        try:
+            videos = np.load(directory / f"videos-{gen}.npy")
+            offsets = np.load(directory / f"offsets-{gen}.npy")
+            frames = np.load(directory / f"frames-{gen}.npy", mmap_mode="r")
+            frame_meta = np.load(directory / f"frame_meta-{gen}.npy", mmap_mode="r")
+            index = faiss.read_index(str(directory / f"faiss-{gen}.index"))
+        except (OSError, ValueError, RuntimeError) as err:
+            raise IndexFileError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
+        records = [VideoRecord(**r) for r in manifest.pop("videos")]
+        if len(records) != len(videos) or offsets[-1] != len(frames) or index.ntotal != len(videos):
+            raise IndexFileError(f"{directory}: index files disagree with the manifest; rebuild it")
+        return cls(manifest, records, videos, offsets, frames, frame_meta, index, directory)
+
+    def check_model(self, model_id: str, backbone: str) -> None:
+        """Raise IndexMismatchError unless the index was built with this model."""
+        if self.manifest["backbone"] != backbone or self.manifest["model_id"] != model_id:
+            raise IndexMismatchError(
+                f"{self.directory}: index built with backbone {self.manifest['backbone']} and model "
+                f"{self.manifest['model_id'][:16]}, but backbone {backbone} and model {model_id[:16]} "
+                "are loaded. Load the index's own model (omit --model), or build a new index."
+            )
+
+    # ---------------------------------------------------------------- content
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def position(self, video_id: str) -> int:
+        try:
+            return self._position[video_id]
+        except KeyError:
+            raise KeyError(f"no video with id {video_id!r} in the index") from None
+
+    def video_frames(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video."""
+        lo, hi = self.offsets[position], self.offsets[position + 1]
+        meta = np.asarray(self.frame_meta[lo:hi], np.float32)
+        return np.asarray(self.frames[lo:hi], np.float32), meta[:, 0].copy(), meta[:, 1].copy()
+
+    def source_path(self, position: int) -> Path:
+        """Absolute path of the video file, resolved against the recorded root."""
+        p = Path(self.records[position].path)
+        if p.is_absolute():
+            return p
+        root = Path(self.manifest.get("root") or ".")
+        if not root.is_absolute() and self.directory is not None:
+            root = self.directory / root
+        return (root / p).resolve()
+
+    # ---------------------------------------------------------------- search
+    def search(
+        self,
+        query_frames: np.ndarray,
+        query_video: np.ndarray,
+        k: int = 10,
+        measure: Measure | str = Measure.CHAMFER,
+        candidates: int = 100,
+    ) -> list[Hit]:
+        """Top-k videos for a query, best first. k >= len(index) ranks the whole index.
+
+        Cosine uses the video vectors only. Chamfer measures take the `candidates` best by
+        cosine from FAISS (all videos when the index is smaller) and re-rank them exactly.
+        """
+        measure = Measure(measure)
+        n = len(self)
+        if n == 0 or k <= 0:
+            return []
+        k = min(k, n)
+        q = np.ascontiguousarray(query_video.reshape(1, -1), np.float32)
+        if measure == Measure.COSINE:
+            if k == n:
+                scores = cosine(q[0], self.videos)
+                order = np.argsort(-scores, kind="stable")
+                return [Hit(int(i), float(scores[i])) for i in order]
+            scores, ids = self._faiss.search(q, k)
+            return [Hit(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        n_cand = max(k, min(candidates, n))
+        if n_cand >= n:
+            pos = np.arange(n)
+        else:
+            _, ids = self._faiss.search(q, n_cand)
+            pos = np.sort(ids[0][ids[0] >= 0])
+        scores = self._chamfer(query_frames, pos, measure == Measure.SYMMETRIC_CHAMFER)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(int(pos[i]), float(scores[i])) for i in order]
+
+    def _chamfer(self, query_frames: np.ndarray, positions: np.ndarray, symmetric: bool) -> np.ndarray:
+        if len(positions) == len(self):
+            return chamfer_many(query_frames, self.frames, self.offsets, symmetric)
+        # Gather only the candidates' frames (a few reads from the memory map).
+        lengths = self.offsets[positions + 1] - self.offsets[positions]
+        sub_offsets = np.concatenate([[0], np.cumsum(lengths)])
+        sub = np.concatenate([self.frames[self.offsets[p] : self.offsets[p + 1]] for p in positions])
+        return chamfer_many(query_frames, sub, sub_offsets, symmetric)
+
+    # ---------------------------------------------------------------- updating and saving
+    def replace(
+        self,
+        keep: list[int],
+        new_records: list[VideoRecord],
+        new_embeddings: list,
+    ) -> "VideoIndex":
+        """A new in-memory index: the videos at `keep` plus new ones (VideoEmbedding-like)."""
+        dim = self.dim
+        rec = [self.records[i] for i in keep] + list(new_records)
+        vids = [self.videos[keep]] + [e.video.reshape(1, -1) for e in new_embeddings]
+        frames = [self.frames[self.offsets[i] : self.offsets[i + 1]] for i in keep]
+        metas = [self.frame_meta[self.offsets[i] : self.offsets[i + 1]] for i in keep]
+        lengths = [int(self.offsets[i + 1] - self.offsets[i]) for i in keep]
+        for e in new_embeddings:
+            frames.append(e.frames.astype(np.float16))
+            metas.append(np.stack([e.times, e.attention], axis=1).astype(np.float32))
+            lengths.append(len(e.times))
+        videos = np.concatenate(vids).astype(np.float32) if rec else np.zeros((0, dim), np.float32)
+        return VideoIndex(
+            dict(self.manifest),
+            rec,
+            videos,
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            np.concatenate(frames).astype(np.float16) if frames else np.zeros((0, dim), np.float16),
+            np.concatenate(metas).astype(np.float32) if metas else np.zeros((0, 2), np.float32),
+            directory=self.directory,
+        )
+
+    def save(self, directory: str | Path) -> None:
+        """Write atomically as a new generation; older generations are removed after."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        old_gen = None
+        if (directory / MANIFEST).is_file():
+            try:
+                old_gen = json.loads((directory / MANIFEST).read_text())["generation"]
+            except (OSError, ValueError, KeyError):
+                old_gen = None
+        gen = max(int(self.manifest.get("generation", 0)), old_gen or 0) + 1
+
+        def write_npy(name: str, arr: np.ndarray) -> None:
+            tmp = directory / f".{name}-{gen}.tmp.npy"
+            np.save(tmp, np.ascontiguousarray(arr))
+            os.replace(tmp, directory / f"{name}-{gen}.npy")
+
+        write_npy("videos", self.videos)
+        write_npy("offsets", self.offsets)
+        write_npy("frames", self.frames)
+        write_npy("frame_meta", self.frame_meta)
+        tmp = directory / f".faiss-{gen}.tmp"
+        faiss.write_index(self._faiss, str(tmp))
+        os.replace(tmp, directory / f"faiss-{gen}.index")
+        manifest = dict(self.manifest)
+        manifest.update(
+            generation=gen,
+            num_videos=len(self),
+            num_frames=self.num_frames,
+            faiss=("flat" if len(self) <= FLAT_LIMIT else "ivf"),
+            bytes_per_video=_bytes_per_video(self),
+            updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            videos=[asdict(r) for r in self.records],
+        )
+        tmp = directory / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, directory / MANIFEST)
+        manifest.pop("videos")
+        self.manifest, self.directory = manifest, directory
+        current = {f"{name}-{gen}" for name in _DATA_FILES}
+        for f in directory.iterdir():
+            stem = f.name.lstrip(".").split(".")[0]
+            name, _, g = stem.rpartition("-")
+            if name in _DATA_FILES and g.isdigit() and stem not in current:
+                f.unlink(missing_ok=True)
+
+
+def _bytes_per_video(index: VideoIndex) -> float:
+    n = max(len(index), 1)
+    return float(index.videos.nbytes + index.offsets.nbytes + index.frames.nbytes
+                 + index.frame_meta.nbytes) / n
+
+
+# -------------------------------------------------------------------- building from a folder
+@dataclass
+class BuildReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    video_seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"indexed {len(self.added)} new, {len(self.updated)} changed, "
+            f"{self.unchanged} unchanged, {len(self.removed)} removed, "
+            f"{len(self.skipped)} skipped, in {self.seconds:.1f} s"
+            + (f" ({self.video_seconds / max(self.seconds, 1e-9):.1f} video-s per s)" if self.video_seconds else "")
+        ]
+        lines += [f"  skipped {vid}: {why}" for vid, why in self.skipped]
+        lines += [f"  note {vid}: {why}" for vid, why in self.warnings]
+        return "\n".join(lines)
+
+
+def scan_folder(video_dir: Path) -> list[Path]:
+    """Video files under a folder (recursive, by extension), sorted, hidden files skipped."""
+    from .video import is_video_path
+
+    return sorted(
+        p for p in video_dir.rglob("*")
+        if p.is_file() and is_video_path(p) and not any(part.startswith(".") for part in p.relative_to(video_dir).parts)
+    )
+
+
+def build_index(
+    video_dir: str | Path,
+    index_dir: str | Path,
+    embed: Callable[[Path], object],
+    new_index: Callable[[str | None], VideoIndex],
+    check: Callable[[VideoIndex], None],
+    progress: bool = True,
+    checkpoint_seconds: float = 600.0,
+) -> BuildReport:
+    """Index every video under `video_dir` into `index_dir`, incrementally.
+
+    embed(path) -> VideoEmbedding (raises engine.video.VideoError for bad files, which are
+    reported and skipped). new_index(root) makes an empty index for this model; check(idx)
+    raises IndexMismatchError if an existing index was built with another model. Files whose
+    size and mtime are unchanged are not re-embedded; files gone from the folder are removed.
+    The index is saved every `checkpoint_seconds` of work so a long run loses little.
+    """
+    from tqdm import tqdm
+
+    from .video import VideoError
+
+    video_dir, index_dir = Path(video_dir), Path(index_dir)
+    if not video_dir.is_dir():
+        raise IndexFileError(f"{video_dir}: not a folder; give the folder that holds your videos")
+    started = time.perf_counter()
+    root = os.path.relpath(video_dir.resolve(), index_dir.resolve())
+    if (index_dir / MANIFEST).exists():
+        index = VideoIndex.open(index_dir)
+        check(index)
+        index.manifest["root"] = root
+    else:
+        index = new_index(root)
+    report = BuildReport()
+    files = scan_folder(video_dir)
+    present = {p.relative_to(video_dir).as_posix(): p for p in files}
+    keep: list[int] = []
+    todo: list[tuple[str, Path]] = []
+    for vid, p in present.items():
+        st = p.stat()
+        if vid in index._position:
+            i = index._position[vid]
+            r = index.records[i]
+            if r.size == st.st_size and r.mtime_ns == st.st_mtime_ns:
+                keep.append(i)
+                continue
+            report.updated.append(vid)
+        else:
+            report.added.append(vid)
+        todo.append((vid, p))
+    report.unchanged = len(keep)
+    report.removed = [r.id for r in index.records if r.id not in present]
+    if not todo and not report.removed:
+        report.seconds = time.perf_counter() - started
+        return report
+    new_records, new_embs = [], []
+    last_save = time.perf_counter()
+    bar = tqdm(todo, desc="indexing", unit="video", disable=not progress, dynamic_ncols=True)
+    for vid, p in bar:
+        bar.set_postfix_str(vid[-40:])
+        try:
+            emb = embed(p)
+        except VideoError as err:
+            report.skipped.append((vid, str(err).removeprefix(str(p) + ": ")))
+            if vid in report.updated:
+                report.updated.remove(vid)
+            continue
+        st = p.stat()
+        info = emb.info
+        new_records.append(VideoRecord(
+            id=vid, path=vid, size=st.st_size, mtime_ns=st.st_mtime_ns,
+            duration=round(float(emb.duration), 3), fps=round(float(info.fps), 3) if info else 0.0,
+            width=info.width if info else 0, height=info.height if info else 0,
+            num_frames=emb.num_frames, warnings=list(emb.warnings),
+        ))
+        new_embs.append(emb)
+        report.video_seconds += float(emb.duration)
+        report.warnings += [(vid, w) for w in emb.warnings]
+        if time.perf_counter() - last_save > checkpoint_seconds:
+            index = index.replace(keep, new_records, new_embs)
+            index.save(index_dir)
+            keep, new_records, new_embs = list(range(len(index))), [], []
+            last_save = time.perf_counter()
+    # A changed file that fails to embed is not in `keep`: stale vectors never survive.
+    index = index.replace(keep, new_records, new_embs)
+    index.save(index_dir)
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,133 @@
+"""The model bundle: which backbone, the PCA whitening and (optionally) a TCA, in one file.
+
+One safetensors file holds the tensors (`pca.mean`, `pca.projection`, `tca.*`) and its
+metadata the backbone name, pooling and TCA shape, so an index can name the exact model
+it was built with by the file's SHA-256. A bundle without `tca.*` is the no-TCA baseline:
+frames pass through unchanged and the video vector is their mean.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from .backbone import Backbone, Pooling
+from .pca import PCA
+from .tca import TCA
+
+FORMAT = "tca-bundle/1"
+
+
+class ModelError(Exception):
+    """A model file that cannot be used; the message names the file and what to do."""
+
+
+@dataclass
+class ModelBundle:
+    backbone: Backbone
+    pooling: Pooling
+    pca: PCA | None
+    tca: TCA | None
+    info: dict = field(default_factory=dict)  # free-form: how it was trained, on what
+    sha256: str = ""  # of the file it was loaded from / saved to
+
+    @property
+    def dim(self) -> int | None:
+        """Embedding dimension, or None when it is the backbone's (no PCA)."""
+        return self.pca.dim if self.pca is not None else None
+
+    @property
+    def identity(self) -> str:
+        """What an index records to refuse mixing models: the file hash, or the builtin name."""
+        return self.sha256 or f"builtin:{self.backbone.value}:{self.pooling.value}"
+
+    @property
+    def name(self) -> str:
+        kind = "tca" if self.tca is not None else ("pca" if self.pca is not None else "raw")
+        return f"{self.backbone.value}+{kind}@{self.identity[:12]}"
+
+
+def builtin_model(backbone: Backbone | str = Backbone.EFFICIENTNET_LITE0,
+                  pooling: Pooling | str = Pooling.L3_IRMAC) -> ModelBundle:
+    """No PCA, no TCA: L2-normalised backbone descriptors, mean-pooled. Needs no file."""
+    return ModelBundle(Backbone(backbone), Pooling(pooling), None, None)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(bundle: ModelBundle, path: str | Path) -> str:
+    """Write the bundle atomically (temp file, then rename); returns its SHA-256."""
+    path = Path(path)
+    tensors: dict[str, np.ndarray] = {}
+    meta = {
+        "format": FORMAT,
+        "backbone": bundle.backbone.value,
+        "pooling": bundle.pooling.value,
+        "info": json.dumps(bundle.info),
+    }
+    if bundle.pca is not None:
+        tensors["pca.mean"] = bundle.pca.mean
+        tensors["pca.projection"] = bundle.pca.projection
+    if bundle.tca is not None:
+        meta["tca"] = json.dumps(bundle.tca.config())
+        for k, v in bundle.tca.state_dict().items():
+            tensors[f"tca.{k}"] = v.detach().cpu().float().numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+    bundle.sha256 = file_sha256(path)
+    return bundle.sha256
+
+
+def load_model(path: str | Path) -> ModelBundle:
+    """Read a bundle written by `save_model`. Raises ModelError with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelError(f"{path}: not a safetensors model bundle ({err})") from err
+    if meta.get("format") != FORMAT:
+        raise ModelError(
+            f"{path}: not a model bundle of this engine (format {meta.get('format')!r}, "
+            f"expected {FORMAT!r}); make one with `python -m engine train` or `python -m engine pca`"
+        )
+    pca = None
+    if "pca.mean" in tensors:
+        pca = PCA(tensors["pca.mean"], tensors["pca.projection"])
+    tca = None
+    if "tca" in meta:
+        cfg = json.loads(meta["tca"])
+        tca = TCA(**cfg)
+        state = {k[4:]: torch.from_numpy(v) for k, v in tensors.items() if k.startswith("tca.")}
+        try:
+            tca.load_state_dict(state)
+        except RuntimeError as err:
+            raise ModelError(f"{path}: TCA weights do not match their config ({err})") from err
+        tca.eval()
+    return ModelBundle(
+        backbone=Backbone(meta["backbone"]),
+        pooling=Pooling(meta["pooling"]),
+        pca=pca,
+        tca=tca,
+        info=json.loads(meta.get("info", "{}")),
+        sha256=file_sha256(path),
+    )

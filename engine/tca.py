@@ -1,0 +1,71 @@
+"""Temporal Context Aggregation: one transformer encoder layer over a video's frames.
+
+As in the paper: a single post-LN `TransformerEncoderLayer` (d_model = descriptor size,
+8 heads, feed-forward 2048), NO positional encoding (frames attend by content, so the
+model is indifferent to speed changes and re-ordering), padding masked out. Outputs the
+refined frame embeddings (each L2-normalised), the video embedding (masked mean of those,
+L2-normalised) and the attention each frame receives (the paper's figure 5).
+
+The layer is run by hand (attention, residual, norm, feed-forward, residual, norm) so the
+attention weights come out of the same pass that produces the embeddings; PyTorch's
+fused encoder path never returns them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TCAOutput:
+    """frames: [B, T, d] (zeros at padding); video: [B, d]; attention: [B, T], sums to 1 per video."""
+
+    frames: torch.Tensor
+    video: torch.Tensor
+    attention: torch.Tensor
+
+
+class TCA(nn.Module):
+    def __init__(self, dim: int = 1024, heads: int = 8, ff_dim: int = 2048, dropout: float = 0.2):
+        super().__init__()
+        self.dim, self.heads, self.ff_dim = dim, heads, ff_dim
+        self.layer = nn.TransformerEncoderLayer(
+            dim, heads, ff_dim, dropout=dropout, batch_first=True, norm_first=False
+        )
+
+    def config(self) -> dict[str, int]:
+        return {"dim": self.dim, "heads": self.heads, "ff_dim": self.ff_dim}
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> TCAOutput:
+        """x: [B, T, d] frame descriptors; mask: bool [B, T], True where a frame is real."""
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        layer = self.layer
+        attn_out, weights = layer.self_attn(
+            x, x, x, key_padding_mask=~mask, need_weights=True, average_attn_weights=True
+        )
+        h = layer.norm1(x + layer.dropout1(attn_out))
+        ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))
+        h = layer.norm2(h + layer.dropout2(ff))
+        return aggregate(h, mask, weights)
+
+
+def aggregate(h: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None) -> TCAOutput:
+    """Normalise frames, mean-pool the real ones into a video vector, and sum received attention.
+
+    weights: [B, T(query), T(key)] attention rows, or None for uniform (no TCA).
+    """
+    m = mask.to(h.dtype).unsqueeze(-1)
+    frames = F.normalize(h, dim=-1) * m
+    video = F.normalize(frames.sum(1) / m.sum(1).clamp_min(1), dim=-1)
+    if weights is None:
+        received = mask.to(h.dtype)
+    else:
+        # Column means over the real query rows: how much attention each frame receives.
+        received = (weights * m).sum(1)
+    received = received * mask
+    attention = received / received.sum(1, keepdim=True).clamp_min(1e-12)
+    return TCAOutput(frames, video, attention)

@@ -1,0 +1,265 @@
+"""Decoding: a video file -> RGB frames sampled at a fixed rate, with timestamps in seconds.
+
+PyAV (FFmpeg) does the work. Every frame of an inter-coded stream must be decoded to
+reach the ones we keep, so decoding is the floor of the whole pipeline; we make it cheap:
+threaded decoding, the in-loop deblocking filter skipped (invisible at 224 px), and only
+the sampled frames converted to RGB, resized inside swscale to the backbone's size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .wmv .flv .3gp .ts .mts .m2ts .ogv .gif".split()
+)
+
+DEFAULT_MAX_DURATION = 20 * 60.0  # seconds; longer videos are cut there, and told so
+MAX_PIXELS = 8192 * 8192  # beyond 8K x 8K we refuse rather than risk the memory
+
+
+class VideoError(Exception):
+    """A video that cannot be used. `path` names the file; str(err) says what to do."""
+
+    def __init__(self, path: str | Path, message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class UnreadableVideoError(VideoError):
+    """Not a media file FFmpeg can open (not a video, or damaged beyond its header)."""
+
+
+class NoVideoStreamError(VideoError):
+    """A media file without a video stream (audio only, subtitles...)."""
+
+
+class EmptyVideoError(VideoError):
+    """A video stream that yields no decodable frame (0 frames, truncated to nothing)."""
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about a video, before decoding it."""
+
+    path: str
+    duration: float  # seconds; 0.0 when the container does not say
+    fps: float  # average frame rate; 0.0 when unknown
+    width: int  # display width (after rotation)
+    height: int  # display height (after rotation)
+    rotation: int  # degrees counter-clockwise that a player applies
+    codec: str
+
+
+@dataclass
+class Frames:
+    """Frames sampled from one video.
+
+    images: uint8 [T, size, size, 3] RGB, short side resized then centre-cropped.
+    times: float32 [T], seconds from the start of the video, increasing.
+    duration: seconds covered by decoding (the cap, when capped).
+    warnings: human-readable notes (capped, truncated...) for the caller to show.
+    """
+
+    path: str
+    images: np.ndarray
+    times: np.ndarray
+    duration: float
+    info: VideoInfo
+    capped: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def is_video_path(path: Path) -> bool:
+    """True for file names with a common video extension (case-insensitive)."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _open(path: str | Path) -> av.container.InputContainer:
+    p = Path(path)
+    if not p.exists():
+        raise UnreadableVideoError(p, "file not found")
+    if p.is_dir():
+        raise UnreadableVideoError(p, "is a folder, not a video file")
+    if p.stat().st_size == 0:
+        raise UnreadableVideoError(p, "file is empty (0 bytes)")
+    try:
+        return av.open(str(p), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        raise UnreadableVideoError(
+            p, f"cannot be opened as a video ({err.__class__.__name__}: {err}); "
+            "is it a video file, and is it complete? Re-export or re-download it."
+        ) from err
+
+
+def _info(path: str | Path, container: av.container.InputContainer) -> VideoInfo:
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        raise NoVideoStreamError(
+            path, f"has no video stream (it contains {', '.join(kinds)}); choose a video file"
+        )
+    stream = container.streams.video[0]
+    duration = 0.0
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    fps = float(stream.average_rate) if stream.average_rate else 0.0
+    width, height = stream.codec_context.width, stream.codec_context.height
+    return VideoInfo(str(path), duration, fps, width, height, 0, stream.codec_context.name)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Container facts: duration (s), fps, display size and rotation.
+
+    Rotation lives in per-frame side data, so the first frame is decoded to read it.
+    """
+    with _open(path) as container:
+        info = _info(path, container)
+        try:
+            frame = next(container.decode(container.streams.video[0]), None)
+        except av.FFmpegError:
+            frame = None
+        if frame is not None:
+            info.rotation = _frame_rotation(frame)
+            if info.rotation in (90, 270):
+                info.width, info.height = info.height, info.width
+        return info
+
+
+def _frame_rotation(frame: av.VideoFrame) -> int:
+    rot = getattr(frame, "rotation", 0) or 0
+    return int(round(float(rot) / 90.0)) * 90 % 360
+
+
+def _resize_dims(width: int, height: int, short_side: int) -> tuple[int, int]:
+    scale = short_side / min(width, height)
+    return max(short_side, round(width * scale)), max(short_side, round(height * scale))
+
+
+def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = (h - size) // 2, (w - size) // 2
+    return img[y : y + size, x : x + size]
+
+
+def iter_frames(
+    path: str | Path,
+    fps: float = 1.0,
+    short_side: int = 256,
+    crop: int | None = 224,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
+    fast: bool = True,
+    report: list[str] | None = None,
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (time in seconds, uint8 RGB [H, W, 3]) at `fps` samples per second.
+
+    Samples by presentation time, so variable frame rate is handled: the first frame at
+    or after each 1/fps tick is kept. Rotation metadata is applied (the image is what a
+    player shows). The short side is resized to `short_side`, then a centre square of
+    `crop` is cut (crop=None keeps the whole resized frame). Stops at `max_duration`
+    seconds (None: no cap); notes (cap reached, decoding stopped early) are appended to
+    `report`. Raises VideoError subclasses for files that cannot be used.
+    """
+    if fps <= 0:
+        raise ValueError("fps must be positive")
+    notes = report if report is not None else []
+    with _open(path) as container:
+        info = _info(path, container)
+        if info.width * info.height > MAX_PIXELS:
+            raise UnreadableVideoError(
+                path, f"resolution {info.width}x{info.height} is above the supported "
+                "8192x8192; downscale it first"
+            )
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if fast:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+        step = 1.0 / fps
+        start: float | None = None
+        next_t = 0.0
+        dims: tuple[int, int] | None = None
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                if frame.time is None:
+                    continue
+                if start is None:
+                    start = frame.time
+                t = frame.time - start
+                if max_duration is not None and t >= max_duration:
+                    notes.append(
+                        f"capped: only the first {max_duration:g} s were used "
+                        f"(the video is {info.duration:g} s long)"
+                    )
+                    break
+                if t + 1e-6 < next_t:
+                    continue
+                # Next tick after this frame: a VFR gap never makes a burst of samples.
+                next_t = (math.floor(t / step + 1e-6) + 1) * step
+                if dims is None:
+                    dims = _resize_dims(frame.width, frame.height, short_side)
+                img = frame.to_ndarray(width=dims[0], height=dims[1], format="rgb24")
+                rot = _frame_rotation(frame)
+                if rot:
+                    img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+                if crop is not None:
+                    img = _centre_crop(img, crop)
+                yield t, img
+        except av.FFmpegError as err:
+            if decoded == 0:
+                raise UnreadableVideoError(
+                    path, f"no frame could be decoded ({err}); the file is damaged"
+                ) from err
+            notes.append(f"decoding stopped early at frame {decoded} ({err}): file damaged or truncated")
+        if start is None:
+            raise EmptyVideoError(path, "no frame could be decoded: the video is empty or truncated")
+
+
+def covered_duration(
+    last_time: float, step: float, info: VideoInfo, capped: bool,
+    max_duration: float | None, notes: list[str],
+) -> float:
+    """Seconds of the video that the samples cover; notes a likely truncation."""
+    if capped and max_duration:
+        return float(max_duration)
+    if info.duration > 0 and last_time + 2 * step < 0.9 * info.duration:
+        notes.append(
+            f"decoded {last_time:.1f} s of a {info.duration:.1f} s video: the file may be truncated"
+        )
+        return float(last_time) + step
+    return max(float(last_time) + step, info.duration)
+
+
+def read_frames(
+    path: str | Path,
+    fps: float = 1.0,
+    short_side: int = 256,
+    crop: int | None = 224,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
+    fast: bool = True,
+) -> Frames:
+    """Decode a whole video into `Frames` (see `iter_frames` for the sampling rules)."""
+    notes: list[str] = []
+    times, images = [], []
+    for t, img in iter_frames(path, fps, short_side, crop, max_duration, fast, notes):
+        times.append(t)
+        images.append(img)
+    info = probe(path)
+    capped = any(n.startswith("capped") for n in notes)
+    duration = covered_duration(times[-1], 1.0 / fps, info, capped, max_duration, notes)
+    return Frames(
+        path=str(path),
+        images=np.stack(images),
+        times=np.asarray(times, dtype=np.float32),
+        duration=float(duration),
+        info=info,
+        capped=capped,
+        warnings=notes,
+    )

@@ -1,0 +1,85 @@
+"""End to end: index a real corpus, search it with transformed copies."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import Engine, Measure
+
+EXPECTED = {
+    "bunny_crop": "bunny.mp4",
+    "scene2_flip": "scene2.webm",
+    "scene3_lowrate": "scene3.avi",
+    "bikes_bright": "sub/bikes.mp4",
+}
+
+
+def test_build_report(engine_and_index):
+    _, _, report = engine_and_index
+    assert sorted(report.added) == sorted([
+        "bunny.mp4", "sub/bikes.mp4", "carphone.mp4", "scene1.mkv", "scene2.webm",
+        "scene3.avi", "sub/scene4.mov", "long.mp4", "half_copy.mp4"])
+    assert report.skipped == []
+
+
+@pytest.mark.parametrize("query", sorted(EXPECTED))
+@pytest.mark.parametrize("measure", [m.value for m in Measure])
+def test_transformed_copy_ranked_first(engine_and_index, corpus, query, measure):
+    eng, _, _ = engine_and_index
+    result = eng.search(corpus["queries"][query], k=3, measure=measure)
+    assert result.matches[0].id == EXPECTED[query], [(m.id, m.score) for m in result.matches]
+    assert result.matches[0].score > result.matches[1].score
+
+
+def test_inserted_clip_span_points_at_the_right_seconds(engine_and_index, corpus):
+    eng, _, _ = engine_and_index
+    top = eng.search(corpus["queries"]["insert"], k=1).matches[0]
+    assert top.id == "long.mp4"
+    # The insert occupies 24-36 s of long.mp4 and the whole 12-s query.
+    assert abs(top.span.start - 24) <= 2 and abs(top.span.end - 36) <= 2, top.span
+    assert top.span.query_start <= 2 and top.span.query_end >= 10, top.span
+
+
+def test_chamfer_finds_the_whole_copy_where_cosine_is_fooled(engine_and_index, corpus):
+    """long.mp4 holds all of the query, diluted in 48 s of other footage; half_copy.mp4 holds
+    only its first half, but is mostly that. Mean vectors favour half_copy; chamfer, which
+    asks for every query frame to be found, ranks long.mp4 first (the paper's eq. 10)."""
+    eng, _, _ = engine_and_index
+    q = eng.embed(corpus["queries"]["insert"])
+    ranks = {}
+    for measure in Measure:
+        ids = [m.id for m in eng.search(q, k=100, measure=measure).matches]
+        ranks[measure] = ids.index("long.mp4") + 1
+    assert ranks[Measure.CHAMFER] == 1, ranks
+    assert ranks[Measure.CHAMFER] < ranks[Measure.COSINE], ranks
+
+
+def test_top_k_larger_than_index_returns_everything_ranked(engine_and_index, corpus):
+    eng, _, _ = engine_and_index
+    for measure in Measure:
+        matches = eng.search(corpus["queries"]["bunny_crop"], k=1000, measure=measure).matches
+        assert len(matches) == 9
+        assert [m.rank for m in matches] == list(range(1, 10))
+        scores = [m.score for m in matches]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_reopened_index_gives_the_same_results(engine_and_index, corpus):
+    eng, index_dir, _ = engine_and_index
+    again = Engine(index=index_dir)
+    q = eng.embed(corpus["queries"]["scene2_flip"])
+    a = eng.search(q, k=8).as_dict()["results"]
+    b = again.search(q, k=8).as_dict()["results"]
+    assert a == b
+
+
+def test_compare_explains_a_match(engine_and_index, corpus):
+    eng, _, _ = engine_and_index
+    q = eng.embed(corpus["queries"]["insert"])
+    cmp = eng.compare(q, "long.mp4")
+    assert cmp.similarity.shape == (len(q.times), 60)
+    # Query frame i matches long.mp4 around 24 + i seconds (the insert).
+    assert abs(int(cmp.row_best[6]) - 30) <= 2
+    video = eng.video("long.mp4")
+    assert video.duration == pytest.approx(60, abs=0.5)
+    assert video.attention.sum() == pytest.approx(1, abs=1e-3)

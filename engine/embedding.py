@@ -81,35 +81,53 @@ class Embedder:
         """Backbone descriptors of a video: (times [T] s, float32 [T, D_backbone], notes)."""
         notes: list[str] = []
         batches: queue.Queue = queue.Queue(maxsize=4)
+        stop = threading.Event()
+
+        def put(item: object) -> None:
+            while not stop.is_set():
+                try:
+                    return batches.put(item, timeout=0.1)
+                except queue.Full:
+                    pass
 
         def produce() -> None:
             try:
                 buf_t, buf_i = [], []
                 for t, img in iter_frames(path, self.fps, max_duration=self.max_duration, report=notes):
+                    if stop.is_set():
+                        return
                     buf_t.append(t)
                     buf_i.append(img)
                     if len(buf_i) == self.batch_size:
-                        batches.put((buf_t, np.stack(buf_i)))
+                        put((buf_t, np.stack(buf_i)))
                         buf_t, buf_i = [], []
                 if buf_i:
-                    batches.put((buf_t, np.stack(buf_i)))
-                batches.put(None)
+                    put((buf_t, np.stack(buf_i)))
+                put(None)
             except BaseException as err:  # handed to the consumer, which re-raises it
-                batches.put(err)
+                put(err)
 
         thread = threading.Thread(target=produce, daemon=True)
+        threads = torch.get_num_threads()
+        # The decoder keeps ~1.5 cores busy; a CNN on every core as well oversubscribes the
+        # CPU and is slower than leaving it one core fewer while both run.
+        if self.device.type == "cpu" and threads > 1:
+            torch.set_num_threads(threads - 1)
         thread.start()
         times, descs = [], []
-        while True:
-            item = batches.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                thread.join()
-                raise item
-            times.extend(item[0])
-            descs.append(self.encoder.describe(item[1], self.batch_size))
-        thread.join()
+        try:
+            while True:
+                item = batches.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                times.extend(item[0])
+                descs.append(self.encoder.describe(item[1], self.batch_size))
+        finally:
+            stop.set()  # a consumer error must not leave the decoder blocked on a full queue
+            torch.set_num_threads(threads)
+            thread.join()
         return np.asarray(times, np.float32), np.concatenate(descs), notes
 
     @torch.inference_mode()

@@ -425,8 +425,9 @@ def build_index(
             emb = embed(p)
         except VideoError as err:
             report.skipped.append((vid, str(err).removeprefix(str(p) + ": ")))
-            if vid in report.updated:
-                report.updated.remove(vid)
+            for listed in (report.added, report.updated):
+                if vid in listed:
+                    listed.remove(vid)
             continue
         st = p.stat()
         info = emb.info

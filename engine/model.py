@@ -49,8 +49,10 @@ class ModelBundle:
 
     @property
     def name(self) -> str:
-        kind = "tca" if self.tca is not None else ("pca" if self.pca is not None else "raw")
-        return f"{self.backbone.value}+{kind}@{self.identity[:12]}"
+        if not self.sha256:
+            return f"{self.backbone.value} (builtin: no PCA, no TCA)"
+        kind = "TCA" if self.tca is not None else "PCA only"
+        return f"{self.backbone.value} + {kind} ({self.sha256[:12]})"
 
 
 def builtin_model(backbone: Backbone | str = Backbone.EFFICIENTNET_LITE0,

@@ -17,9 +17,9 @@ import media  # noqa: E402
 def corpus(tmp_path_factory) -> dict:
     """A folder of videos plus the clips that are NOT in it (queries).
 
-    long.mp4 is 60 s: 24 s of scene 5, the 12-s 'insert' clip from 24 s to 36 s, 24 s of
+    long.mp4 is 84 s: 36 s of scene 5, the 12-s 'insert' clip from 36 s to 48 s, 36 s of
     scene 6. The insert is 6 s of scene 7 then 6 s of scene 9; half_copy.mp4 holds the same
-    6 s of scene 7, then 6 s of scene 10: as a whole it is closer to the insert than long.mp4
+    6 s of scene 7, then 3 s of scene 10: as a whole it is closer to the insert than long.mp4
     is (cosine is fooled), frame by frame it is not (chamfer is not).
     Queries are transformed copies of indexed videos and of the insert.
     """
@@ -38,9 +38,9 @@ def corpus(tmp_path_factory) -> dict:
     media.write_video(videos / "scene2.webm", scenes[2], codec="libvpx-vp9")
     media.write_video(videos / "scene3.avi", scenes[3], codec="mpeg4")
     media.write_video(videos / "sub" / "scene4.mov", scenes[4])
-    long = media.scene_frames(5, 24) + insert + media.scene_frames(6, 24)
+    long = media.scene_frames(5, 36) + insert + media.scene_frames(6, 36)
     media.write_video(videos / "long.mp4", long)
-    media.write_video(videos / "half_copy.mp4", scene7 + media.scene_frames(10, 6))
+    media.write_video(videos / "half_copy.mp4", scene7 + media.scene_frames(10, 3))
     q = {
         "bunny_crop": media.write_video(queries / "bunny_crop.mp4", media.crop(bunny), fps=25),
         "scene2_flip": media.write_video(queries / "scene2_flip.mp4", media.flip(scenes[2])),

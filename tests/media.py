@@ -66,7 +66,7 @@ def write_video(
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = w - w % 2, h - h % 2
-        stream.pix_fmt = "yuv420p"
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         if options:
             stream.options = options
         if times is not None:

@@ -1,0 +1,162 @@
+"""Backbones, PCA, TCA, similarity and spans, on tiny inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from engine.backbone import BackboneError, load_backbone
+from engine.model import ModelBundle, ModelError, builtin_model, load_model, save_model
+from engine.pca import fit_pca
+from engine.resnet import ResNet50
+from engine.similarity import chamfer, chamfer_many, matched_span, symmetric_chamfer
+from engine.tca import TCA
+
+
+def _resnet_state_dict() -> dict[str, torch.Tensor]:
+    """A torchvision-format ResNet-50 state dict with random weights (no network here)."""
+    torch.manual_seed(0)
+    sd = {k: v.clone() for k, v in ResNet50().state_dict().items()}
+    for k, v in sd.items():
+        if k.endswith("running_var"):
+            v.uniform_(0.5, 1.5)
+    sd["fc.weight"], sd["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    return sd
+
+
+def test_resnet50_loads_safetensors_and_pth(tmp_path):
+    sd = _resnet_state_dict()
+    save_file(sd, str(tmp_path / "r50.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, tmp_path / "r50.pth")
+    frames = np.random.default_rng(0).integers(0, 255, (3, 224, 224, 3), dtype=np.uint8)
+    outs = []
+    for name in ("r50.safetensors", "r50.pth"):
+        enc = load_backbone("resnet50", tmp_path / name, "l3-irmac")
+        assert enc.dim == 3840
+        outs.append(enc.describe(frames))
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+    # Four L2-normalised layer parts: total norm is 2.
+    np.testing.assert_allclose(np.linalg.norm(outs[0], axis=1), 2.0, atol=1e-4)
+
+
+def test_resnet50_folded_bn_matches_unfolded(tmp_path):
+    sd = _resnet_state_dict()
+    save_file(sd, str(tmp_path / "r50.safetensors"))
+    ref = ResNet50()
+    ref.load_state_dict({k: v for k, v in sd.items() if not k.startswith("fc.")})
+    ref.eval()
+    enc = load_backbone("resnet50", tmp_path / "r50.safetensors")
+    x = torch.rand(2, 3, 96, 96)
+    with torch.inference_mode():
+        for a, b in zip(ref(x), enc.trunk(x)):
+            torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_resnet50_from_hub_repo_id(tmp_path, monkeypatch):
+    save_file(_resnet_state_dict(), str(tmp_path / "model.safetensors"))
+    calls = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        calls.append((repo_id, filename))
+        return str(tmp_path / filename)
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    enc = load_backbone("resnet50", "timm/resnet50.tv_in1k")
+    assert calls == [("timm/resnet50.tv_in1k", "model.safetensors")] and enc.dim == 3840
+
+
+def test_resnet50_bad_weights_are_clear_errors(tmp_path):
+    with pytest.raises(BackboneError, match="needs ImageNet weights"):
+        load_backbone("resnet50")
+    save_file({"conv1.weight": torch.zeros(8, 3, 3, 3)}, str(tmp_path / "wrong.safetensors"))
+    with pytest.raises(BackboneError, match="does not fit"):
+        load_backbone("resnet50", tmp_path / "wrong.safetensors")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    with pytest.raises(BackboneError, match="not a readable weights file"):
+        load_backbone("resnet50", tmp_path / "junk.pth")
+    with pytest.raises(BackboneError, match="unknown backbone"):
+        load_backbone("vgg16")
+
+
+def test_efficientnet_descriptor_shape_and_imac():
+    frames = np.random.default_rng(0).integers(0, 255, (2, 224, 224, 3), dtype=np.uint8)
+    for pooling in ("l3-irmac", "imac"):
+        enc = load_backbone("efficientnet-lite0", pooling=pooling)
+        d = enc.describe(frames)
+        assert d.shape == (2, 2048) and np.isfinite(d).all()
+        np.testing.assert_allclose(np.linalg.norm(d, axis=1), np.sqrt(7), atol=1e-4)
+
+
+def test_pca_whitens():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 32)) @ rng.normal(size=(32, 32)) + 5
+    pca = fit_pca(x, dim=8, shrinkage=0.0)
+    y = (x - pca.mean) @ pca.projection
+    np.testing.assert_allclose(np.cov(y.T), np.eye(8), atol=0.05)
+    assert np.allclose(np.linalg.norm(pca.apply(x[:5]), axis=1), 1)
+
+
+def test_tca_mask_and_attention():
+    torch.manual_seed(0)
+    tca = TCA(dim=32, heads=4, ff_dim=64).eval()
+    x = torch.randn(1, 7, 32)
+    padded = torch.cat([x, torch.randn(1, 5, 32) * 10], dim=1)
+    mask = torch.tensor([[True] * 7 + [False] * 5])
+    with torch.inference_mode():
+        a, b = tca(x), tca(padded, mask)
+    torch.testing.assert_close(a.video, b.video, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(a.frames, b.frames[:, :7], atol=1e-5, rtol=1e-5)
+    assert torch.all(b.frames[:, 7:] == 0) and torch.all(b.attention[:, 7:] == 0)
+    torch.testing.assert_close(b.attention.sum(1), torch.ones(1))
+    assert torch.allclose(b.frames[:, :7].norm(dim=-1), torch.ones(1, 7), atol=1e-5)
+
+
+def test_model_bundle_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    tca = TCA(dim=16, heads=2, ff_dim=32).eval()
+    bundle = ModelBundle(builtin_model().backbone, builtin_model().pooling,
+                         fit_pca(rng.random((100, 2048)), 16), tca, {"note": "test"})
+    sha = save_model(bundle, tmp_path / "m.safetensors")
+    back = load_model(tmp_path / "m.safetensors")
+    assert back.sha256 == sha and back.info == {"note": "test"} and back.dim == 16
+    x = torch.randn(1, 5, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(tca(x).frames, back.tca(x).frames)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="bad.safetensors"):
+        load_model(tmp_path / "bad.safetensors")
+
+
+def test_chamfer_many_matches_pairwise():
+    rng = np.random.default_rng(0)
+
+    def unit(*shape):
+        v = rng.normal(size=shape).astype(np.float32)
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    q = unit(6, 16)
+    videos = [unit(n, 16) for n in (3, 9, 1, 4)]
+    frames = np.concatenate(videos).astype(np.float16)
+    offsets = np.cumsum([0] + [len(v) for v in videos])
+    for symmetric, fn in ((False, chamfer), (True, symmetric_chamfer)):
+        expected = [fn(q, v.astype(np.float16).astype(np.float32)) for v in videos]
+        for chunk in (1, 5, 1000):  # chunking must not change the result
+            got = chamfer_many(q, frames, offsets, symmetric, chunk_frames=chunk)
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_matched_span_finds_offset_and_speed():
+    rng = np.random.default_rng(1)
+    sim = rng.uniform(-0.1, 0.2, size=(10, 40)).astype(np.float32)
+    for i in range(10):
+        sim[i, 20 + i] = 0.9  # query 0-10 s at 20-30 s of the target
+    span = matched_span(sim, np.arange(10.0), np.arange(40.0))
+    assert (span.query_start, span.query_end, span.start, span.end) == (0, 10, 20, 30)
+    sim2 = rng.uniform(-0.1, 0.2, size=(10, 40)).astype(np.float32)
+    for i in range(2, 8):
+        sim2[i, 5 + 2 * i] = 0.9  # query 2-8 s at double speed from 9 s
+    span = matched_span(sim2, np.arange(10.0), np.arange(40.0))
+    assert (span.query_start, span.query_end) == (2, 8) and (span.start, span.end) == (9, 20)

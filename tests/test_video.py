@@ -1,0 +1,102 @@
+"""Decoding: sampling by timestamp, rotation, variable frame rate, bad files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import media
+from engine.video import (
+    EmptyVideoError, NoVideoStreamError, UnreadableVideoError, iter_frames, probe, read_frames,
+)
+
+
+def test_samples_one_frame_per_second_with_times_in_seconds(tmp_path):
+    path = media.write_video(tmp_path / "a.mp4", media.scene_frames(1, 5.0, fps=25), fps=25)
+    frames = read_frames(path, fast=False)
+    assert frames.images.shape == (5, 224, 224, 3) and frames.images.dtype == np.uint8
+    np.testing.assert_allclose(frames.times, [0, 1, 2, 3, 4], atol=1e-3)
+    # Fast mode skips B-frames: each sample is the first I/P frame at or after its tick.
+    fast = read_frames(path).times
+    assert len(fast) == 5 and np.all(fast >= [0, 1, 2, 3, 4]) and np.all(fast < [0.2, 1.2, 2.2, 3.2, 4.2])
+    assert frames.duration == pytest.approx(5.0, abs=0.05)
+    assert frames.warnings == []
+    assert len(read_frames(path, fps=2).times) == 10
+
+
+@pytest.mark.parametrize("codec,suffix", [("libx264", "mkv"), ("mpeg4", "avi"), ("libvpx-vp9", "webm"), ("mjpeg", "mov")])
+def test_containers_and_codecs(tmp_path, codec, suffix):
+    path = media.write_video(tmp_path / f"a.{suffix}", media.scene_frames(2, 3.0), codec=codec)
+    assert len(read_frames(path).times) == 3
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    img = np.zeros((48, 96, 3), np.uint8)
+    img[:, :16] = 255  # white band on the left of the stored picture
+    path = media.write_video(tmp_path / "rot.mp4", [img] * 20, rotation=90)
+    info = probe(path)
+    assert info.rotation == 90 and (info.width, info.height) == (48, 96)
+    t, frame = next(iter_frames(path, short_side=48, crop=None))
+    # A 90-degree counter-clockwise turn puts the left band at the bottom, portrait.
+    assert frame.shape[:2] == (96, 48)
+    assert frame[-8:].mean() > 200 and frame[:8].mean() < 50
+
+
+def test_variable_frame_rate_is_sampled_by_timestamp(tmp_path):
+    times = [0.0, 0.1, 0.15, 2.5, 2.6, 2.7, 5.0, 5.05, 6.2]
+    frames = media.scene_frames(3, 1.0, fps=len(times))[: len(times)]
+    path = media.write_video(tmp_path / "vfr.mkv", frames, times=times)
+    got = read_frames(path).times
+    np.testing.assert_allclose(got, [0.0, 2.5, 5.0, 6.2], atol=0.02)
+
+
+def test_duration_cap_is_reported(tmp_path):
+    path = media.write_video(tmp_path / "long.mp4", media.scene_frames(4, 8.0, fps=5), fps=5)
+    frames = read_frames(path, max_duration=3)
+    assert len(frames.times) == 3 and frames.capped
+    assert frames.duration == 3
+    assert any("capped" in w for w in frames.warnings)
+
+
+def test_text_file_named_mp4(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video\n" * 50)
+    with pytest.raises(UnreadableVideoError, match="notes.mp4"):
+        read_frames(path)
+
+
+def test_empty_and_missing_files(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(UnreadableVideoError, match="empty"):
+        read_frames(tmp_path / "empty.mp4")
+    with pytest.raises(UnreadableVideoError, match="not found"):
+        read_frames(tmp_path / "missing.mp4")
+
+
+def test_truncated_mp4(tmp_path):
+    path = media.write_video(tmp_path / "full.mp4", media.scene_frames(5, 6.0))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # the index (moov) sits at the end: lost
+    with pytest.raises(UnreadableVideoError, match="cut.mp4"):
+        read_frames(cut)
+
+
+def test_truncated_streamable_file_keeps_what_decodes(tmp_path):
+    path = media.write_video(tmp_path / "full.mkv", media.scene_frames(5, 10.0))
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    frames = read_frames(cut)
+    assert 2 <= len(frames.times) < 10
+
+
+def test_audio_only(tmp_path):
+    path = media.write_audio_only(tmp_path / "song.m4a")
+    with pytest.raises(NoVideoStreamError, match="no video stream.*audio"):
+        read_frames(path)
+
+
+def test_zero_frames(tmp_path):
+    path = media.write_zero_frames(tmp_path / "zero.mp4")
+    with pytest.raises((EmptyVideoError, UnreadableVideoError), match="zero.mp4"):
+        read_frames(path)

@@ -148,6 +148,7 @@ class Engine:
             )
         if self.index is not None:
             self.index.check_model(bundle.identity, bundle.backbone.value)
+            self.index.use_device(device)
             fps = fps or float(self.index.manifest["sample_fps"])
         self.embedder = Embedder(bundle, backbone_weights, device, fps or 1.0, max_duration)
         self.candidates = candidates
@@ -243,4 +244,5 @@ class Engine:
 
         report = build_index(video_dir, index_dir, self.embed, new_index, check, progress)
         self.index = VideoIndex.open(index_dir)
+        self.index.use_device(str(self.embedder.device))
         return report

@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in [int(s) for s in args.sizes.split(",") if s]:
             fpv = 60 if n <= 10_000 else 20
             idx, t_build = synthetic_index(work / f"syn{n}", n, fpv, 512)
-            t_cos, _ = _best(lambda: idx.search(qf, qv, 10, Measure.COSINE), args.repeat)
-            t_ch, _ = _best(lambda: idx.search(qf, qv, 10, Measure.CHAMFER), args.repeat)
+            t_cos, _ = _best(lambda i=idx: i.search(qf, qv, 10, Measure.COSINE), args.repeat)
+            t_ch, _ = _best(lambda i=idx: i.search(qf, qv, 10, Measure.CHAMFER), args.repeat)
             print(f"  {n:>7} videos x {fpv} frames, d=512, FAISS {'flat' if n <= 20_000 else 'IVF'}"
                   f" (built in {t_build:.1f} s): cosine {t_cos * 1000:.1f} ms, "
                   f"chamfer re-rank of top-100 {t_ch * 1000:.1f} ms")

@@ -20,7 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -156,6 +156,17 @@ class VideoIndex:
         if len(records) != len(videos) or offsets[-1] != len(frames) or index.ntotal != len(videos):
             raise IndexFileError(f"{directory}: index files disagree with the manifest; rebuild it")
         return cls(manifest, records, videos, offsets, frames, frame_meta, index, directory)
+
+    def use_device(self, device: str) -> str:
+        """Move the FAISS index to the GPU when device is cuda and FAISS was built with GPU
+        support (requirements-gpu.txt); returns where it runs. The CPU path needs nothing."""
+        if not str(device).startswith("cuda") or not hasattr(faiss, "StandardGpuResources"):
+            return "cpu"
+        if faiss.get_num_gpus() < 1:
+            return "cpu"
+        self._gpu_resources = faiss.StandardGpuResources()
+        self._faiss = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._faiss)
+        return "cuda"
 
     def check_model(self, model_id: str, backbone: str) -> None:
         """Raise IndexMismatchError unless the index was built with this model."""

@@ -1,7 +1,6 @@
 """End to end: index a real corpus, search it with transformed copies."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from engine import Engine, Measure

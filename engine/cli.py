@@ -1,4 +1,4 @@
-"""Command line: `python -m engine {index,search,pca,info} ...` (see --help of each)."""
+"""Command line: `python -m engine {index,search,pca,train,evaluate,info} ...` (see --help of each)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from .backbone import Backbone
+from .benchmarks import BenchmarkName
 from .similarity import Measure
+from .train import Loss, TrainConfig
 from .video import DEFAULT_MAX_DURATION
 
 
@@ -78,6 +80,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-weights", metavar="FILE_OR_REPO")
     p.add_argument("--device", default="cpu")
 
+    p = sub.add_parser("train", help="train TCA (+ PCA) on a folder of videos -> model bundle",
+                       description="Train the PCA whitening and a TCA on the videos under VIDEO_DIR "
+                                   "and write a model bundle to --out. Self-supervised by default "
+                                   "(no labels); --pairs trains on labelled positive pairs.")
+    p.add_argument("video_dir", metavar="VIDEO_DIR", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="model bundle to write (.safetensors)")
+    p.add_argument("--list", type=Path, help="train only on these videos: a text file of ids "
+                                             "(paths relative to VIDEO_DIR), one per line")
+    p.add_argument("--pairs", type=Path, help='supervised: JSON {"pairs": [[id, id], ...], '
+                                              '"distractors": [id, ...]}')
+    p.add_argument("--loss", choices=[x.value for x in Loss], default=TrainConfig.loss.value)
+    for name, help_ in [("dim", "PCA output / TCA width"), ("bank", "memory bank size (0: in-batch negatives only)"),
+                        ("steps", "optimiser steps"), ("batch", "instances per step"), ("lr", "Adam learning rate"),
+                        ("temperature", "InfoNCE temperature"), ("frame_weight", "weight of the frame-level chamfer loss"),
+                        ("views", "spatial views per video"), ("clip_frames", "longest training window (frames)"),
+                        ("dropout", "TCA dropout"), ("seed", "random seed (runs are deterministic)")]:
+        default = getattr(TrainConfig, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                       help=f"{help_} (default {default})")
+    p.add_argument("--views-cache", type=Path, help="keep the CNN descriptors of the views here (.npz) "
+                                                     "and reuse them when the videos and settings match")
+    p.add_argument("--backbone", choices=[b.value for b in Backbone], default=Backbone.EFFICIENTNET_LITE0.value)
+    p.add_argument("--backbone-weights", metavar="FILE_OR_REPO")
+    p.add_argument("--device", default="cpu")
+
+    p = sub.add_parser("evaluate", help="mAP of a model on a benchmark (demo, FIVR, CC_WEB, EVVE, generic)",
+                       description="Score every query of a benchmark against its database with each "
+                                   "similarity measure and print the benchmark's metrics.")
+    p.add_argument("benchmark", choices=[b.value for b in BenchmarkName])
+    p.add_argument("annotations", type=Path, help="the benchmark's annotation file (folder for EVVE)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--videos", type=Path, help="folder of the videos (ids are paths relative to it)")
+    src.add_argument("--features", type=Path, help="frame features by video id (.npz or HDF5)")
+    p.add_argument("--cache", type=Path, help="with --videos: keep computed features here (.npz) and reuse them")
+    p.add_argument("--subset", type=Path, help='FIVR-5K (or any subset): JSON {"queries": [...], "database": [...]}')
+    p.add_argument("--no-tca", action="store_true", help="evaluate the model without its TCA (mean pooling)")
+    p.add_argument("--measure", action="append", choices=[m.value for m in Measure],
+                   help="repeatable; default: all three")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_model_args(p, backbone=False)
+
     p = sub.add_parser("info", help="describe an index")
     p.add_argument("index_dir", metavar="INDEX_DIR", type=Path)
     return parser
@@ -143,6 +186,90 @@ def cmd_pca(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_list(path: Path) -> list[str]:
+    try:
+        return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    except OSError as err:
+        raise SystemExit(f"error: {path}: cannot read the list ({err})") from err
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .backbone import load_backbone
+    from .demo import OPENCV_DATA, LOGO
+    from .index import scan_folder
+    from .model import builtin_model
+    from .train import train, train_pairs
+
+    cfg = TrainConfig(**{k: getattr(args, k) for k in vars(TrainConfig()) if hasattr(args, k) and k != "loss"},
+                      loss=Loss(args.loss))
+    base = builtin_model(args.backbone)
+    encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device)
+    if args.pairs:
+        try:
+            bundle = train_pairs(args.video_dir, args.pairs, args.out, encoder, base, cfg)
+        except ValueError as err:  # a pairs file that names missing videos, or no pairs
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    else:
+        if args.list:
+            paths = [args.video_dir / i for i in _read_list(args.list)]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing:
+                raise SystemExit(f"error: {args.list}: {len(missing)} listed videos not found, e.g. {missing[0]}")
+        else:
+            paths = scan_folder(args.video_dir)
+        if len(paths) < 2:
+            raise SystemExit(f"error: {args.video_dir}: training needs at least 2 videos, found {len(paths)}")
+        logo = None
+        if (OPENCV_DATA / LOGO).is_file():  # the logo-overlay augmentation, when the image is there
+            from PIL import Image
+            import numpy as np
+            logo = np.asarray(Image.open(OPENCV_DATA / LOGO).convert("RGBA"))
+        bundle = train(paths, args.out, encoder, base, cfg, args.views_cache, logo)
+    print(f"wrote {args.out}: {bundle.name}, {bundle.info.get('videos')} videos, "
+          f"{cfg.steps} steps in {bundle.info.get('seconds')} s, final loss {bundle.info.get('final_loss', 0):.3f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .benchmarks import load_benchmark
+    from .embedding import Embedder
+    from .evaluate import embed_features, evaluate, extract_features, load_features
+    from .model import builtin_model, load_model
+
+    bench = load_benchmark(args.benchmark, args.annotations, args.subset)
+    # A benchmark without its own database list ranks every video there is.
+    wanted = sorted(set(bench.queries) | set(bench.database)) if bench.database else []
+    if args.model:
+        from . import _hub_or_path
+        bundle = load_model(_hub_or_path(args.model, "model.safetensors"))
+    else:
+        from . import DEFAULT_MODEL
+        bundle = load_model(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else builtin_model()
+    if args.features:
+        feats = load_features(args.features, wanted or None)
+    else:
+        embedder = Embedder(bundle, args.backbone_weights, args.device)
+        if not wanted:
+            from .index import scan_folder
+            wanted = [str(p.relative_to(args.videos)) for p in scan_folder(args.videos)]
+        feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache)
+    missing = len(set(wanted) - set(feats))
+    embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
+    results = evaluate(bench, embs, args.measure or [m.value for m in Measure])
+    model_name = bundle.name + (" without TCA" if args.no_tca else "")
+    if args.json:
+        print(json.dumps({"benchmark": bench.name, "model": model_name, "missing": missing, "results": results}))
+        return 0
+    print(f"{bench.name}: {len(feats)} videos with features ({missing} missing), model {model_name}")
+    metrics = sorted({k for r in results.values() for k in r})
+    print(f"{'measure':<18}" + "".join(f"{k:>10}" for k in metrics))
+    for measure, r in results.items():
+        print(f"{measure:<18}" + "".join(f"{r.get(k, float('nan')):>10.4f}" if k != "queries"
+                                         else f"{int(r[k]):>10d}" for k in metrics))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .index import VideoIndex
 
@@ -159,12 +286,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from . import BackboneError, IndexFileError, ModelError, VideoError
+    from .benchmarks import BenchmarkError
+    from .evaluate import FeatureError
 
     args = build_parser().parse_args(argv)
-    handler = {"index": cmd_index, "search": cmd_search, "pca": cmd_pca, "info": cmd_info}[args.command]
+    handler = {"index": cmd_index, "search": cmd_search, "pca": cmd_pca, "train": cmd_train,
+               "evaluate": cmd_evaluate, "info": cmd_info}[args.command]
     try:
         return handler(args)
-    except (VideoError, ModelError, BackboneError, IndexFileError, KeyError) as err:
+    except (VideoError, ModelError, BackboneError, IndexFileError, BenchmarkError, FeatureError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

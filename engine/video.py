@@ -10,7 +10,9 @@ clip this halves the CPU time of decoding every frame.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -272,3 +274,36 @@ def read_frames(
         capped=capped,
         warnings=notes,
     )
+
+
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float = 12.0,
+    crf: int = 28,
+    preset: str = "medium",
+) -> Path:
+    """Encode uint8 RGB frames [H, W, 3] as a browser-playable MP4 (H.264, yuv420p).
+
+    Odd sizes are trimmed to even (yuv420p needs it); the index is moved to the front
+    (`+faststart`) so a browser can start playing before the whole file has arrived.
+    Written to a temporary name, then renamed: a half-written file never has `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+    stream = None
+    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        for img in frames:
+            h, w = img.shape[0] - img.shape[0] % 2, img.shape[1] - img.shape[1] % 2
+            if stream is None:
+                stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                stream.options = {"crf": str(crf), "preset": preset}
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:h, :w]), format="rgb24")
+            out.mux(stream.encode(frame))
+        if stream is None:
+            raise ValueError(f"{path}: no frames to write")
+        out.mux(stream.encode())
+    tmp.replace(path)
+    return path

@@ -1,0 +1,137 @@
+"""Evaluation: frame features -> (PCA, TCA) -> similarities -> a benchmark's metrics.
+
+Frame features are the backbone's raw descriptors, one float array [T, D] per video id.
+They come from a feature file (`.npz`, or HDF5 `.h5`/`.hdf5` with one dataset per id:
+what FIVR users already have) or are computed from a folder of videos (ids are paths
+relative to it) and cached in an `.npz`, so that comparing many models costs one pass of
+the CNN. Features whose size is the model's output size (already PCA-whitened, like the
+paper's released features) skip the PCA. Videos are always embedded whole: no random
+crops at evaluation.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .benchmarks import Benchmark
+from .model import ModelBundle
+from .similarity import Measure, chamfer_many
+from .tca import aggregate
+
+Features = dict[str, np.ndarray]
+
+
+class FeatureError(Exception):
+    """A feature file that cannot be used; the message names it and says what to do."""
+
+
+def load_features(path: str | Path, ids: Iterable[str] | None = None) -> Features:
+    """Read frame features {id: float32 [T, D]} from .npz or HDF5 (only `ids` if given)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FeatureError(f"{path}: feature file not found")
+    wanted = set(ids) if ids is not None else None
+    if path.suffix in (".h5", ".hdf5"):
+        try:
+            import h5py
+        except ImportError as err:
+            raise FeatureError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from err
+        with h5py.File(path, "r") as f:
+            keys = [k for k in f.keys() if wanted is None or k in wanted]
+            return {k: np.asarray(f[k], np.float32) for k in keys}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = [k for k in data.files if wanted is None or k in wanted]
+            return {k: np.asarray(data[k], np.float32) for k in keys}
+    except (OSError, ValueError) as err:
+        raise FeatureError(f"{path}: not a readable .npz of frame features ({err})") from err
+
+
+def save_features(features: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """Write {id: [T, D]} as .npz (float16 halves the size; cosine barely moves), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v, np.float16) for k, v in features.items()})
+    tmp.replace(path)
+
+
+def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache: str | Path | None = None) -> Features:
+    """Backbone descriptors of the videos `ids` under `video_dir`, reusing `cache` (.npz).
+
+    describe: path -> float32 [T, D] (e.g. `Embedder.descriptors(p)[1]`). Unreadable
+    videos are reported on stderr and left out."""
+    from .video import VideoError
+
+    feats: Features = {}
+    if cache is not None and Path(cache).is_file():
+        feats = load_features(cache)
+    missing = [i for i in ids if i not in feats]
+    for vid in tqdm(missing, desc="describing", unit="video", disable=not missing):
+        try:
+            feats[vid] = describe(Path(video_dir) / vid)
+        except VideoError as err:
+            print(f"skipped {err}", file=sys.stderr)
+    if cache is not None and missing:
+        save_features(feats, cache)
+    return feats
+
+
+@torch.inference_mode()
+def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], device: str = "cpu",
+                   use_tca: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{id: (frames [T, d], video [d])} with the bundle's PCA and (if use_tca) its TCA."""
+    tca = bundle.tca if use_tca else None
+    if tca is not None:
+        tca.to(device).eval()
+    out = {}
+    for vid, x in features.items():
+        x = np.asarray(x, np.float32)
+        if bundle.pca is not None and x.shape[1] == bundle.pca.dim_in:
+            x = bundle.pca.apply(x)
+        elif bundle.pca is not None and x.shape[1] != bundle.pca.dim:
+            raise FeatureError(
+                f"video {vid}: features are {x.shape[1]}-d, but model {bundle.name} takes "
+                f"{bundle.pca.dim_in}-d backbone descriptors (or {bundle.pca.dim}-d whitened ones)"
+            )
+        h = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0).to(device)
+        mask = torch.ones(h.shape[:2], dtype=torch.bool, device=device)
+        res = tca(h, mask) if tca is not None else aggregate(h, mask)
+        out[vid] = (res.frames[0].float().cpu().numpy(), res.video[0].float().cpu().numpy())
+    return out
+
+
+def similarities(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], queries: Iterable[str],
+                 database: Iterable[str], measure: Measure | str) -> dict[str, dict[str, float]]:
+    """{query: {db id: score}} for every query and database video that has an embedding."""
+    measure = Measure(measure)
+    db = [v for v in database if v in embeddings]
+    videos = np.stack([embeddings[v][1] for v in db]) if db else np.zeros((0, 1), np.float32)
+    if measure is not Measure.COSINE and db:
+        lengths = [len(embeddings[v][0]) for v in db]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        frames = np.concatenate([embeddings[v][0] for v in db])
+    out = {}
+    for q in queries:
+        if q not in embeddings or not db:
+            continue
+        if measure is Measure.COSINE:
+            s = videos @ embeddings[q][1]
+        else:
+            s = chamfer_many(embeddings[q][0], frames, offsets, measure is Measure.SYMMETRIC_CHAMFER)
+        out[q] = dict(zip(db, s.tolist()))
+    return out
+
+
+def evaluate(benchmark: Benchmark, embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]],
+             measures: Iterable[Measure | str] = tuple(Measure)) -> dict[str, dict[str, float]]:
+    """{measure: metrics} for one set of embeddings. The database is the benchmark's
+    list, or (when it has none) every embedded video."""
+    database = benchmark.database or sorted(embeddings)
+    return {Measure(m).value: benchmark.evaluate(similarities(embeddings, benchmark.queries, database, m))
+            for m in measures}

@@ -1,0 +1,70 @@
+"""The demo corpus builder's pieces, and the shipped default (assets/) end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from engine import ASSETS, DEFAULT_INDEX, DEFAULT_MODEL, Engine, Measure
+from engine.demo import CLIPS, FPS, SIZE, clip_frames, make_copy
+
+
+def _frames(n: int, value: int = 0) -> list[np.ndarray]:
+    return [np.full((SIZE[1], SIZE[0], 3), (value + i) % 256, np.uint8) for i in range(n)]
+
+
+def test_insertion_span_points_at_the_source_frames():
+    rng = np.random.default_rng(0)
+    src = _frames(24, value=100)
+    filler = [_frames(200, value=0), _frames(200, value=0)]
+    logo = np.zeros((20, 20, 4), np.uint8)
+    frames, label = make_copy(src, [], "insert", rng, filler, logo)
+    a, b = (round(t * FPS) for t in label["span"])
+    assert b - a == len(src) and label["source_span"] == [0.0, 2.0]
+    assert all(np.array_equal(f, s) for f, s in zip(frames[a:b], src))
+    assert not np.array_equal(frames[a - 1], src[0])
+
+
+def test_temporal_crop_and_speed_labels():
+    rng = np.random.default_rng(1)
+    src = _frames(48, value=10)
+    filler = [_frames(100)]
+    logo = np.zeros((20, 20, 4), np.uint8)
+    frames, label = make_copy(src, ["flip"], "temporal_crop", rng, filler, logo)
+    s0, s1 = label["source_span"]
+    assert len(frames) == round((s1 - s0) * FPS) and label["span"] == [0.0, round(len(frames) / FPS, 3)]
+    assert np.array_equal(frames[0], src[round(s0 * FPS)][:, ::-1])
+    frames, label = make_copy(src, [], "speed", rng, filler, logo)
+    assert len(frames) == pytest.approx(len(src) / label["speed"], abs=1)
+
+
+def test_real_clip_keeps_real_time(tmp_path):
+    bunny = next(c for c in CLIPS if c.name == "bunny")
+    frames = clip_frames(bunny, tmp_path)
+    assert len(frames) / FPS == pytest.approx(5.3, abs=0.15)
+    assert frames[0].shape == (SIZE[1], SIZE[0], 3)
+
+
+needs_assets = pytest.mark.skipif(not (DEFAULT_MODEL.is_file() and (DEFAULT_INDEX / "manifest.json").is_file()),
+                                  reason="assets/ has no trained default (python -m engine.demo build ...)")
+
+
+@needs_assets
+def test_shipped_default_finds_the_example_sources():
+    labels = json.loads((ASSETS / "demo" / "labels.json").read_text())
+    eng = Engine(index=DEFAULT_INDEX)  # the shipped default: its model is assets/model.safetensors
+    assert eng.model.tca is not None and len(eng.index) == len(labels["sources"]) + len(labels["copies"]) + len(labels["distractors"])
+    for name, lab in labels["examples"].items():
+        family = {lab["source"]} | {c for c, x in labels["copies"].items() if x["source"] == lab["source"]}
+        result = eng.search(ASSETS / "demo" / "examples" / name, k=3, measure=Measure.CHAMFER)
+        assert result.matches[0].id in family, (name, [m.id for m in result.matches])
+
+
+@needs_assets
+def test_shipped_corpus_is_small_and_attributed():
+    videos = list((ASSETS / "demo").rglob("*.mp4"))
+    assert sum(v.stat().st_size for v in videos) < 50 * 2**20
+    attribution = (ASSETS / "ATTRIBUTION.md").read_text()
+    for v in videos:
+        assert str(v.relative_to(ASSETS)) in attribution, v

@@ -108,6 +108,17 @@ def _hub_or_path(spec: str | Path, filename: str | None = None) -> Path:
         ) from err
 
 
+def resolve_model(model: str | Path | None = None) -> tuple[ModelBundle, Path | None]:
+    """A model bundle and the file it came from: `model` (a path or Hub repo id), else
+    assets/model.safetensors when present, else the builtin baseline (no file)."""
+    if model is not None:
+        path = _hub_or_path(model, "model.safetensors")
+        return load_model(path), path
+    if DEFAULT_MODEL.is_file():
+        return load_model(DEFAULT_MODEL), DEFAULT_MODEL
+    return builtin_model(), None
+
+
 class Engine:
     """Loads the backbone, model bundle and (optionally) an index once; then embeds and searches.
 
@@ -132,16 +143,12 @@ class Engine:
         self.model_path: Path | None = None
         if isinstance(model, ModelBundle):
             bundle = model
-        elif model is not None:
-            self.model_path = _hub_or_path(model, "model.safetensors")
-            bundle = load_model(self.model_path)
-        elif self.index is not None:
+        elif model is None and self.index is not None:
             bundle = self._index_model(self.index)
-        elif backbone is None and DEFAULT_MODEL.is_file():
-            self.model_path = DEFAULT_MODEL
-            bundle = load_model(DEFAULT_MODEL)
+        elif model is None and backbone is not None:
+            bundle = builtin_model(backbone)
         else:
-            bundle = builtin_model(backbone or Backbone.EFFICIENTNET_LITE0)
+            bundle, self.model_path = resolve_model(model)
         if backbone is not None and Backbone(backbone) != bundle.backbone:
             raise ModelError(
                 f"model {bundle.name} was made for backbone {bundle.backbone.value}, not {Backbone(backbone).value}"

@@ -14,6 +14,10 @@ from .video import DEFAULT_MAX_DURATION
 
 
 
+class UsageError(Exception):
+    """A mistake in the arguments or the files they name: one `error:` line, exit status 2."""
+
+
 def _clock(seconds: float) -> str:
     m, s = divmod(max(seconds, 0.0), 60)
     return f"{int(m)}:{s:04.1f}"
@@ -142,7 +146,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from . import Engine
 
     if args.top_k < 1:
-        raise SystemExit("error: --top-k must be at least 1")
+        raise UsageError("--top-k must be at least 1")
     eng = Engine(model=args.model, index=args.index_dir, backbone_weights=args.backbone_weights, device=args.device)
     result = eng.search(args.query, k=args.top_k, measure=args.measure)
     if args.json:
@@ -160,23 +164,18 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_pca(args: argparse.Namespace) -> int:
     import numpy as np
-    from tqdm import tqdm
 
     from .embedding import Embedder
+    from .evaluate import extract_features
     from .index import scan_folder
     from .model import ModelBundle, builtin_model, save_model
     from .pca import fit_pca
-    from .video import VideoError
 
     embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device)
-    descs = []
-    for p in tqdm(scan_folder(args.video_dir), desc="describing", unit="video"):
-        try:
-            descs.append(embedder.descriptors(p)[1])
-        except VideoError as err:
-            print(f"skipped {err}", file=sys.stderr)
+    ids = [str(p.relative_to(args.video_dir)) for p in scan_folder(args.video_dir)]
+    descs = list(extract_features(args.video_dir, ids, lambda p: embedder.descriptors(p)[1]).values())
     if not descs:
-        raise SystemExit(f"error: {args.video_dir}: no readable video found")
+        raise UsageError(f"{args.video_dir}: no readable video found")
     x = np.concatenate(descs)
     pca = fit_pca(x, args.dim, args.shrinkage)
     bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None,
@@ -190,7 +189,7 @@ def _read_list(path: Path) -> list[str]:
     try:
         return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     except OSError as err:
-        raise SystemExit(f"error: {path}: cannot read the list ({err})") from err
+        raise UsageError(f"{path}: cannot read the list ({err})") from err
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -208,18 +207,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             bundle = train_pairs(args.video_dir, args.pairs, args.out, encoder, base, cfg)
         except ValueError as err:  # a pairs file that names missing videos, or no pairs
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            raise UsageError(str(err)) from err
     else:
         if args.list:
             paths = [args.video_dir / i for i in _read_list(args.list)]
             missing = [str(p) for p in paths if not p.is_file()]
             if missing:
-                raise SystemExit(f"error: {args.list}: {len(missing)} listed videos not found, e.g. {missing[0]}")
+                raise UsageError(f"{args.list}: {len(missing)} listed videos not found, e.g. {missing[0]}")
         else:
             paths = scan_folder(args.video_dir)
         if len(paths) < 2:
-            raise SystemExit(f"error: {args.video_dir}: training needs at least 2 videos, found {len(paths)}")
+            raise UsageError(f"{args.video_dir}: training needs at least 2 videos, found {len(paths)}")
         logo = None
         if (OPENCV_DATA / LOGO).is_file():  # the logo-overlay augmentation, when the image is there
             from PIL import Image
@@ -232,20 +230,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import resolve_model
     from .benchmarks import load_benchmark
     from .embedding import Embedder
     from .evaluate import embed_features, evaluate, extract_features, load_features
-    from .model import builtin_model, load_model
 
     bench = load_benchmark(args.benchmark, args.annotations, args.subset)
     # A benchmark without its own database list ranks every video there is.
     wanted = sorted(set(bench.queries) | set(bench.database)) if bench.database else []
-    if args.model:
-        from . import _hub_or_path
-        bundle = load_model(_hub_or_path(args.model, "model.safetensors"))
-    else:
-        from . import DEFAULT_MODEL
-        bundle = load_model(DEFAULT_MODEL) if DEFAULT_MODEL.is_file() else builtin_model()
+    bundle, _ = resolve_model(args.model)
     if args.features:
         feats = load_features(args.features, wanted or None)
     else:
@@ -294,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                "evaluate": cmd_evaluate, "info": cmd_info}[args.command]
     try:
         return handler(args)
-    except (VideoError, ModelError, BackboneError, IndexFileError, BenchmarkError, FeatureError, KeyError) as err:
+    except (VideoError, ModelError, BackboneError, IndexFileError, BenchmarkError, FeatureError, UsageError,
+            KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

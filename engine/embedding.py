@@ -130,20 +130,9 @@ class Embedder:
             thread.join()
         return np.asarray(times, np.float32), np.concatenate(descs), notes
 
-    @torch.inference_mode()
     def embed_descriptors(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Backbone descriptors [T, D] -> (frames [T, d], video [d], attention [T]), float32."""
-        x = self.bundle.pca.apply(descriptors) if self.bundle.pca is not None else (
-            descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
-        )
-        h = torch.from_numpy(np.ascontiguousarray(x, np.float32)).unsqueeze(0).to(self.device)
-        mask = torch.ones(h.shape[:2], dtype=torch.bool, device=self.device)
-        out = self.bundle.tca(h, mask) if self.bundle.tca is not None else aggregate(h, mask)
-        return (
-            out.frames[0].float().cpu().numpy(),
-            out.video[0].float().cpu().numpy(),
-            out.attention[0].float().cpu().numpy(),
-        )
+        return embed_sequence(self.bundle, descriptors, self.device)
 
     def embed(self, path: str | Path) -> VideoEmbedding:
         """Embed one video file. Raises engine.video.VideoError for files that cannot be used."""
@@ -164,3 +153,28 @@ class Embedder:
             info=info,
             warnings=notes,
         )
+
+
+@torch.inference_mode()
+def embed_sequence(
+    bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu", use_tca: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One video's frame descriptors -> (frames [T, d], video [d], attention [T]), float32.
+
+    descriptors [T, D]: the backbone's raw ones (D = the PCA's input size), or ones already
+    whitened to the model's size (the paper's released features), which skip the PCA.
+    use_tca=False gives the model's no-TCA baseline (mean pooling)."""
+    x = np.asarray(descriptors, np.float32)
+    if bundle.pca is not None and x.shape[1] == bundle.pca.dim_in:
+        x = bundle.pca.apply(x)
+    else:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    h = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0).to(device)
+    mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+    tca = bundle.tca if use_tca else None
+    out = tca(h, mask) if tca is not None else aggregate(h, mask)
+    return (
+        out.frames[0].float().cpu().numpy(),
+        out.video[0].float().cpu().numpy(),
+        out.attention[0].float().cpu().numpy(),
+    )

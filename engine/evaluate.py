@@ -15,13 +15,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from .benchmarks import Benchmark
+from .embedding import embed_sequence
 from .model import ModelBundle
 from .similarity import Measure, chamfer_many
-from .tca import aggregate
 
 Features = dict[str, np.ndarray]
 
@@ -41,9 +40,12 @@ def load_features(path: str | Path, ids: Iterable[str] | None = None) -> Feature
             import h5py
         except ImportError as err:
             raise FeatureError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from err
-        with h5py.File(path, "r") as f:
-            keys = [k for k in f.keys() if wanted is None or k in wanted]
-            return {k: np.asarray(f[k], np.float32) for k in keys}
+        try:
+            with h5py.File(path, "r") as f:
+                keys = [k for k in f.keys() if wanted is None or k in wanted]
+                return {k: np.asarray(f[k], np.float32) for k in keys}
+        except OSError as err:
+            raise FeatureError(f"{path}: not a readable HDF5 file of frame features ({err})") from err
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = [k for k in data.files if wanted is None or k in wanted]
@@ -82,27 +84,21 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
     return feats
 
 
-@torch.inference_mode()
 def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], device: str = "cpu",
                    use_tca: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{id: (frames [T, d], video [d])} with the bundle's PCA and (if use_tca) its TCA."""
-    tca = bundle.tca if use_tca else None
-    if tca is not None:
-        tca.to(device).eval()
+    if use_tca and bundle.tca is not None:
+        bundle.tca.to(device).eval()
+    accepted = {bundle.pca.dim_in, bundle.pca.dim} if bundle.pca is not None else None
     out = {}
     for vid, x in features.items():
-        x = np.asarray(x, np.float32)
-        if bundle.pca is not None and x.shape[1] == bundle.pca.dim_in:
-            x = bundle.pca.apply(x)
-        elif bundle.pca is not None and x.shape[1] != bundle.pca.dim:
+        if accepted is not None and x.shape[1] not in accepted:
             raise FeatureError(
                 f"video {vid}: features are {x.shape[1]}-d, but model {bundle.name} takes "
                 f"{bundle.pca.dim_in}-d backbone descriptors (or {bundle.pca.dim}-d whitened ones)"
             )
-        h = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0).to(device)
-        mask = torch.ones(h.shape[:2], dtype=torch.bool, device=device)
-        res = tca(h, mask) if tca is not None else aggregate(h, mask)
-        out[vid] = (res.frames[0].float().cpu().numpy(), res.video[0].float().cpu().numpy())
+        frames, video, _ = embed_sequence(bundle, x, device, use_tca)
+        out[vid] = (frames, video)
     return out
 
 

@@ -39,7 +39,7 @@ from .backbone import FrameEncoder
 from .model import ModelBundle, save_model
 from .pca import PCA, fit_pca
 from .tca import TCA
-from .video import VideoError, iter_frames
+from .video import VideoError, _centre_crop, _resize_dims, iter_frames
 
 
 class Loss(str, enum.Enum):
@@ -111,16 +111,15 @@ def describe_views(encoder: FrameEncoder, paths: list[Path], views: int, fps: fl
     return out
 
 
-def _centre(img: np.ndarray, size: int = 224) -> np.ndarray:
+def _centre(img: np.ndarray, short_side: int = 256, crop: int = 224) -> np.ndarray:
+    """What `iter_frames` gives the CNN, for a frame augmented after decoding: short side
+    resized to `short_side`, then the centre `crop` square."""
     from PIL import Image
 
-    h, w = img.shape[:2]
-    s = 256 / min(h, w)
-    if abs(s - 1) > 1e-3:
-        img = np.asarray(Image.fromarray(img).resize((max(size, round(w * s)), max(size, round(h * s)))))
-        h, w = img.shape[:2]
-    y, x = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(img[y : y + size, x : x + size])
+    w, h = _resize_dims(img.shape[1], img.shape[0], short_side)
+    if (w, h) != (img.shape[1], img.shape[0]):
+        img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+    return np.ascontiguousarray(_centre_crop(img, crop))
 
 
 # ----------------------------------------------------------------- temporal sampling
@@ -317,7 +316,8 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
         out_a, out_p = model(a, am), model(p, pm)
         sim = out_a.video @ out_p.video.T  # [B, B]; the diagonal are the positives
         segs = segment_array(insts)
-        neg = sim.masked_fill(torch.from_numpy(overlaps(segs, segs)), -math.inf)
+        same = torch.from_numpy(overlaps(segs, segs))
+        neg = sim.masked_fill(same, -math.inf)
         if distractors_per_step:
             extra = [sampler.distractor() for _ in range(distractors_per_step)]
             d, dm = pad([x for _, x in extra])
@@ -329,7 +329,6 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
         loss = contrastive_loss(cfg, sim.diagonal(), neg)
         if cfg.frame_weight > 0:
             fsim = chamfer_matrix(out_a.frames, am, out_p.frames, pm)
-            same = torch.from_numpy(overlaps(segs, segs))
             loss = loss + cfg.frame_weight * info_nce(fsim.diagonal(), fsim.masked_fill(same, -math.inf),
                                                       cfg.temperature)
         opt.zero_grad()
@@ -369,18 +368,18 @@ def train(paths: list[Path], out: Path, encoder: FrameEncoder, bundle_base: Mode
             save_views(views_cache, paths, cfg, views)
     pca = fit_training_pca(views, cfg.dim, cfg.pca_shrinkage)
 
-    def save(tca: TCA, step: int | None = None) -> ModelBundle:
+    def save(tca: TCA, step: int | None = None, final_loss: float | None = None) -> ModelBundle:
         info = {"trained_by": "python -m engine train", "config": cfg.as_info(),
                 "videos": len(paths), "steps_done": step or cfg.steps,
                 "frames": int(sum(v.shape[1] for v in views)), "seconds": round(time.time() - started, 1)}
+        if final_loss is not None:
+            info["final_loss"] = final_loss
         bundle = ModelBundle(bundle_base.backbone, bundle_base.pooling, pca, tca, info)
         save_model(bundle, out)
         return bundle
 
     tca, losses = train_tca(views, pca, cfg, progress, save, sampler_factory, distractors_per_step)
-    bundle = save(tca)
-    bundle.info["final_loss"] = float(np.mean(losses[-50:]))
-    return bundle
+    return save(tca, final_loss=float(np.mean(losses[-50:])))
 
 
 def _views_key(paths: list[Path], cfg: TrainConfig) -> str:

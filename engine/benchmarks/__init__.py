@@ -8,6 +8,7 @@ database video v for query q (higher = more similar). Scoring the videos is the 
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -94,8 +95,6 @@ def mean(values: Iterable[float]) -> float:
 
 
 def read_json(path: Path) -> object:
-    import json
-
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:

@@ -23,7 +23,7 @@ from .similarity import Measure, Span, frame_similarity, matched_span
 from .video import DEFAULT_MAX_DURATION, VideoError
 
 __all__ = [
-    "Engine", "Match", "SearchResult", "Comparison", "IndexedVideo", "VideoEmbedding",
+    "Engine", "Match", "SearchResult", "Comparison", "IndexedVideo", "VideoEmbedding", "CollectionMap",
     "Measure", "Span", "Backbone", "Pooling", "BuildReport",
     "VideoError", "ModelError", "BackboneError", "IndexFileError", "IndexMismatchError",
     "ASSETS", "DEFAULT_MODEL", "DEFAULT_INDEX",
@@ -88,6 +88,18 @@ class Comparison:
     times: np.ndarray
     row_best: np.ndarray
     span: Span
+
+
+@dataclass
+class CollectionMap:
+    """The indexed collection as points on a 2-D map (UMAP of the video embeddings).
+
+    ids: N video ids; coords: float32 [N, 2] in [0, 1]; durations: seconds [N].
+    """
+
+    ids: list[str]
+    coords: np.ndarray
+    durations: np.ndarray
 
 
 def _hub_or_path(spec: str | Path, filename: str | None = None) -> Path:
@@ -227,6 +239,26 @@ class Engine:
         _, times, attention = index.video_frames(pos)
         rec = index.records[pos]
         return IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec)
+
+    def collection_map(self) -> CollectionMap:
+        """Every indexed video's position on the map stored with the index (fitted now
+        when an older index has none)."""
+        index = self._require_index()
+        return CollectionMap(
+            [r.id for r in index.records], index.map_coords(),
+            np.array([r.duration for r in index.records], np.float32),
+        )
+
+    def place(self, query: VideoEmbedding, neighbours: int = 5) -> np.ndarray:
+        """Where a query falls on the collection map: float32 [2] (see collection_map.place)."""
+        from .collection_map import place
+
+        index = self._require_index()
+        hits = index.search(query.frames, query.video, max(neighbours, 1), Measure.COSINE)
+        if not hits:
+            return np.array([0.5, 0.5], np.float32)
+        coords = index.map_coords()[[h.position for h in hits]]
+        return place(np.array([h.score for h in hits], np.float32), coords, neighbours)
 
     # ------------------------------------------------------------------ indexing
     def build_index(self, video_dir: str | Path, index_dir: str | Path, progress: bool = True) -> BuildReport:

@@ -7,6 +7,7 @@ Layout of an index directory (every data file carries a generation number):
   offsets-G.npy          int64 [N + 1]: video n's frames are rows offsets[n]:offsets[n+1]
   frames-G.npy           float16 [F, d] frame embeddings, opened memory-mapped
   frame_meta-G.npy       float32 [F, 2]: (time in seconds, attention received)
+  map-G.npy              float32 [N, 2]: UMAP map of the videos in [0, 1] (collection_map)
 Saving writes a new generation's files, then the manifest (temp file + rename), then
 deletes the old generation: a crash at any point leaves a readable index behind.
 
@@ -30,7 +31,7 @@ from .similarity import Measure, chamfer_many, cosine
 FORMAT_VERSION = 1
 FLAT_LIMIT = 20_000  # exact search up to this many videos; IVF above
 MANIFEST = "manifest.json"
-_DATA_FILES = ("videos", "offsets", "frames", "frame_meta", "faiss")
+_DATA_FILES = ("videos", "offsets", "frames", "frame_meta", "faiss", "map")
 
 
 class IndexFileError(Exception):
@@ -93,6 +94,7 @@ class VideoIndex:
         frame_meta: np.ndarray,
         faiss_index: faiss.Index | None = None,
         directory: Path | None = None,
+        coords: np.ndarray | None = None,
     ):
         self.manifest = manifest
         self.records = records
@@ -101,6 +103,7 @@ class VideoIndex:
         self.frames = frames
         self.frame_meta = frame_meta
         self.directory = directory
+        self.coords = coords if coords is not None and len(coords) == len(videos) else None
         self._faiss = faiss_index if faiss_index is not None else _faiss_index(videos)
         self._position = {r.id: i for i, r in enumerate(records)}
 
@@ -152,10 +155,16 @@ class VideoIndex:
             index = faiss.read_index(str(directory / f"faiss-{gen}.index"))
         except (OSError, ValueError, RuntimeError) as err:
             raise IndexFileError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
+        coords = None
+        if (directory / f"map-{gen}.npy").is_file():  # indexes saved before maps existed have none
+            try:
+                coords = np.load(directory / f"map-{gen}.npy")
+            except (OSError, ValueError):
+                coords = None
         records = [VideoRecord(**r) for r in manifest.pop("videos")]
         if len(records) != len(videos) or offsets[-1] != len(frames) or index.ntotal != len(videos):
             raise IndexFileError(f"{directory}: index files disagree with the manifest; rebuild it")
-        return cls(manifest, records, videos, offsets, frames, frame_meta, index, directory)
+        return cls(manifest, records, videos, offsets, frames, frame_meta, index, directory, coords)
 
     def use_device(self, device: str) -> str:
         """Move the FAISS index to the GPU when device is cuda and FAISS was built with GPU
@@ -194,6 +203,14 @@ class VideoIndex:
             return self._position[video_id]
         except KeyError:
             raise KeyError(f"no video with id {video_id!r} in the index") from None
+
+    def map_coords(self) -> np.ndarray:
+        """float32 [N, 2] map positions of the videos (fitted now if the index has none)."""
+        if self.coords is None or len(self.coords) != len(self):
+            from .collection_map import fit_map
+
+            self.coords = fit_map(self.videos)
+        return self.coords
 
     def video_frames(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video."""
@@ -307,6 +324,7 @@ class VideoIndex:
         write_npy("offsets", self.offsets)
         write_npy("frames", self.frames)
         write_npy("frame_meta", self.frame_meta)
+        write_npy("map", self.map_coords())
         tmp = directory / f".faiss-{gen}.tmp"
         faiss.write_index(self._faiss, str(tmp))
         os.replace(tmp, directory / f"faiss-{gen}.index")

@@ -307,3 +307,23 @@ def write_video(
         out.mux(stream.encode())
     tmp.replace(path)
     return path
+
+
+def write_preview(
+    src: str | Path,
+    dst: str | Path,
+    short_side: int = 360,
+    max_fps: float = 25.0,
+    max_duration: float | None = DEFAULT_MAX_DURATION,
+) -> Path:
+    """Re-encode any readable video as a small browser-playable MP4 (see `write_video`).
+
+    The short side is brought down to `short_side` (never up), the frame rate to at most
+    `max_fps`, the length to `max_duration` seconds; rotation is applied; audio is dropped.
+    Raises VideoError subclasses for files that cannot be used.
+    """
+    info = probe(src)
+    fps = min(info.fps, max_fps) if info.fps > 0 else max_fps
+    side = min(short_side, min(info.width, info.height) or short_side)
+    frames = (img for _, img in iter_frames(src, fps, side, None, max_duration))
+    return write_video(dst, frames, fps=fps, crf=26, preset="veryfast")

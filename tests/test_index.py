@@ -60,7 +60,9 @@ def test_incremental_add_change_remove(small_folder, tmp_path):
     assert reopened.video("a.mp4").duration == pytest.approx(6, abs=0.1)
     # Only the current generation's files remain.
     names = sorted(p.name for p in idx.iterdir())
-    assert len(names) == 6 and "manifest.json" in names
+    assert len(names) == 7 and "manifest.json" in names
+    # the collection map was refitted for the 2 videos now in the index
+    assert reopened.collection_map().coords.shape == (2, 2)
 
 
 def test_model_mismatch_is_a_clear_error(small_folder, tmp_path):

@@ -1,0 +1,1 @@
+"""The Gradio demo (UI only; all model work goes through `engine`)."""

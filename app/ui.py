@@ -1,0 +1,250 @@
+"""The Gradio page: upload a clip, browse its matches, see why they match.
+
+Layout: query + options | ranked results; then the selected match (preview, attention
+heat strips, chamfer matrix) and the collection map; an About panel. Handlers turn the
+Service's plain data into components; they never touch model internals.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gradio as gr
+
+from engine import ASSETS, Measure
+
+from . import figures
+from .service import MAX_TOP_K, Explanation, Search, Service, UserInputError
+
+EXAMPLES_DIR = ASSETS / "demo" / "examples"
+README = Path(__file__).resolve().parent.parent / "README.md"
+MEASURES = [
+    ("chamfer (TCA_f, frame level)", Measure.CHAMFER.value),
+    ("symmetric chamfer (TCA_sym)", Measure.SYMMETRIC_CHAMFER.value),
+    ("cosine (TCA_c, video level)", Measure.COSINE.value),
+]
+CSS = figures.STRIP_CSS + """
+#status { min-height: 1.5em; }
+"""
+
+
+def example_clips() -> list[str]:
+    return sorted(str(p) for p in EXAMPLES_DIR.glob("*.mp4")) if EXAMPLES_DIR.is_dir() else []
+
+
+def readme_results() -> str:
+    """The quality and speed tables of README.md, so the About panel never drifts from it."""
+    if not README.is_file():
+        return ""
+    text = README.read_text(encoding="utf-8")
+    tables = re.findall(r"((?:^\|.*\|\s*\n)+)", text, flags=re.M)
+    return "\n\n".join(t.strip() for t in tables if "mAP" in t or "latency" in t.lower() or " s |" in t)
+
+
+def about_markdown(service: Service) -> str:
+    a = service.about()
+    info = a["model_info"] or {}
+    trained = ""
+    if info.get("trained_by"):
+        trained = (f" Trained by `{info['trained_by']}` on {info.get('videos', '?')} videos, "
+                   f"{info.get('steps_done', '?')} steps.")
+    return f"""
+**TCA (Temporal Context Aggregation, WACV 2021)** turns every sampled frame (1 per
+{1 / a['fps']:.2g} s) into an ImageNet CNN descriptor, whitens it, and lets a small
+transformer layer re-describe each frame in the context of the whole video. Videos are
+compared frame by frame: **chamfer similarity** averages, over the query's frames, the
+best similarity in the other video. The heat strips show how much attention each frame
+receives from the others (frames that say a lot about the video get more).
+
+- Model: `{a['model']}` (backbone {a['backbone']}, {'with' if a['tca'] else 'without'} TCA).{trained}
+- Index: {a['videos']} videos, {a['frames']} frames, {a['dim']}-d embeddings, on {a['device']}.
+- Search: FAISS over video vectors, then chamfer re-ranking of the candidates' frames.
+
+Measured on the demo benchmark (see README.md for the commands that produced these):
+
+{readme_results()}
+"""
+
+
+def _match_caption(m) -> str:
+    s = m.span
+    return (f"{m.rank}. {m.id} · {m.score:.3f} · {figures.clock(m.duration)}\n"
+            f"{figures.span_text(s.query_start, s.query_end, s.start, s.end)}")
+
+
+def search_json(search: Search) -> dict:
+    """The API's answer: ranked matches plus what the figures are drawn from."""
+    q = search.query
+    out = search.result.as_dict()
+    out["query"] = {
+        "duration": round(float(q.duration), 3),
+        "times": [round(float(t), 3) for t in q.times],
+        "attention": [round(float(a), 5) for a in q.attention],
+        "map": [round(float(v), 4) for v in search.map_position],
+        "warnings": list(q.warnings),
+    }
+    out["seconds"] = round(search.seconds, 3)
+    return out
+
+
+class DemoUI:
+    """Builds the Blocks and holds the handlers (bound to one Service)."""
+
+    def __init__(self, service: Service):
+        self.service = service
+        self._poster_uris: dict[str, str] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def posters(self) -> dict[str, str]:
+        """Thumbnails of the indexed videos for the map's hover (made once)."""
+        if self._poster_uris is None:
+            uris = {}
+            for vid in self.service.engine.collection_map().ids[:2000]:
+                img = self.service.poster(vid)
+                if img is not None:
+                    uris[vid] = figures.data_uri(img, quality=60)
+            self._poster_uris = uris
+        return self._poster_uris
+
+    def map_html(self, search: Search | None = None, selected: str | None = None) -> str:
+        cm = self.service.engine.collection_map()
+        ranks = {m.id: m.rank for m in search.result.matches} if search else None
+        return figures.collection_map(cm.ids, cm.coords, self.posters(),
+                                      search.map_position if search else None, ranks, selected)
+
+    def detail(self, exp: Explanation) -> tuple:
+        """(preview, caption, heat strips, similarity figure) for one explained video."""
+        span = exp.span
+        start = float(span.start) if span else 0.0
+        preview = gr.Video(value=str(exp.preview) if exp.preview else None, playback_position=start)
+        lines = [f"### {exp.video_id}"]
+        if exp.rank:
+            lines.append(f"rank {exp.rank} · score {exp.score:.3f} · {figures.clock(exp.duration)}")
+        elif exp.score is not None:
+            lines.append(f"not in the top results · chamfer {exp.score:.3f} · {figures.clock(exp.duration)}")
+        if span:
+            lines.append(f"matched span: {figures.span_text(span.query_start, span.query_end, span.start, span.end)}")
+        lines += [f"*{n}*" for n in exp.notes]
+        query_strip = None
+        if exp.query_times is not None:
+            query_strip = figures.heat_strip(
+                "query", exp.query_times, exp.query_attention, exp.query_duration, exp.query_thumbs,
+                (span.query_start, span.query_end) if span else None)
+        match_strip = figures.heat_strip(
+            exp.video_id, exp.video_times, exp.video_attention, exp.duration, exp.video_thumbs,
+            (span.start, span.end) if span else None)
+        strips = figures.heat_strips(query_strip, match_strip)
+        fig = None
+        if exp.comparison is not None:
+            c = exp.comparison
+            fig = figures.similarity_figure(
+                c.similarity, c.query_times, c.times, c.row_best, span.as_dict() if span else None,
+                title=f"frame similarity: query × {exp.video_id}")
+        return preview, "\n\n".join(lines), strips, fig
+
+    def empty_detail(self) -> tuple:
+        return gr.Video(value=None), "", "", None
+
+    # ------------------------------------------------------------------ handlers
+    def on_search(self, video, measure, k, progress=gr.Progress()):
+        try:
+            search = self.service.search(video, measure, int(k), progress)
+        except UserInputError as err:
+            gr.Warning(str(err))
+            return (f"⚠️ {err}", [], None, self.map_html(), *self.empty_detail())
+        matches = search.result.matches
+        q = search.query
+        status = (f"{len(matches)} matches for a {figures.clock(q.duration)} clip "
+                  f"({q.num_frames} frames) in {search.seconds:.2f} s.")
+        if q.warnings:
+            status += " " + " ".join(f"⚠️ {w}" for w in q.warnings)
+        gallery = []
+        for m in matches:
+            img = self.service.poster(m.id)
+            if img is not None:
+                gallery.append((img, _match_caption(m)))
+        progress(0.9, desc="explaining the top match")
+        detail = self.detail(self.service.explain(search, matches[0].id)) if matches else self.empty_detail()
+        return (status, gallery, search, self.map_html(search, matches[0].id if matches else None), *detail)
+
+    def on_select(self, search: Search | None, evt: gr.SelectData):
+        if search is None or evt.index is None or evt.index >= len(search.result.matches):
+            return (self.map_html(search), *self.empty_detail())
+        vid = search.result.matches[evt.index].id
+        return (self.map_html(search, vid), *self.detail(self.service.explain(search, vid)))
+
+    def on_map_click(self, search: Search | None, evt: gr.EventData):
+        vid = getattr(evt, "video", None) or (evt._data or {}).get("video")
+        try:
+            exp = self.service.explain(search, vid)
+        except KeyError:
+            gr.Warning(f"{vid}: not in the index")
+            return (self.map_html(search), *self.empty_detail())
+        return (self.map_html(search, vid), *self.detail(exp))
+
+    def api_search(self, video, measure: str = Measure.CHAMFER.value, k: float = 10) -> dict:
+        """JSON for gradio_client: {"query", "measure", "results": [...], ...} or {"error"}."""
+        try:
+            search = self.service.search(video, measure, int(k))
+        except UserInputError as err:
+            return {"error": str(err)}
+        out = search_json(search)
+        for item, m in zip(out["results"], search.result.matches):
+            exp = self.service.engine.compare(search.query, m.id)
+            video_info = self.service.engine.video(m.id)
+            item["duration"] = round(float(m.duration), 3)
+            item["times"] = [round(float(t), 3) for t in video_info.times]
+            item["attention"] = [round(float(a), 5) for a in video_info.attention]
+            item["similarity"] = [[round(float(v), 4) for v in row] for row in exp.similarity]
+            item["row_best"] = [int(i) for i in exp.row_best]
+        return out
+
+    # ------------------------------------------------------------------ layout
+    def build(self) -> gr.Blocks:
+        with gr.Blocks(title="TCA video retrieval") as demo:
+            gr.Markdown("# TCA video retrieval\nUpload a clip (or pick an example) and find the "
+                        "videos of the collection that contain the same footage, with why they match.")
+            state = gr.State(None)
+            with gr.Row():
+                with gr.Column(scale=2, min_width=300):
+                    video = gr.Video(label="Query clip", sources=["upload", "webcam"], height=260,
+                                     elem_id="query-video")
+                    measure = gr.Radio(MEASURES, value=Measure.CHAMFER.value, label="Similarity")
+                    k = gr.Slider(1, MAX_TOP_K, value=10, step=1, label="Results")
+                    button = gr.Button("Search", variant="primary", elem_id="search-button")
+                    examples = example_clips()
+                    if examples:
+                        gr.Examples(examples, inputs=video, label="Example clips (copies of indexed videos)",
+                                    cache_examples=False)
+                with gr.Column(scale=3, min_width=400):
+                    status = gr.Markdown(elem_id="status")
+                    gallery = gr.Gallery(label="Matches (click one)", columns=4, height=330,
+                                         allow_preview=False, object_fit="contain", elem_id="results")
+            with gr.Row():
+                with gr.Column(scale=2, min_width=300):
+                    preview = gr.Video(label="Match preview (starts at the matched span)", height=260,
+                                       interactive=False, elem_id="preview")
+                    caption = gr.Markdown(elem_id="match-caption")
+                with gr.Column(scale=3, min_width=400):
+                    strips = gr.HTML(elem_id="heat-strips")
+                    matrix = gr.Plot(label="Chamfer similarity matrix", elem_id="matrix")
+            gr.Markdown("### The collection")
+            cmap = gr.HTML("", css_template=figures.MAP_CSS, js_on_load=figures.MAP_JS,
+                           elem_id="collection-map", min_height=300)
+            with gr.Accordion("About", open=False):
+                gr.Markdown(about_markdown(self.service))
+
+            detail = [preview, caption, strips, matrix]
+            button.click(self.on_search, [video, measure, k], [status, gallery, state, cmap, *detail],
+                         api_visibility="private", show_progress="full")
+            gallery.select(self.on_select, [state], [cmap, *detail], api_visibility="private")
+            cmap.click(self.on_map_click, [state], [cmap, *detail], api_visibility="private")
+            demo.load(self.map_html, None, cmap, api_visibility="private")
+            api_out = gr.JSON(visible=False)
+            api_button = gr.Button(visible=False)
+            api_button.click(self.api_search, [video, measure, k], api_out, api_name="search")
+        return demo
+
+
+def build(service: Service) -> gr.Blocks:
+    return DemoUI(service).build()

@@ -57,8 +57,14 @@ def similarity_figure(similarity: np.ndarray, query_times: np.ndarray, times: np
             hovertemplate="query %{y:.1f} s → best match frame %{x:.1f} s<extra></extra>",
         ))
     if span:
-        fig.add_shape(type="rect", x0=span["start"], x1=span["end"], y0=span["query_start"],
-                      y1=span["query_end"], line=dict(color="white", width=2, dash="dash"))
+        # Cells are centred on frame times and a span runs from a frame's start to the end
+        # of its last frame: shift by half a step so the box follows the cell edges.
+        def half(t: np.ndarray) -> float:
+            return float(np.median(np.diff(t))) / 2 if len(t) > 1 else 0.5
+
+        hx, hy = half(np.asarray(times)), half(np.asarray(query_times))
+        fig.add_shape(type="rect", x0=span["start"] - hx, x1=span["end"] - hx, y0=span["query_start"] - hy,
+                      y1=span["query_end"] - hy, line=dict(color="white", width=2, dash="dash"))
     fig.update_layout(
         title=dict(text=title, font=dict(size=13)), height=440, margin=dict(l=60, r=20, t=40, b=50),
         xaxis_title="match time (s)", yaxis_title="query time (s)",

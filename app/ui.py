@@ -201,7 +201,8 @@ class DemoUI:
 
     # ------------------------------------------------------------------ layout
     def build(self) -> gr.Blocks:
-        with gr.Blocks(title="TCA video retrieval") as demo:
+        # Uploads and Gradio's copies of outputs are deleted after an hour (checked hourly).
+        with gr.Blocks(title="TCA video retrieval", delete_cache=(3600, 3600)) as demo:
             gr.Markdown("# TCA video retrieval\nUpload a clip (or pick an example) and find the "
                         "videos of the collection that contain the same footage, with why they match.")
             state = gr.State(None)

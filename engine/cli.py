@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         ("steps", "optimiser steps"), ("batch", "instances per step"), ("lr", "Adam learning rate"),
                         ("temperature", "InfoNCE temperature"), ("frame_weight", "weight of the frame-level chamfer loss"),
                         ("views", "spatial views per video"), ("clip_frames", "longest training window (frames)"),
-                        ("dropout", "TCA dropout"), ("seed", "random seed (runs are deterministic)")]:
+                        ("dropout", "TCA dropout"),
+                        ("pca_shrinkage", "PCA whitening shrinkage, a fraction of the mean eigenvalue (0 = full)"),
+                        ("seed", "random seed (runs are deterministic)")]:
         default = getattr(TrainConfig, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                        help=f"{help_} (default {default})")

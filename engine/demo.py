@@ -188,13 +188,22 @@ def _speed(frames: list[np.ndarray], factor: float) -> list[np.ndarray]:
 
 def make_copy(
     frames: list[np.ndarray], spatial: list[str], temporal: str, rng: np.random.Generator,
-    filler: list[list[np.ndarray]], logo_rgba: np.ndarray,
+    filler: list[list[np.ndarray]], logo_rgba: np.ndarray, filler_ids: list[str] | None = None,
 ) -> tuple[list[np.ndarray], dict]:
-    """Apply one recipe. Returns the copy's frames and its label (spans in seconds)."""
+    """Apply one recipe. Returns the copy's frames and its label (spans in seconds).
+
+    The label's "filler" lists the distractors (`filler_ids`) whose footage the copy also
+    shows (picture-in-picture background, insertion padding): the benchmark must not
+    count two copies that share filler as unrelated."""
     n = len(frames)
     label: dict = {"transforms": list(spatial), "temporal": temporal}
     src_span = [0.0, n / FPS]
-    background = filler[int(rng.integers(len(filler)))]
+    filler_ids = filler_ids or [f"filler-{i}" for i in range(len(filler))]
+    used: list[str] = []
+    pick = int(rng.integers(len(filler)))
+    background = filler[pick]
+    if "pip" in spatial:
+        used.append(filler_ids[pick])
     t = augment.compose([augment.make(s, rng, background, logo_rgba) for s in spatial])
     if temporal == "temporal_crop":
         length = int(n * rng.uniform(0.4, 0.7))
@@ -210,6 +219,7 @@ def make_copy(
     if temporal == "insert":
         pool = [f for f in filler if f is not background] or filler
         other = pool[int(rng.integers(len(pool)))]
+        used.append(filler_ids[next(i for i, f in enumerate(filler) if f is other)])
         before = int(rng.integers(int(3 * FPS), int(8 * FPS)))
         after = int(rng.integers(int(3 * FPS), int(8 * FPS)))
         start = int(rng.integers(0, max(1, len(other) - before - after)))
@@ -218,6 +228,8 @@ def make_copy(
         frames = list(pre) + frames + list(post)
     label["source_span"] = [round(x, 3) for x in src_span]
     label["span"] = [round(x, 3) for x in span]
+    if used:
+        label["filler"] = sorted(set(used))
     return frames, label
 
 
@@ -265,7 +277,7 @@ def build(out: str | Path, seed: int = 0, progress: bool = True,
             for _ in range(COPIES_PER_SOURCE):
                 spatial, temporal = COPY_RECIPES[recipe % len(COPY_RECIPES)]
                 recipe += 1
-                frames, label = make_copy(sources[name], spatial, temporal, rng, filler, logo_rgba)
+                frames, label = make_copy(sources[name], spatial, temporal, rng, filler, logo_rgba, labels["distractors"])
                 cid = f"copies/{name}-{'+'.join(spatial)}-{temporal}.mp4"
                 crf = 42 if temporal == "reencode" else 30
                 write_video(videos / cid, frames, FPS, crf=crf)
@@ -278,7 +290,7 @@ def build(out: str | Path, seed: int = 0, progress: bool = True,
         example_recipes = [r for r in COPY_RECIPES if r[1] != "insert" and "pip" not in r[0]]
         for k, name in enumerate(sorted(test)[:4]):
             spatial, temporal = example_recipes[(recipe + 5 * k) % len(example_recipes)]
-            frames, label = make_copy(sources[name], spatial, temporal, rng, filler, logo_rgba)
+            frames, label = make_copy(sources[name], spatial, temporal, rng, filler, logo_rgba, labels["distractors"])
             eid = f"{name}-{'+'.join(spatial)}-{temporal}.mp4"
             write_video(examples / eid, frames, FPS, crf=30)
             labels["examples"][eid] = {"source": f"sources/{name}.mp4", **label}

@@ -88,3 +88,29 @@ def test_bad_annotation_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(BenchmarkError, match="JSON"):
         load_benchmark("fivr-200k", bad)
+
+
+def test_demo_families_splits_and_shared_filler(tmp_path):
+    labels = {
+        "sources": {"s1": {"split": "train"}, "s2": {"split": "test"}},
+        "copies": {
+            "c1": {"source": "s1"},
+            "c2": {"source": "s2", "filler": ["d1"]},  # s2 inserted into footage of d1
+            "c3": {"source": "s1", "filler": ["d1"]},  # s1 over a d1 background
+        },
+        "distractors": ["d1", "d2"],
+    }
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(labels))
+    bench = load_benchmark("demo", path)
+    assert bench.excluded("c2") == {"c3", "d1"} and bench.excluded("c1") == set()
+    sims = {
+        # c2 ranks d1 and c3 (shared filler: left out), then s2 (its family), then d2
+        "c2": {"d1": 0.95, "c3": 0.9, "s2": 0.8, "d2": 0.7, "s1": 0.1, "c1": 0.05},
+        # c1: s1 first, d2 second, c3 third -> (1 + 2/3) / 2
+        "c1": {"s1": 0.9, "d2": 0.8, "c3": 0.7, "d1": 0.1, "c2": 0.0, "s2": 0.0},
+    }
+    r = bench.evaluate(sims)
+    assert r["mAP_test"] == pytest.approx(1.0)
+    assert r["mAP_train"] == pytest.approx((1 + 2 / 3) / 2)
+    assert r["mAP_all"] == pytest.approx((1 + (1 + 2 / 3) / 2) / 2)

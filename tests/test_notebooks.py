@@ -1,0 +1,26 @@
+"""The walkthroughs in notebooks/ still run (a smaller version: TCA_NOTEBOOK_QUICK=1)."""
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path, monkeypatch):
+    monkeypatch.setenv("TCA_NOTEBOOK_QUICK", "1")
+    nb = nbformat.read(path, as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "stored without outputs"
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on any failure
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_there_are_two_notebooks():
+    assert [p.name for p in NOTEBOOKS] == ["01_embed_and_search.ipynb", "02_train_and_evaluate.ipynb"]

@@ -1,5 +1,4 @@
 """The walkthroughs in notebooks/ still run (a smaller version: TCA_NOTEBOOK_QUICK=1)."""
-import os
 from pathlib import Path
 
 import nbformat

@@ -34,7 +34,8 @@ def create(index: str | None = None, model: str | None = None, device: str = "au
 
     service = Service(index=index, model=model, device=pick_device(device))
     demo = build(service)
-    # One request at a time: the engine's torch thread pool is process-wide.
+    # Each event takes one request at a time (the others wait in the queue); Service's lock
+    # keeps different events off the engine at once: torch's thread pool is process-wide.
     demo.queue(default_concurrency_limit=1, max_size=32)
     return demo, service
 

@@ -2,7 +2,7 @@
 previews and thumbnails. Every call goes through the engine's public API.
 
 One `Service` per app process. The engine is not thread-safe (torch's thread count is
-global), so the UI queues requests one at a time; the caches here are guarded anyway.
+global): engine calls that embed, search or compare hold the Service's lock, as do the caches.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import (
-    DEFAULT_INDEX, Comparison, Engine, Measure, SearchResult, Span, VideoEmbedding, VideoError,
+    DEFAULT_INDEX, Comparison, Engine, IndexedVideo, Measure, SearchResult, Span, VideoEmbedding, VideoError,
 )
 from engine.video import probe, read_frames, write_preview
 
@@ -87,7 +88,7 @@ class Service:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._previews: OrderedDict[str, Path] = OrderedDict()
-        self._thumbs: OrderedDict[str, tuple[np.ndarray, list[np.ndarray]]] = OrderedDict()
+        self._thumbs: OrderedDict[str, list[np.ndarray]] = OrderedDict()
         self._posters: dict[str, np.ndarray] = {}
 
     def close(self) -> None:
@@ -133,8 +134,6 @@ class Service:
     def search(self, path: str | Path | None, measure: str | Measure = Measure.CHAMFER,
                k: int = 10, progress=None) -> Search:
         """Embed an uploaded clip and rank the collection. Raises UserInputError."""
-        import time
-
         started = time.perf_counter()
         p = self.check_upload(path)
         k = int(min(max(int(k), 1), MAX_TOP_K))
@@ -157,10 +156,9 @@ class Service:
         with self._lock:
             video = self.engine.video(video_id)
             comparison = self.engine.compare(search.query, video_id) if search else None
-        times, thumbs = self._video_thumbs(video.id, video.path, video.times)
         exp = Explanation(
             video_id=video.id, duration=video.duration, video_times=video.times,
-            video_attention=video.attention, video_thumbs=thumbs,
+            video_attention=video.attention, video_thumbs=self._video_thumbs(video.id, video.path, video.times),
             preview=self.preview(video.id, video.path), comparison=comparison,
         )
         if exp.preview is None:
@@ -170,13 +168,20 @@ class Service:
         if search is not None:
             q = search.query
             exp.query_times, exp.query_attention, exp.query_duration = q.times, q.attention, q.duration
-            _, exp.query_thumbs = self._video_thumbs("query:" + str(q.path), str(q.path), q.times)
+            exp.query_thumbs = self._video_thumbs("query:" + str(q.path), str(q.path), q.times)
             for m in search.result.matches:
                 if m.id == video_id:
                     exp.score, exp.rank = m.score, m.rank
             if exp.score is None and comparison is not None:
                 exp.score = float(comparison.similarity.max(axis=1).mean())
         return exp
+
+    def comparisons(self, search: Search) -> list[tuple[IndexedVideo, Comparison]]:
+        """For every match of a search: what the index holds about it and its frame
+        similarity matrix with the query (the data behind the figures, for the API)."""
+        with self._lock:
+            return [(self.engine.video(m.id), self.engine.compare(search.query, m.id))
+                    for m in search.result.matches]
 
     # ------------------------------------------------------------------ media
     def preview(self, key: str, path: str | Path) -> Path | None:
@@ -212,8 +217,9 @@ class Service:
         self._posters[video_id] = img
         return img
 
-    def _video_thumbs(self, key: str, path: str, times: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Thumbnails of a video at the engine's sampled times (decoded once, cached)."""
+    def _video_thumbs(self, key: str, path: str, times: np.ndarray) -> list[np.ndarray]:
+        """Thumbnails of a video at the engine's sampled times (decoded once, cached);
+        empty when the file cannot be decoded."""
         with self._lock:
             if key in self._thumbs:
                 return self._thumbs[key]
@@ -227,15 +233,12 @@ class Service:
         except VideoError:
             thumbs = []
         with self._lock:
-            self._thumbs[key] = (times, thumbs)
+            self._thumbs[key] = thumbs
             while len(self._thumbs) > 2 * PREVIEW_CACHE:
                 self._thumbs.popitem(last=False)
-        return times, thumbs
+        return thumbs
 
 
 def _user_message(path: Path, err: VideoError) -> str:
-    """The engine's message without the server-side temp path (the visitor never saw it)."""
-    text = str(err)
-    for prefix in (str(path) + ": ", str(path)):
-        text = text.replace(prefix, "")
-    return f"{path.name}: {text}"
+    """The engine's message under the upload's own name, not the server-side temp path."""
+    return f"{path.name}: {err.message}"

@@ -10,8 +10,9 @@ import re
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
-from engine import ASSETS, Measure
+from engine import ASSETS, Comparison, IndexedVideo, Measure
 
 from . import figures
 from .service import MAX_TOP_K, Explanation, Search, Service, UserInputError
@@ -74,18 +75,30 @@ def _match_caption(m) -> str:
             f"{figures.span_text(s.query_start, s.query_end, s.start, s.end)}")
 
 
-def search_json(search: Search) -> dict:
-    """The API's answer: ranked matches plus what the figures are drawn from."""
+def _rounded(values, digits: int) -> list:
+    """A float array (any shape) as nested lists of Python floats, rounded for JSON."""
+    return np.round(np.asarray(values, np.float64), digits).tolist()
+
+
+def search_json(search: Search, comparisons: list[tuple[IndexedVideo, Comparison]]) -> dict:
+    """The API's answer: ranked matches plus what the figures are drawn from
+    (`comparisons`: Service.comparisons(search), one per match)."""
     q = search.query
     out = search.result.as_dict()
     out["query"] = {
         "duration": round(float(q.duration), 3),
-        "times": [round(float(t), 3) for t in q.times],
-        "attention": [round(float(a), 5) for a in q.attention],
-        "map": [round(float(v), 4) for v in search.map_position],
+        "times": _rounded(q.times, 3),
+        "attention": _rounded(q.attention, 5),
+        "map": _rounded(search.map_position, 4),
         "warnings": list(q.warnings),
     }
     out["seconds"] = round(search.seconds, 3)
+    for item, m, (video, cmp) in zip(out["results"], search.result.matches, comparisons):
+        item["duration"] = round(float(m.duration), 3)
+        item["times"] = _rounded(video.times, 3)
+        item["attention"] = _rounded(video.attention, 5)
+        item["similarity"] = _rounded(cmp.similarity, 4)
+        item["row_best"] = cmp.row_best.tolist()
     return out
 
 
@@ -176,7 +189,7 @@ class DemoUI:
         return (self.map_html(search, vid), *self.detail(self.service.explain(search, vid)))
 
     def on_map_click(self, search: Search | None, evt: gr.EventData):
-        vid = getattr(evt, "video", None) or (evt._data or {}).get("video")
+        vid = getattr(evt, "video", None)  # sent by figures.MAP_JS: trigger('click', {video: id})
         try:
             exp = self.service.explain(search, vid)
         except KeyError:
@@ -190,16 +203,7 @@ class DemoUI:
             search = self.service.search(video, measure, int(k))
         except UserInputError as err:
             return {"error": str(err)}
-        out = search_json(search)
-        for item, m in zip(out["results"], search.result.matches):
-            exp = self.service.engine.compare(search.query, m.id)
-            video_info = self.service.engine.video(m.id)
-            item["duration"] = round(float(m.duration), 3)
-            item["times"] = [round(float(t), 3) for t in video_info.times]
-            item["attention"] = [round(float(a), 5) for a in video_info.attention]
-            item["similarity"] = [[round(float(v), 4) for v in row] for row in exp.similarity]
-            item["row_best"] = [int(i) for i in exp.row_best]
-        return out
+        return search_json(search, self.service.comparisons(search))
 
     # ------------------------------------------------------------------ layout
     def build(self) -> gr.Blocks:

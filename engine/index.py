@@ -453,7 +453,7 @@ def build_index(
         try:
             emb = embed(p)
         except VideoError as err:
-            report.skipped.append((vid, str(err).removeprefix(str(p) + ": ")))
+            report.skipped.append((vid, err.message))
             for listed in (report.added, report.updated):
                 if vid in listed:
                     listed.remove(vid)

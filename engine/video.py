@@ -28,11 +28,18 @@ MAX_PIXELS = 8192 * 8192  # beyond 8K x 8K we refuse rather than risk the memory
 
 
 class VideoError(Exception):
-    """A video that cannot be used. `path` names the file; str(err) says what to do."""
+    """A video that cannot be used. `path` names the file, `message` says what is wrong and
+    what to do; str(err) is both ("PATH: message")."""
 
     def __init__(self, path: str | Path, message: str):
         self.path = str(path)
+        self.message = message
         super().__init__(f"{self.path}: {message}")
+
+
+def _reason(err: Exception) -> str:
+    """FFmpeg's reason without the file name it appends (the message already starts with it)."""
+    return getattr(err, "strerror", None) or str(err)
 
 
 class UnreadableVideoError(VideoError):
@@ -95,9 +102,8 @@ def _open(path: str | Path) -> av.container.InputContainer:
     try:
         return av.open(str(p), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as err:
-        reason = getattr(err, "strerror", None) or str(err)
         raise UnreadableVideoError(
-            p, f"cannot be opened as a video ({reason}); "
+            p, f"cannot be opened as a video ({_reason(err)}); "
             "is it a video file, and is it complete? Re-export or re-download it."
         ) from err
 
@@ -222,9 +228,9 @@ def iter_frames(
         except av.FFmpegError as err:
             if decoded == 0:
                 raise UnreadableVideoError(
-                    path, f"no frame could be decoded ({err}); the file is damaged"
+                    path, f"no frame could be decoded ({_reason(err)}); the file is damaged"
                 ) from err
-            notes.append(f"decoding stopped early at frame {decoded} ({err}): file damaged or truncated")
+            notes.append(f"decoding stopped early at frame {decoded} ({_reason(err)}): file damaged or truncated")
         if start is None and fast:
             # Some streams have nothing but frames that fast mode skips: decode them all.
             yield from iter_frames(path, fps, short_side, crop, max_duration, False, report)

@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_ in [("dim", "PCA output / TCA width"), ("bank", "memory bank size (0: in-batch negatives only)"),
                         ("steps", "optimiser steps"), ("batch", "instances per step"), ("lr", "Adam learning rate"),
                         ("temperature", "InfoNCE temperature"), ("frame_weight", "weight of the frame-level chamfer loss"),
+                        ("match_weight", "weight of the frame-to-frame loss on matching moments (self-supervised)"),
                         ("views", "spatial views per video"), ("clip_frames", "longest training window (frames)"),
                         ("dropout", "TCA dropout"),
                         ("pca_shrinkage", "PCA whitening shrinkage, a fraction of the mean eigenvalue (0 = full)"),
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(TrainConfig, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                        help=f"{help_} (default {default})")
+    p.add_argument("--identity-init", action="store_true",
+                   help="start the transformer at the identity (zeroed residual outputs), so training "
+                        "only adds context where it helps")
     p.add_argument("--views-cache", type=Path, help="keep the CNN descriptors of the views here (.npz) "
                                                      "and reuse them when the videos and settings match")
     p.add_argument("--backbone", choices=[b.value for b in Backbone], default=Backbone.EFFICIENTNET_LITE0.value)

@@ -118,6 +118,8 @@ def _media_path(spec: str, tmp: Path) -> Path:
         path = Path(found.submodule_search_locations[0]) / "datasets" / "data" / name
     elif kind == "opencv":
         path = OPENCV_DATA / name
+    elif kind == "file":
+        path = Path(name)
     else:  # gzipped in the package's HTML docs
         gz = OPENCV_HTML / name
         path = tmp / name.removesuffix(".gz")
@@ -153,7 +155,8 @@ def clip_frames(footage: Footage, tmp: Path) -> list[np.ndarray]:
 
 
 def _photo(name: str) -> np.ndarray:
-    path = OPENCV_DATA / name
+    """An opencv-doc sample photo by name, or any photo by absolute path."""
+    path = OPENCV_DATA / name  # an absolute name stays itself
     if not path.is_file():
         raise DemoError(f"{path}: not found; install it with `apt-get install opencv-doc`")
     return np.asarray(Image.open(path).convert("RGB"))

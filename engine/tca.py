@@ -36,6 +36,15 @@ class TCA(nn.Module):
             dim, heads, ff_dim, dropout=dropout, batch_first=True, norm_first=False
         )
 
+    def start_at_identity(self) -> "TCA":
+        """Zero the two residual branches' output layers (attention output projection and
+        the feed-forward's second layer), so an untrained model returns its input frames
+        (up to the layer norms) and training only adds context where it helps."""
+        for lin in (self.layer.self_attn.out_proj, self.layer.linear2):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+        return self
+
     def config(self) -> dict[str, int]:
         return {"dim": self.dim, "heads": self.heads, "ff_dim": self.ff_dim}
 

@@ -60,6 +60,9 @@ class TrainConfig:
     margin: float = 0.25       # Circle relaxation
     sigma: float = 0.05        # QuadLinear-AP smoothing
     frame_weight: float = 1.0  # weight of the in-batch chamfer InfoNCE (0 = video level only)
+    match_weight: float = 0.0  # weight of the frame-to-frame InfoNCE on matching moments (self-supervised)
+    identity_init: bool = False  # start the transformer at the identity (zeroed residual outputs)
+    match_tolerance: float = 1.0  # seconds apart two frames of one video may be and still match
     bank: int = 4096
     batch: int = 32
     steps: int = 1500
@@ -131,6 +134,7 @@ class Instance:
 
 
 MAX_SEGMENTS = 3
+ID_STRIDE = 1 << 32  # frame ids: video * ID_STRIDE + frame index
 
 
 def segment_array(instances: list[Instance]) -> np.ndarray:
@@ -183,24 +187,32 @@ class Sampler:
     def view(self, inst: Instance, positive: bool) -> torch.Tensor:
         """One augmented view: a spatial view per segment, frame phase, speed, drops,
         and (for the positive) temporal crop or insertion into other content."""
+        return self.view_with_ids(inst, positive)[0]
+
+    def view_with_ids(self, inst: Instance, positive: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """`view`, and for each of its frames the moment it shows: video * ID_STRIDE +
+        frame index (at view fps), so two views can be matched frame by frame."""
         rng = self.rng
         chunks = [self.views[v][int(rng.integers(self.views[v].shape[0])), a:b] for v, a, b in inst.segments]
         x = torch.cat(chunks)
+        ids = torch.cat([v * ID_STRIDE + torch.arange(a, b) for v, a, b in inst.segments])
         speed = float(rng.choice([0.5, 1.0, 1.0, 1.0, 1.5, 2.0]))
         idx = np.arange(rng.integers(self.step), len(x), self.step * speed).astype(int)
         keep = rng.random(len(idx)) > rng.uniform(0, 0.2)
         idx = idx[keep] if keep.sum() >= 2 else idx
-        x = x[torch.from_numpy(idx)]
+        x, ids = x[torch.from_numpy(idx)], ids[torch.from_numpy(idx)]
         if positive and len(x) >= 4 and rng.random() < 0.3:  # temporal crop: a part of it
             n = int(rng.integers(max(2, len(x) // 2), len(x) + 1))
             a = int(rng.integers(0, len(x) - n + 1))
-            x = x[a : a + n]
+            x, ids = x[a : a + n], ids[a : a + n]
         elif positive and rng.random() < 0.3:  # inserted into something else
             other = self.instance()
-            filler = self.view(other, positive=False)
+            filler, filler_ids = self.view_with_ids(other, positive=False)
             cut = int(rng.integers(0, len(filler) + 1))
             x = torch.cat([filler[:cut], x, filler[cut:]])
-        return x[: self.cfg.clip_frames * 2]
+            ids = torch.cat([filler_ids[:cut], ids, filler_ids[cut:]])
+        n = self.cfg.clip_frames * 2
+        return x[:n], ids[:n]
 
 
 def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,6 +224,14 @@ def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x[i, : len(s)] = s
         mask[i, : len(s)] = True
     return x, mask
+
+
+def pad_ids(ids: list[torch.Tensor]) -> torch.Tensor:
+    """[B, T_max] moment ids, -1 at padding."""
+    out = torch.full((len(ids), max(len(i) for i in ids)), -1, dtype=torch.long)
+    for k, i in enumerate(ids):
+        out[k, : len(i)] = i
+    return out
 
 
 # ----------------------------------------------------------------- losses
@@ -247,6 +267,27 @@ def quadlinear_ap(pos: torch.Tensor, neg: torch.Tensor, sigma: float) -> torch.T
     masked = ~torch.isfinite(neg)
     f = quadlinear(neg.masked_fill(masked, -2.0) - pos[:, None], sigma).masked_fill(masked, 0.0)
     return (1 - 1 / (1 + f.sum(1))).mean()
+
+
+def match_loss(a: torch.Tensor, a_ids: torch.Tensor, p: torch.Tensor, p_ids: torch.Tensor,
+               tolerance: int, temperature: float) -> torch.Tensor:
+    """Frame-level InfoNCE between two batches of views: a [B, Ta, d], p [B, Tp, d] frame
+    embeddings with their moment ids (-1 at padding). A frame of `a` is positive with the
+    frames of `p` that show the same video within `tolerance` view-frames of it, negative
+    with every frame of other videos; other moments of the same video are left out
+    (a scene a second later is not a negative). Anchors with no positive are skipped."""
+    keep_a, keep_p = a_ids >= 0, p_ids >= 0
+    fa, fp = a[keep_a], p[keep_p]
+    ia, ip = a_ids[keep_a], p_ids[keep_p]
+    same_video = (ia // ID_STRIDE)[:, None] == (ip // ID_STRIDE)[None, :]
+    pos = same_video & ((ia % ID_STRIDE)[:, None] - (ip % ID_STRIDE)[None, :]).abs().le(tolerance)
+    logits = fa @ fp.T / temperature
+    has = pos.any(1)
+    if not has.any():
+        return logits.sum() * 0.0
+    everything = torch.logsumexp(logits.masked_fill(same_video & ~pos, -math.inf), dim=1)
+    positives = torch.logsumexp(logits.masked_fill(~pos, -math.inf), dim=1)
+    return (everything - positives)[has].mean()
 
 
 def chamfer_matrix(a: torch.Tensor, am: torch.Tensor, b: torch.Tensor, bm: torch.Tensor) -> torch.Tensor:
@@ -300,9 +341,14 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
     whitened = [torch.from_numpy(pca.apply(v.reshape(-1, v.shape[-1])).reshape(v.shape[0], v.shape[1], -1))
                 if v.shape[1] else torch.zeros(v.shape[0], 0, pca.dim) for v in views]
     sampler = (sampler_factory or Sampler)(whitened, cfg, rng)
+    # Frame matching needs views cut from one video (the self-supervised sampler), not pairs.
+    matching = cfg.match_weight > 0 and sampler_factory is None
+    tolerance = max(1, round(cfg.match_tolerance * cfg.view_fps))
     if len(sampler.usable) < 2:
         raise ValueError("training needs at least 2 readable videos of a few seconds or more")
     model = TCA(cfg.dim, cfg.heads, cfg.ff_dim, cfg.dropout)
+    if cfg.identity_init:
+        model.start_at_identity()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     bank = Bank(cfg.bank, cfg.dim)
@@ -311,8 +357,12 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
     bar = tqdm(range(cfg.steps), desc="training", unit="step", disable=not progress)
     for step in bar:
         insts = [sampler.instance() for _ in range(cfg.batch)]
-        a, am = pad([sampler.view(i, False) for i in insts])
-        p, pm = pad([sampler.view(i, True) for i in insts])
+        if matching:
+            va, vp = ([sampler.view_with_ids(i, positive) for i in insts] for positive in (False, True))
+            (a, am), (p, pm) = pad([x for x, _ in va]), pad([x for x, _ in vp])
+        else:
+            a, am = pad([sampler.view(i, False) for i in insts])
+            p, pm = pad([sampler.view(i, True) for i in insts])
         out_a, out_p = model(a, am), model(p, pm)
         sim = out_a.video @ out_p.video.T  # [B, B]; the diagonal are the positives
         segs = segment_array(insts)
@@ -331,6 +381,9 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
             fsim = chamfer_matrix(out_a.frames, am, out_p.frames, pm)
             loss = loss + cfg.frame_weight * info_nce(fsim.diagonal(), fsim.masked_fill(same, -math.inf),
                                                       cfg.temperature)
+        if matching:
+            loss = loss + cfg.match_weight * match_loss(out_a.frames, pad_ids([i for _, i in va]), out_p.frames,
+                                                        pad_ids([i for _, i in vp]), tolerance, cfg.temperature)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -68,3 +68,28 @@ def test_shipped_corpus_is_small_and_attributed():
     attribution = (ASSETS / "ATTRIBUTION.md").read_text()
     for v in videos:
         assert str(v.relative_to(ASSETS)) in attribution, v
+
+
+def test_training_footage_builder(tmp_path, monkeypatch):
+    """`engine.footage.build` on packages already unpacked (no download): clips cut into
+    pieces, photos three to a montage, and a list and a source table that name them."""
+    from PIL import Image
+
+    from engine import footage
+    from engine.video import probe, write_video
+
+    root = tmp_path / "cache" / "root"
+    write_video(root / "pkg/clip.mp4", _frames(30 * 12), FPS)  # 30 s -> pieces of 20 and 10 s
+    for k in range(4):
+        (root / "pkg/photos").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((90, 120, 3), 60 * k, np.uint8)).save(root / f"pkg/photos/p{k}.jpg")
+    for pkg in ("clips-pkg", "photo-pkg", "skimage"):
+        (tmp_path / "cache" / f"{pkg}.unpacked").touch()
+    monkeypatch.setattr(footage, "CLIPS", [footage.Clip("c", "clips-pkg", "pkg/clip.mp4", 30.0)])
+    monkeypatch.setattr(footage, "PHOTOS", [("photo-pkg", "pkg/photos/*.jpg")])
+    ids = footage.build(tmp_path / "out", tmp_path / "cache")
+    assert ids == ["clip-c-0.mp4", "clip-c-1.mp4", "montage-00.mp4"]  # 4 photos: one montage of 3
+    assert [round(probe(tmp_path / "out/videos" / v).duration) for v in ids] == [20, 10, 12]
+    assert (tmp_path / "out/list.txt").read_text().split() == ids
+    table = (tmp_path / "out/SOURCES.md").read_text()
+    assert "clips-pkg: pkg/clip.mp4, 20-30 s" in table and table.count("photo-pkg: pkg/photos/p") == 3

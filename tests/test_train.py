@@ -12,8 +12,9 @@ import torch
 
 from engine.model import load_model
 from engine.pca import fit_pca
-from engine.train import (Instance, Loss, TrainConfig, circle, info_nce, overlaps, quadlinear, quadlinear_ap,
-                          segment_array, train_tca)
+from engine.tca import TCA
+from engine.train import (ID_STRIDE, Instance, Loss, Sampler, TrainConfig, circle, info_nce, match_loss, overlaps,
+                          quadlinear, quadlinear_ap, segment_array, train_tca)
 
 from media import scene_frames, write_video
 
@@ -52,6 +53,41 @@ def test_negatives_never_share_a_video():
     assert overlaps(a, b, any_time=False).tolist() == [[False, False, False], [False, False, False]]
 
 
+def test_views_know_which_moment_each_frame_shows():
+    views = [torch.randn(3, 40, 8) for _ in range(4)]
+    sampler = Sampler(views, TrainConfig(), np.random.default_rng(0))
+    for _ in range(20):
+        inst = sampler.instance()
+        x, ids = sampler.view_with_ids(inst, positive=True)
+        assert len(x) == len(ids)
+        for frame, i in zip(x, ids.tolist()):
+            v, t = divmod(i, ID_STRIDE)
+            assert any(torch.equal(frame, views[v][k, t]) for k in range(3))
+
+
+def test_match_loss_by_hand():
+    a = torch.nn.functional.normalize(torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.8], [0.0, 0.0]]]), dim=-1)
+    ids = torch.tensor([[0, 5], [ID_STRIDE + 0, -1]])  # video 0 at frames 0 and 5, video 1 at frame 0
+    t = 0.5
+    # Anchor (video 0, frame 0): positive itself (sim 1); its own video's frame 5 is left
+    # out at tolerance 1; video 1's frame (sim 0.6) is the negative. Same for the others.
+    l00 = -1 / t + math.log(math.exp(1 / t) + math.exp(0.6 / t))
+    l05 = -1 / t + math.log(math.exp(1 / t) + math.exp(0.8 / t))
+    l10 = -1 / t + math.log(math.exp(1 / t) + math.exp(0.6 / t) + math.exp(0.8 / t))
+    assert match_loss(a, ids, a, ids, 1, t).item() == pytest.approx((l00 + l05 + l10) / 3, rel=1e-5)
+    # at tolerance 5 frames 0 and 5 of video 0 are both positives of each other
+    l00 = -math.log(math.exp(1 / t) + 1) + math.log(math.exp(1 / t) + 1 + math.exp(0.6 / t))
+    l05 = -math.log(math.exp(1 / t) + 1) + math.log(math.exp(1 / t) + 1 + math.exp(0.8 / t))
+    assert match_loss(a, ids, a, ids, 5, t).item() == pytest.approx((l00 + l05 + l10) / 3, rel=1e-5)
+
+
+def test_identity_start():
+    x = torch.nn.functional.normalize(torch.randn(2, 6, 32), dim=-1)
+    x = x - x.mean(-1, keepdim=True)  # layer norm keeps zero-mean vectors' direction
+    out = TCA(32, 4, 64, 0.0).start_at_identity().eval()(x)
+    assert torch.allclose(out.frames, torch.nn.functional.normalize(x, dim=-1), atol=1e-4)
+
+
 def _toy_views(seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     base = [rng.normal(size=(1, 12, 48)) for _ in range(5)]
@@ -62,7 +98,8 @@ def _toy_views(seed: int = 0) -> list[np.ndarray]:
 def test_training_is_deterministic_and_finite(loss):
     views = _toy_views()
     pca = fit_pca(np.concatenate([v.reshape(-1, 48) for v in views]).astype(np.float32), 16, 0.5)
-    cfg = TrainConfig(dim=16, heads=2, ff_dim=32, steps=8, batch=6, bank=16, clip_frames=6, lr=3e-3, loss=loss)
+    cfg = TrainConfig(dim=16, heads=2, ff_dim=32, steps=8, batch=6, bank=16, clip_frames=6, lr=3e-3, loss=loss,
+                      match_weight=1.0 if loss is Loss.INFONCE else 0.0, identity_init=loss is Loss.INFONCE)
     m1, _ = train_tca(views, pca, cfg, progress=False)
     m2, _ = train_tca(views, pca, cfg, progress=False)
     for (k, v1), v2 in zip(m1.state_dict().items(), m2.state_dict().values()):

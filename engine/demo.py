@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         labels = build(args.out, args.seed, attribution=args.attribution)
     except DemoError as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2
     total = sum(f.stat().st_size for f in args.out.rglob("*.mp4"))
     print(f"{len(labels['sources'])} sources, {len(labels['copies'])} copies, "

@@ -136,11 +136,26 @@ def fetch(cache: Path, more: bool = True) -> Path:
     return root
 
 
-def photo_files(root: Path) -> list[tuple[str, Path]]:
-    """(package, file) of every photo, in a fixed order."""
+def image_files(table: list[tuple[str, str]], root: Path,
+                gradio: Path | None = None) -> list[tuple[str, Path, str]]:
+    """(package, file, its path inside the package) of every image a table (PHOTOS,
+    MORE_PHOTOS) names, in a fixed order. A pattern ending in "/" names folders, each of
+    which gives its largest image (the best resolution of one wallpaper)."""
+    def is_image(p: Path) -> bool:
+        return p.suffix.lower() in IMAGE_SUFFIXES and not any(x in p.name for x in EXCLUDE)
+
     out = []
-    for pkg, pattern in PHOTOS:
-        out += [(pkg, p) for p in sorted(root.glob(pattern)) if not any(x in p.name for x in EXCLUDE)]
+    for pkg, pattern in table:
+        base = gradio if pkg == "gradio" else root
+        if pattern.endswith("/"):
+            found = []
+            for folder in sorted(base.glob(pattern)):
+                imgs = [f for f in folder.rglob("*") if is_image(f)]
+                if imgs:
+                    found.append(max(imgs, key=lambda f: f.stat().st_size))
+        else:
+            found = [f for f in sorted(base.glob(pattern)) if is_image(f)]
+        out += [(pkg, f, str(f.relative_to(base))) for f in found]
     return out
 
 
@@ -154,32 +169,17 @@ def gradio_root() -> Path:
     return Path(spec.origin).parent
 
 
-def more_photo_files(root: Path, gradio: Path) -> list[tuple[str, Path]]:
-    """(package, file) of every image of the second set, in a fixed order."""
-    out = []
-    for pkg, pattern in MORE_PHOTOS:
-        base = gradio if pkg == "gradio" else root
-        if pattern.endswith("/"):  # one image per folder: the largest (the best resolution)
-            for folder in sorted(base.glob(pattern)):
-                imgs = [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-                if imgs:
-                    out.append((pkg, max(imgs, key=lambda p: p.stat().st_size)))
-        else:
-            out += [(pkg, p) for p in sorted(base.glob(pattern)) if p.suffix.lower() in IMAGE_SUFFIXES]
-    return out
-
-
-def flatten_photos(files: list[tuple[str, Path]], dest: Path,
-                   rng: np.random.Generator) -> list[tuple[str, Path, Path]]:
+def flatten_photos(files: list[tuple[str, Path, str]], dest: Path,
+                   rng: np.random.Generator) -> list[tuple[str, Path, str]]:
     """Keep the photographs among `files` as RGB JPEGs in `dest`: transparent parts laid on
     a random plain colour; icons (short side < MIN_SIDE), mostly transparent images,
-    drawings (< MIN_COLOURS colours) and exact repeats dropped. Returns (package, original,
-    written file)."""
+    drawings (< MIN_COLOURS colours) and exact repeats dropped. `files` and the result:
+    (package, file, origin), the result's files being the JPEGs written."""
     from PIL import Image
 
     dest.mkdir(parents=True, exist_ok=True)
     kept, seen = [], set()
-    for pkg, path in files:
+    for pkg, path, origin in files:
         try:
             with Image.open(path) as im:
                 im.load()
@@ -203,7 +203,7 @@ def flatten_photos(files: list[tuple[str, Path]], dest: Path,
         flat = Image.alpha_composite(Image.new("RGBA", rgba.size, colour), rgba).convert("RGB")
         target = dest / f"{pkg}__{len(kept):04d}.jpg"
         flat.save(target, quality=92)
-        kept.append((pkg, path, target))
+        kept.append((pkg, target, origin))
     return kept
 
 
@@ -241,12 +241,10 @@ def build(out: Path, cache: Path, seed: int = 0, more: bool = True) -> list[str]
     origin: dict[str, str] = {}
     for clip in CLIPS:
         origin.update(_cut(clip, root / clip.path, "clip", videos, cache))
-    photos = [(pkg, p, str(p.relative_to(root))) for pkg, p in photo_files(root)]
-    origin.update(_montages(photos, "montage", videos, np.random.default_rng(seed)))
+    origin.update(_montages(image_files(PHOTOS, root), "montage", videos, np.random.default_rng(seed)))
     if more:
         gradio = gradio_root()
-        kept = flatten_photos(more_photo_files(root, gradio), out / "photos", np.random.default_rng(seed))
-        photos = [(pkg, f, str(p.relative_to(gradio if pkg == "gradio" else root))) for pkg, p, f in kept]
+        photos = flatten_photos(image_files(MORE_PHOTOS, root, gradio), out / "photos", np.random.default_rng(seed))
         origin.update(_montages(photos, "xmontage", videos, np.random.default_rng(seed)))
         for clip in MORE_CLIPS:
             origin.update(_cut(clip, gradio / clip.path, "xclip", videos, cache))
@@ -275,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ids = build(args.out, args.cache or args.out / "packages", args.seed, more=not args.basic)
     except (FootageError, demo.DemoError) as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2
     total = sum((args.out / "videos" / v).stat().st_size for v in ids)
     print(f"{len(ids)} videos, {total / 2**20:.1f} MiB in {args.out / 'videos'}; list in {args.out / 'list.txt'}")

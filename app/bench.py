@@ -37,9 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://127.0.0.1:{args.port}/"
     print(f"start-up: {started:.2f} s (service + page built in {built:.2f} s)")
     try:
-        from engine.video import probe
-
-        print(f"clip: {args.clip} ({probe(args.clip).duration:.1f} s)")
+        print(f"clip: {args.clip} ({service.engine.probe(args.clip).duration:.1f} s)")
         client = Client(url, verbose=False)
         api = []
         for _ in range(args.runs):

@@ -6,6 +6,8 @@
   TCA paper's figure 5), thumbnail + time on hover, the matched span outlined.
 - `collection_map`: the UMAP map as inline SVG; points carry `data-id` so the page's
   script can report clicks; hover shows the id and a thumbnail.
+- `poster_store`: the map's hover thumbnails, sent once per page (not with every redraw
+  of the map); the map's script looks them up by id.
 """
 from __future__ import annotations
 
@@ -18,20 +20,10 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from PIL import Image
 
+from engine import clock
+
 COLORSCALE = "Viridis"
 MAX_THUMB_CELLS = 240  # longer strips keep the colours but drop the hover thumbnails
-
-
-def clock(seconds: float) -> str:
-    """0:03, 1:02:10 — seconds as a player shows them."""
-    s = int(round(max(float(seconds), 0.0)))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
-
-
-def span_text(query_start: float, query_end: float, start: float, end: float) -> str:
-    return f"query {clock(query_start)}–{clock(query_end)} ↔ {clock(start)}–{clock(end)}"
 
 
 def data_uri(img: np.ndarray, quality: int = 70) -> str:
@@ -144,7 +136,13 @@ def heat_strips(query: str | None, match: str) -> str:
 
 
 # ---------------------------------------------------------------------- collection map
-def collection_map(ids: list[str], coords: np.ndarray, posters: dict[str, str],
+def poster_store(posters: dict[str, str]) -> str:
+    """Hidden <img data-id=...> elements (JPEG data URIs) for the map's hover thumbnails."""
+    imgs = "".join(f'<img data-id="{html.escape(vid)}" src="{uri}" alt="">' for vid, uri in posters.items())
+    return f'<div class="poster-store" style="display:none">{imgs}</div>'
+
+
+def collection_map(ids: list[str], coords: np.ndarray,
                    query: np.ndarray | None = None, ranks: dict[str, int] | None = None,
                    selected: str | None = None) -> str:
     """SVG map: grey points, the top matches numbered, the query a red star."""
@@ -165,8 +163,7 @@ def collection_map(ids: list[str], coords: np.ndarray, posters: dict[str, str],
             cls += " selected"
         r = 9 if rank else 6
         dots.append(f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{r}" data-id="{html.escape(vid)}" '
-                    f'data-label="{html.escape(vid)}{f" · rank {rank}" if rank else ""}" '
-                    f'data-thumb="{posters.get(vid, "")}"></circle>')
+                    f'data-label="{html.escape(vid)}{f" · rank {rank}" if rank else ""}"></circle>')
         if rank and rank <= 10:
             labels.append(f'<text class="rank" x="{x:.1f}" y="{y + 3.5:.1f}">{rank}</text>')
     star = ""
@@ -213,8 +210,9 @@ element.addEventListener('mouseover', (e) => {
   const pt = e.target.closest('[data-id]');
   const t = tip();
   if (!pt || !t) return;
-  t.innerHTML = (pt.dataset.thumb ? '<img src="' + pt.dataset.thumb + '">' : '') +
-                '<span></span>';
+  const poster = Array.from(document.querySelectorAll('.poster-store img'))
+    .find((img) => img.dataset.id === pt.dataset.id);
+  t.innerHTML = (poster ? '<img src="' + poster.src + '">' : '') + '<span></span>';
   t.querySelector('span').textContent = pt.dataset.label;
   const box = element.getBoundingClientRect(), p = pt.getBoundingClientRect();
   t.style.left = (p.left - box.left + 14) + 'px';

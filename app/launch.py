@@ -9,8 +9,8 @@ import tempfile
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="TCA video retrieval demo (Gradio)")
-    p.add_argument("--index", help="index folder or Hugging Face Hub repo id (default: assets/index)")
-    p.add_argument("--model", help="model bundle (.safetensors) or Hub repo id (default: the index's own)")
+    p.add_argument("--index", help="index folder or hf://owner/repo on the Hugging Face Hub (default: assets/index)")
+    p.add_argument("--model", help="model bundle (.safetensors) or hf://owner/repo (default: the index's own)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:0 ... (default: cuda when present)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
@@ -53,11 +53,11 @@ def launch_kwargs() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from engine import IndexFileError, ModelError
+    from engine import UserError
 
     try:
         demo, service = create(args.index, args.model, args.device)
-    except (IndexFileError, ModelError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:

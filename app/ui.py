@@ -6,19 +6,16 @@ Service's plain data into components; they never touch model internals.
 """
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import gradio as gr
 import numpy as np
 
-from engine import ASSETS, Comparison, IndexedVideo, Measure
+from engine import ASSETS, Measure, UnknownVideoError, clock, load_results, span_text
 
 from . import figures
 from .service import MAX_TOP_K, Explanation, Search, Service, UserInputError
 
 EXAMPLES_DIR = ASSETS / "demo" / "examples"
-README = Path(__file__).resolve().parent.parent / "README.md"
+MAX_MAP_POSTERS = 2000  # hover thumbnails beyond this many videos are left out
 MEASURES = [
     ("chamfer (TCA_f, frame level)", Measure.CHAMFER.value),
     ("symmetric chamfer (TCA_sym)", Measure.SYMMETRIC_CHAMFER.value),
@@ -33,46 +30,67 @@ def example_clips() -> list[str]:
     return sorted(str(p) for p in EXAMPLES_DIR.glob("*.mp4")) if EXAMPLES_DIR.is_dir() else []
 
 
-def readme_results() -> str:
-    """The quality and speed tables of README.md, so the About panel never drifts from it."""
-    if not README.is_file():
-        return ""
-    text = README.read_text(encoding="utf-8")
-    tables = re.findall(r"((?:^\|.*\|\s*\n)+)", text, flags=re.M)
-    return "\n\n".join(t.strip() for t in tables if "mAP" in t or "latency" in t.lower() or " s |" in t)
+def _num(x) -> str:
+    return f"{x:.3f}" if isinstance(x, (int, float)) else "–"
+
+
+def results_markdown(results: dict) -> str:
+    """The quality and speed tables from the results file (assets/results.json), with the
+    commands that produced them."""
+    out = []
+    for bench, q in sorted(results.get("quality", {}).items()):
+        models = q.get("models", {})
+        splits = sorted({k.removeprefix("mAP_") for m in models.values() for r in m["metrics"].values()
+                         for k in r if k.startswith("mAP_")}, key=lambda k: (k != "all", k))
+        out.append(f"**Quality, {bench} benchmark** (mAP; {', '.join(splits)} queries)\n")
+        out.append("| model | measure | " + " | ".join(splits) + " |")
+        out.append("|---|---|" + "---:|" * len(splits))
+        for label in sorted(models, key=lambda x: (x != "no TCA", x)):
+            for measure, r in models[label]["metrics"].items():
+                out.append(f"| {label} | {measure} | " + " | ".join(_num(r.get(f"mAP_{k}")) for k in splits) + " |")
+        cmds = sorted({m.get("command", "") for m in models.values()} - {""})
+        out += ["", "Made by: " + "; ".join(f"`{c}`" for c in cmds), ""]
+    speed = results.get("speed")
+    if speed:
+        out.append(f"**Speed** ({speed.get('machine', '')}; query: {speed.get('query', '')})\n")
+        out += ["| stage | time | × pure decode |", "|---|---:|---:|"]
+        out += [f"| {r['stage']} | {r['ms']:.0f} ms {r.get('note', '')} | {r['ratio']:.2f} |" for r in speed["rows"]]
+        out += [f"| {r['what']} | {r['result']} | |" for r in speed.get("other", [])]
+        out += ["", f"Made by: `{speed.get('command', 'python -m engine.bench')}`"]
+    return "\n".join(out)
 
 
 def about_markdown(service: Service) -> str:
-    a = service.about()
-    info = a["model_info"] or {}
+    a = service.engine.info()
+    info = a.model_info or {}
     trained = ""
     if info.get("trained_by"):
         trained = (f" Trained by `{info['trained_by']}` on {info.get('videos', '?')} videos, "
                    f"{info.get('steps_done', '?')} steps.")
     return f"""
-**TCA (Temporal Context Aggregation, WACV 2021)** turns every sampled frame ({a['fps']:g} per
+**TCA (Temporal Context Aggregation, WACV 2021)** turns every sampled frame ({a.fps:g} per
 second) into an ImageNet CNN descriptor, whitens it, and lets a small
 transformer layer re-describe each frame in the context of the whole video. Videos are
 compared frame by frame: **chamfer similarity** averages, over the query's frames, the
 best similarity in the other video. The heat strips show how much attention each frame
 receives from the others (frames that say a lot about the video get more).
 
-- Model: `{a['model']}` (backbone {a['backbone']}, {'with' if a['tca'] else 'without'} TCA).{trained}
-- Index: {a['videos']} videos, {a['frames']} frames, {a['dim']}-d embeddings, on {a['device']}.
+- Model: `{a.model}` (backbone {a.backbone}, {'with' if a.tca else 'without'} TCA).{trained}
+- Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device}.
 - Search: FAISS over video vectors, then chamfer re-ranking of the candidates' frames.
 
-The shipped default model on the demo benchmark (README.md has the commands that produced
-these). Read them honestly: it was trained on 9 short videos; it is far ahead on copies of
-that footage but does not beat the no-TCA baseline on footage it never saw.
+Read the numbers below honestly: the shipped model was trained on 9 short videos; it is
+far ahead on copies of that footage (train) but does not beat the no-TCA baseline on
+footage it never saw (test).
 
-{readme_results()}
+{results_markdown(load_results())}
 """
 
 
 def _match_caption(m) -> str:
     s = m.span
-    return (f"{m.rank}. {m.id} · {m.score:.3f} · {figures.clock(m.duration)}\n"
-            f"{figures.span_text(s.query_start, s.query_end, s.start, s.end)}")
+    return (f"{m.rank}. {m.id} · {m.score:.3f} · {clock(m.duration)}\n"
+            f"{span_text(s.query_start, s.query_end, s.start, s.end)}")
 
 
 def _rounded(values, digits: int) -> list:
@@ -80,9 +98,9 @@ def _rounded(values, digits: int) -> list:
     return np.round(np.asarray(values, np.float64), digits).tolist()
 
 
-def search_json(search: Search, comparisons: list[tuple[IndexedVideo, Comparison]]) -> dict:
-    """The API's answer: ranked matches plus what the figures are drawn from
-    (`comparisons`: Service.comparisons(search), one per match)."""
+def search_json(search: Search) -> dict:
+    """The API's answer: ranked matches plus what the figures are drawn from (each match
+    carries its frame times, attention and similarity matrix from the search itself)."""
     q = search.query
     out = search.result.as_dict()
     out["query"] = {
@@ -93,12 +111,12 @@ def search_json(search: Search, comparisons: list[tuple[IndexedVideo, Comparison
         "warnings": list(q.warnings),
     }
     out["seconds"] = round(search.seconds, 3)
-    for item, m, (video, cmp) in zip(out["results"], search.result.matches, comparisons):
+    for item, m in zip(out["results"], search.result.matches):
         item["duration"] = round(float(m.duration), 3)
-        item["times"] = _rounded(video.times, 3)
-        item["attention"] = _rounded(video.attention, 5)
-        item["similarity"] = _rounded(cmp.similarity, 4)
-        item["row_best"] = cmp.row_best.tolist()
+        item["times"] = _rounded(m.video.times, 3)
+        item["attention"] = _rounded(m.video.attention, 5)
+        item["similarity"] = _rounded(m.comparison.similarity, 4)
+        item["row_best"] = m.comparison.row_best.tolist()
     return out
 
 
@@ -107,54 +125,52 @@ class DemoUI:
 
     def __init__(self, service: Service):
         self.service = service
-        self._poster_uris: dict[str, str] | None = None
+        self._posters_html: str | None = None
 
     # ------------------------------------------------------------------ helpers
-    def posters(self) -> dict[str, str]:
-        """Thumbnails of the indexed videos for the map's hover (made once)."""
-        if self._poster_uris is None:
+    def posters(self) -> str:
+        """The map's hover thumbnails, made once and sent once per page load."""
+        if self._posters_html is None:
             uris = {}
-            for vid in self.service.engine.collection_map().ids[:2000]:
+            for vid in self.service.engine.collection_map().ids[:MAX_MAP_POSTERS]:
                 img = self.service.poster(vid)
                 if img is not None:
                     uris[vid] = figures.data_uri(img, quality=60)
-            self._poster_uris = uris
-        return self._poster_uris
+            self._posters_html = figures.poster_store(uris)
+        return self._posters_html
 
     def map_html(self, search: Search | None = None, selected: str | None = None) -> str:
         cm = self.service.engine.collection_map()
         ranks = {m.id: m.rank for m in search.result.matches} if search else None
-        return figures.collection_map(cm.ids, cm.coords, self.posters(),
-                                      search.map_position if search else None, ranks, selected)
+        return figures.collection_map(cm.ids, cm.coords, search.map_position if search else None, ranks, selected)
 
     def detail(self, exp: Explanation) -> tuple:
         """(preview, caption, heat strips, similarity figure) for one explained video."""
-        span = exp.span
+        span, video = exp.span, exp.video
         start = float(span.start) if span else 0.0
         preview = gr.Video(value=str(exp.preview) if exp.preview else None, playback_position=start)
-        lines = [f"### {exp.video_id}"]
+        lines = [f"### {video.id}"]
         if exp.rank:
-            lines.append(f"rank {exp.rank} · score {exp.score:.3f} · {figures.clock(exp.duration)}")
+            lines.append(f"rank {exp.rank} · score {exp.score:.3f} · {clock(video.duration)}")
         elif exp.score is not None:
-            lines.append(f"not in the top results · chamfer {exp.score:.3f} · {figures.clock(exp.duration)}")
+            lines.append(f"not in the top results · chamfer {exp.score:.3f} · {clock(video.duration)}")
         if span:
-            lines.append(f"matched span: {figures.span_text(span.query_start, span.query_end, span.start, span.end)}")
+            lines.append(f"matched span: {span_text(span.query_start, span.query_end, span.start, span.end)}")
         lines += [f"*{n}*" for n in exp.notes]
         query_strip = None
-        if exp.query_times is not None:
-            query_strip = figures.heat_strip(
-                "query", exp.query_times, exp.query_attention, exp.query_duration, exp.query_thumbs,
-                (span.query_start, span.query_end) if span else None)
-        match_strip = figures.heat_strip(
-            exp.video_id, exp.video_times, exp.video_attention, exp.duration, exp.video_thumbs,
-            (span.start, span.end) if span else None)
+        if exp.query is not None:
+            q = exp.query
+            query_strip = figures.heat_strip("query", q.times, q.attention, q.duration, exp.query_thumbs,
+                                             (span.query_start, span.query_end) if span else None)
+        match_strip = figures.heat_strip(video.id, video.times, video.attention, video.duration, exp.video_thumbs,
+                                         (span.start, span.end) if span else None)
         strips = figures.heat_strips(query_strip, match_strip)
         fig = None
         if exp.comparison is not None:
             c = exp.comparison
             fig = figures.similarity_figure(
                 c.similarity, c.query_times, c.times, c.row_best, span.as_dict() if span else None,
-                title=f"frame similarity: query × {exp.video_id}")
+                title=f"frame similarity: query × {video.id}")
         return preview, "\n\n".join(lines), strips, fig
 
     def empty_detail(self) -> tuple:
@@ -169,7 +185,7 @@ class DemoUI:
             return (f"⚠️ {err}", [], None, self.map_html(), *self.empty_detail())
         matches = search.result.matches
         q = search.query
-        status = (f"{len(matches)} matches for a {figures.clock(q.duration)} clip "
+        status = (f"{len(matches)} matches for a {clock(q.duration)} clip "
                   f"({q.num_frames} frames) in {search.seconds:.2f} s.")
         if q.warnings:
             status += " " + " ".join(f"⚠️ {w}" for w in q.warnings)
@@ -192,7 +208,7 @@ class DemoUI:
         vid = getattr(evt, "video", None)  # sent by figures.MAP_JS: trigger('click', {video: id})
         try:
             exp = self.service.explain(search, vid)
-        except KeyError:
+        except UnknownVideoError:
             gr.Warning(f"{vid}: not in the index")
             return (self.map_html(search), *self.empty_detail())
         return (self.map_html(search, vid), *self.detail(exp))
@@ -203,7 +219,7 @@ class DemoUI:
             search = self.service.search(video, measure, int(k))
         except UserInputError as err:
             return {"error": str(err)}
-        return search_json(search, self.service.comparisons(search))
+        return search_json(search)
 
     # ------------------------------------------------------------------ layout
     def build(self) -> gr.Blocks:
@@ -238,6 +254,7 @@ class DemoUI:
             gr.Markdown("### The collection")
             cmap = gr.HTML("", css_template=figures.MAP_CSS, js_on_load=figures.MAP_JS,
                            elem_id="collection-map", min_height=300)
+            posters = gr.HTML("", elem_id="map-posters", padding=False)
             with gr.Accordion("About", open=False):
                 gr.Markdown(about_markdown(self.service))
 
@@ -247,6 +264,7 @@ class DemoUI:
             gallery.select(self.on_select, [state], [cmap, *detail], api_visibility="private")
             cmap.click(self.on_map_click, [state], [cmap, *detail], api_visibility="private")
             demo.load(self.map_html, None, cmap, api_visibility="private")
+            demo.load(self.posters, None, posters, api_visibility="private")
             api_out = gr.JSON(visible=False)
             api_button = gr.Button(visible=False)
             api_button.click(self.api_search, [video, measure, k], api_out, api_name="search")

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UserError
+from .files import resolve
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -34,7 +37,7 @@ class Pooling(str, enum.Enum):
     L3_IRMAC = "l3-irmac"
 
 
-class BackboneError(Exception):
+class BackboneError(UserError):
     """Weights that cannot be found or do not fit the network; the message says what to do."""
 
 
@@ -162,22 +165,9 @@ class FrameEncoder(nn.Module):
 
 
 def _read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local .safetensors/.pth/.pt/.bin file or a Hugging Face Hub repo id."""
-    path = Path(weights)
-    if not path.exists():
-        if str(weights).count("/") != 1 or str(weights).startswith((".", "/")):
-            raise BackboneError(
-                f"{weights}: no such file, and not a Hugging Face Hub repo id (owner/name)"
-            )
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(str(weights), "model.safetensors"))
-        except Exception as err:  # network, auth, missing file: all the user's to fix
-            raise BackboneError(
-                f"{weights}: could not download model.safetensors from the Hugging Face Hub "
-                f"({err.__class__.__name__}: {err}). Download it yourself and pass the file path."
-            ) from err
+    """A state dict from a local .safetensors/.pth/.pt/.bin file, or `hf://owner/repo`
+    (its model.safetensors) or `hf://owner/repo/file` from the Hugging Face Hub."""
+    path = resolve(weights, "model.safetensors", BackboneError, "backbone weights file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -214,7 +204,7 @@ def _resnet50_trunk(weights: str | Path | None) -> nn.Module:
     if weights is None:
         raise BackboneError(
             "resnet50 needs ImageNet weights: pass a local file (.safetensors or .pth in "
-            "torchvision/timm format) or a Hugging Face Hub repo id such as timm/resnet50.tv_in1k"
+            "torchvision/timm format) or a Hugging Face Hub source such as hf://timm/resnet50.tv_in1k"
         )
     net = ResNet50()
     _load_into(net, _read_state_dict(weights), str(weights))
@@ -257,7 +247,7 @@ def load_backbone(
     pooling: Pooling | str = Pooling.L3_IRMAC,
     device: str | torch.device = "cpu",
 ) -> FrameEncoder:
-    """Build a frame encoder. `weights`: a file or Hub repo id (None: the packaged default)."""
+    """Build a frame encoder. `weights`: a file or hf:// source (None: the packaged default)."""
     try:
         name = Backbone(name)
     except ValueError:

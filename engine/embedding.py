@@ -16,7 +16,7 @@ import torch
 from .backbone import FrameEncoder, load_backbone
 from .model import ModelBundle
 from .tca import aggregate
-from .video import DEFAULT_MAX_DURATION, VideoInfo, covered_duration, iter_frames, probe
+from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frames
 
 
 @dataclass
@@ -26,7 +26,8 @@ class VideoEmbedding:
     times: float32 [T] seconds (start of each sampled frame); step: seconds per sample.
     frames: float32 [T, d] L2-normalised frame embeddings; video: float32 [d], L2-normalised.
     attention: float32 [T], attention each frame receives, sums to 1 (uniform without TCA).
-    duration: seconds covered; warnings: notes for the user (capped, truncated).
+    duration: seconds covered; warnings: notes for the user (capped, truncated);
+    capped: True when the video was cut at the engine's max_duration.
     """
 
     times: np.ndarray
@@ -38,6 +39,7 @@ class VideoEmbedding:
     path: str | None = None
     info: VideoInfo | None = None
     warnings: list[str] = field(default_factory=list)
+    capped: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -56,8 +58,10 @@ class Embedder:
         max_duration: float | None = DEFAULT_MAX_DURATION,
         batch_size: int = 8,
         encoder: FrameEncoder | None = None,
+        max_pixels: int = MAX_PIXELS,
     ):
         self.bundle = bundle
+        self.max_pixels = max_pixels
         self.device = torch.device(device)
         self.fps = fps
         self.max_duration = max_duration
@@ -77,9 +81,12 @@ class Embedder:
     def dim(self) -> int:
         return self.bundle.dim or self.encoder.dim
 
-    def descriptors(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Backbone descriptors of a video: (times [T] s, float32 [T, D_backbone], notes)."""
-        notes: list[str] = []
+    def descriptors(self, path: str | Path, report: DecodeReport | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Backbone descriptors of a video: (times [T] s, float32 [T, D_backbone]).
+
+        The file is opened once; what decoding found (container facts, cap, duration
+        covered, notes) is filled into `report`."""
+        report = report if report is not None else DecodeReport()
         batches: queue.Queue = queue.Queue(maxsize=4)
         stop = threading.Event()
 
@@ -93,7 +100,8 @@ class Embedder:
         def produce() -> None:
             try:
                 buf_t, buf_i = [], []
-                for t, img in iter_frames(path, self.fps, max_duration=self.max_duration, report=notes):
+                for t, img in iter_frames(path, self.fps, max_duration=self.max_duration, report=report,
+                                          max_pixels=self.max_pixels):
                     if stop.is_set():
                         return
                     buf_t.append(t)
@@ -128,7 +136,7 @@ class Embedder:
             stop.set()  # a consumer error must not leave the decoder blocked on a full queue
             torch.set_num_threads(threads)
             thread.join()
-        return np.asarray(times, np.float32), np.concatenate(descs), notes
+        return np.asarray(times, np.float32), np.concatenate(descs)
 
     def embed_descriptors(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Backbone descriptors [T, D] -> (frames [T, d], video [d], attention [T]), float32."""
@@ -136,22 +144,20 @@ class Embedder:
 
     def embed(self, path: str | Path) -> VideoEmbedding:
         """Embed one video file. Raises engine.video.VideoError for files that cannot be used."""
-        times, desc, notes = self.descriptors(path)
+        report = DecodeReport()
+        times, desc = self.descriptors(path, report)
         frames, video, attention = self.embed_descriptors(desc)
-        info = probe(path)
-        step = 1.0 / self.fps
-        capped = any(n.startswith("capped") for n in notes)
-        duration = covered_duration(float(times[-1]), step, info, capped, self.max_duration, notes)
         return VideoEmbedding(
             times=times,
             frames=frames,
             video=video,
             attention=attention,
-            duration=duration,
-            step=step,
+            duration=report.duration,
+            step=1.0 / self.fps,
             path=str(path),
-            info=info,
-            warnings=notes,
+            info=report.info,
+            warnings=report.warnings,
+            capped=report.capped,
         )
 
 

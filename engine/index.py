@@ -8,8 +8,9 @@ Layout of an index directory (every data file carries a generation number):
   frames-G.npy           float16 [F, d] frame embeddings, opened memory-mapped
   frame_meta-G.npy       float32 [F, 2]: (time in seconds, attention received)
   map-G.npy              float32 [N, 2]: UMAP map of the videos in [0, 1] (collection_map)
-Saving writes a new generation's files, then the manifest (temp file + rename), then
-deletes the old generation: a crash at any point leaves a readable index behind.
+Saving writes a new generation's files, then the manifest (each through `atomic_write`),
+then deletes the old generation: a crash at any point leaves a readable index behind.
+Building an index from a folder (what changed, embedding, checkpoints) is `indexing.py`.
 
 Search (the DnS pattern): FAISS finds video-level candidates, chamfer re-ranks them with
 the frame embeddings, so only the candidates' frames are read from disk.
@@ -17,15 +18,15 @@ the frame embeddings, so only the candidates' frames are read from disk.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import faiss
 import numpy as np
 
+from .errors import UnknownVideoError, UserError
+from .files import atomic_write
 from .similarity import Measure, chamfer_many, cosine
 
 FORMAT_VERSION = 1
@@ -34,7 +35,7 @@ MANIFEST = "manifest.json"
 _DATA_FILES = ("videos", "offsets", "frames", "frame_meta", "faiss", "map")
 
 
-class IndexFileError(Exception):
+class IndexFileError(UserError):
     """An index that cannot be opened or used; the message names the folder and what to do."""
 
 
@@ -202,7 +203,10 @@ class VideoIndex:
         try:
             return self._position[video_id]
         except KeyError:
-            raise KeyError(f"no video with id {video_id!r} in the index") from None
+            raise UnknownVideoError(f"no video with id {video_id!r} in the index {self.directory}") from None
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self._position
 
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the videos (fitted now if the index has none)."""
@@ -315,19 +319,17 @@ class VideoIndex:
                 old_gen = None
         gen = max(int(self.manifest.get("generation", 0)), old_gen or 0) + 1
 
-        def write_npy(name: str, arr: np.ndarray) -> None:
-            tmp = directory / f".{name}-{gen}.tmp.npy"
-            np.save(tmp, np.ascontiguousarray(arr))
-            os.replace(tmp, directory / f"{name}-{gen}.npy")
-
-        write_npy("videos", self.videos)
-        write_npy("offsets", self.offsets)
-        write_npy("frames", self.frames)
-        write_npy("frame_meta", self.frame_meta)
-        write_npy("map", self.map_coords())
-        tmp = directory / f".faiss-{gen}.tmp"
-        faiss.write_index(self._faiss, str(tmp))
-        os.replace(tmp, directory / f"faiss-{gen}.index")
+        try:
+            for name, arr in (("videos", self.videos), ("offsets", self.offsets), ("frames", self.frames),
+                              ("frame_meta", self.frame_meta), ("map", self.map_coords())):
+                with atomic_write(directory / f"{name}-{gen}.npy") as tmp:
+                    np.save(tmp, np.ascontiguousarray(arr))
+            with atomic_write(directory / f"faiss-{gen}.index") as tmp:
+                faiss.write_index(self._faiss, str(tmp))
+        except BaseException:  # the manifest still names the old generation: drop the half-written one
+            for name in _DATA_FILES:
+                (directory / f"{name}-{gen}{'.index' if name == 'faiss' else '.npy'}").unlink(missing_ok=True)
+            raise
         manifest = dict(self.manifest)
         manifest.update(
             generation=gen,
@@ -338,9 +340,8 @@ class VideoIndex:
             updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
             videos=[asdict(r) for r in self.records],
         )
-        tmp = directory / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, directory / MANIFEST)
+        with atomic_write(directory / MANIFEST) as tmp:  # the commit point of the new generation
+            tmp.write_text(json.dumps(manifest, indent=1))
         manifest.pop("videos")
         self.manifest, self.directory = manifest, directory
         current = {f"{name}-{gen}" for name in _DATA_FILES}
@@ -355,127 +356,3 @@ def _bytes_per_video(index: VideoIndex) -> float:
     n = max(len(index), 1)
     return float(index.videos.nbytes + index.offsets.nbytes + index.frames.nbytes
                  + index.frame_meta.nbytes) / n
-
-
-# -------------------------------------------------------------------- building from a folder
-@dataclass
-class BuildReport:
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
-    warnings: list[tuple[str, str]] = field(default_factory=list)
-    seconds: float = 0.0
-    video_seconds: float = 0.0
-
-    def summary(self) -> str:
-        lines = [
-            f"indexed {len(self.added)} new, {len(self.updated)} changed, "
-            f"{self.unchanged} unchanged, {len(self.removed)} removed, "
-            f"{len(self.skipped)} skipped, in {self.seconds:.1f} s"
-            + (f" ({self.video_seconds / max(self.seconds, 1e-9):.1f} video-s per s)" if self.video_seconds else "")
-        ]
-        lines += [f"  skipped {vid}: {why}" for vid, why in self.skipped]
-        lines += [f"  note {vid}: {why}" for vid, why in self.warnings]
-        return "\n".join(lines)
-
-
-def scan_folder(video_dir: Path) -> list[Path]:
-    """Video files under a folder (recursive, by extension), sorted, hidden files skipped."""
-    from .video import is_video_path
-
-    return sorted(
-        p for p in video_dir.rglob("*")
-        if p.is_file() and is_video_path(p) and not any(part.startswith(".") for part in p.relative_to(video_dir).parts)
-    )
-
-
-def build_index(
-    video_dir: str | Path,
-    index_dir: str | Path,
-    embed: Callable[[Path], object],
-    new_index: Callable[[str | None], VideoIndex],
-    check: Callable[[VideoIndex], None],
-    progress: bool = True,
-    checkpoint_seconds: float = 600.0,
-) -> BuildReport:
-    """Index every video under `video_dir` into `index_dir`, incrementally.
-
-    embed(path) -> VideoEmbedding (raises engine.video.VideoError for bad files, which are
-    reported and skipped). new_index(root) makes an empty index for this model; check(idx)
-    raises IndexMismatchError if an existing index was built with another model. Files whose
-    size and mtime are unchanged are not re-embedded; files gone from the folder are removed.
-    The index is saved every `checkpoint_seconds` of work so a long run loses little.
-    """
-    from tqdm import tqdm
-
-    from .video import VideoError
-
-    video_dir, index_dir = Path(video_dir), Path(index_dir)
-    if not video_dir.is_dir():
-        raise IndexFileError(f"{video_dir}: not a folder; give the folder that holds your videos")
-    started = time.perf_counter()
-    root = os.path.relpath(video_dir.resolve(), index_dir.resolve())
-    if (index_dir / MANIFEST).exists():
-        index = VideoIndex.open(index_dir)
-        check(index)
-        index.manifest["root"] = root
-    else:
-        index = new_index(root)
-    report = BuildReport()
-    files = scan_folder(video_dir)
-    present = {p.relative_to(video_dir).as_posix(): p for p in files}
-    keep: list[int] = []
-    todo: list[tuple[str, Path]] = []
-    for vid, p in present.items():
-        st = p.stat()
-        if vid in index._position:
-            i = index._position[vid]
-            r = index.records[i]
-            if r.size == st.st_size and r.mtime_ns == st.st_mtime_ns:
-                keep.append(i)
-                continue
-            report.updated.append(vid)
-        else:
-            report.added.append(vid)
-        todo.append((vid, p))
-    report.unchanged = len(keep)
-    report.removed = [r.id for r in index.records if r.id not in present]
-    if not todo and not report.removed:
-        report.seconds = time.perf_counter() - started
-        return report
-    new_records, new_embs = [], []
-    last_save = time.perf_counter()
-    bar = tqdm(todo, desc="indexing", unit="video", disable=not progress, dynamic_ncols=True)
-    for vid, p in bar:
-        bar.set_postfix_str(vid[-40:])
-        try:
-            emb = embed(p)
-        except VideoError as err:
-            report.skipped.append((vid, err.message))
-            for listed in (report.added, report.updated):
-                if vid in listed:
-                    listed.remove(vid)
-            continue
-        st = p.stat()
-        info = emb.info
-        new_records.append(VideoRecord(
-            id=vid, path=vid, size=st.st_size, mtime_ns=st.st_mtime_ns,
-            duration=round(float(emb.duration), 3), fps=round(float(info.fps), 3) if info else 0.0,
-            width=info.width if info else 0, height=info.height if info else 0,
-            num_frames=emb.num_frames, warnings=list(emb.warnings),
-        ))
-        new_embs.append(emb)
-        report.video_seconds += float(emb.duration)
-        report.warnings += [(vid, w) for w in emb.warnings]
-        if time.perf_counter() - last_save > checkpoint_seconds:
-            index = index.replace(keep, new_records, new_embs)
-            index.save(index_dir)
-            keep, new_records, new_embs = list(range(len(index))), [], []
-            last_save = time.perf_counter()
-    # A changed file that fails to embed is not in `keep`: stale vectors never survive.
-    index = index.replace(keep, new_records, new_embs)
-    index.save(index_dir)
-    report.seconds = time.perf_counter() - started
-    return report

@@ -18,13 +18,15 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from .backbone import Backbone, Pooling
+from .errors import UserError
+from .files import atomic_write, resolve
 from .pca import PCA
 from .tca import TCA
 
 FORMAT = "tca-bundle/1"
 
 
-class ModelError(Exception):
+class ModelError(UserError):
     """A model file that cannot be used; the message names the file and what to do."""
 
 
@@ -86,19 +88,18 @@ def save_model(bundle: ModelBundle, path: str | Path) -> str:
         meta["tca"] = json.dumps(bundle.tca.config())
         for k, v in bundle.tca.state_dict().items():
             tensors[f"tca.{k}"] = v.detach().cpu().float().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
     bundle.sha256 = file_sha256(path)
     return bundle.sha256
 
 
-def load_model(path: str | Path) -> ModelBundle:
-    """Read a bundle written by `save_model`. Raises ModelError with a clear message."""
-    path = Path(path)
+def load_model(source: str | Path) -> ModelBundle:
+    """Read a bundle written by `save_model` from a local file or `hf://owner/repo[/file]`
+    (default file model.safetensors). Raises ModelError with a clear message."""
+    path = resolve(source, "model.safetensors", ModelError, "model file")
     if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
+        raise ModelError(f"{path}: not a model file (a folder?); give the .safetensors file")
     try:
         from safetensors import safe_open
 

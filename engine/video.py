@@ -10,7 +10,7 @@ clip this halves the CPU time of decoding every frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +18,9 @@ from typing import Iterator
 
 import av
 import numpy as np
+
+from .errors import UserError
+from .files import atomic_write
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .wmv .flv .3gp .ts .mts .m2ts .ogv .gif".split()
@@ -27,7 +30,7 @@ DEFAULT_MAX_DURATION = 20 * 60.0  # seconds; longer videos are cut there, and to
 MAX_PIXELS = 8192 * 8192  # beyond 8K x 8K we refuse rather than risk the memory
 
 
-class VideoError(Exception):
+class VideoError(UserError):
     """A video that cannot be used. `path` names the file, `message` says what is wrong and
     what to do; str(err) is both ("PATH: message")."""
 
@@ -54,6 +57,10 @@ class EmptyVideoError(VideoError):
     """A video stream that yields no decodable frame (0 frames, truncated to nothing)."""
 
 
+class TooLargeVideoError(VideoError):
+    """A resolution above what the caller accepts."""
+
+
 @dataclass
 class VideoInfo:
     """What the container says about a video, before decoding it."""
@@ -65,6 +72,22 @@ class VideoInfo:
     height: int  # display height (after rotation)
     rotation: int  # degrees counter-clockwise that a player applies
     codec: str
+
+
+@dataclass
+class DecodeReport:
+    """What one sampling pass found, filled in as it goes (see `iter_frames`).
+
+    info: the container's facts (rotation from the first frame); samples: frames yielded;
+    capped: stopped at max_duration; duration: seconds the samples cover (set when the pass
+    ends); warnings: notes for the user (capped, truncated, decoding stopped early)."""
+
+    info: VideoInfo | None = None
+    samples: int = 0
+    last_time: float = 0.0
+    capped: bool = False
+    duration: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -125,6 +148,12 @@ def _info(path: str | Path, container: av.container.InputContainer) -> VideoInfo
     return VideoInfo(str(path), duration, fps, width, height, 0, stream.codec_context.name)
 
 
+def _set_rotation(info: VideoInfo, frame: av.VideoFrame) -> None:
+    info.rotation = _frame_rotation(frame)
+    if info.rotation in (90, 270):
+        info.width, info.height = info.height, info.width
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Container facts: duration (s), fps, display size and rotation.
 
@@ -137,9 +166,7 @@ def probe(path: str | Path) -> VideoInfo:
         except av.FFmpegError:
             frame = None
         if frame is not None:
-            info.rotation = _frame_rotation(frame)
-            if info.rotation in (90, 270):
-                info.width, info.height = info.height, info.width
+            _set_rotation(info, frame)
         return info
 
 
@@ -159,6 +186,76 @@ def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
     return img[y : y + size, x : x + size]
 
 
+def _configure(path: str | Path, container: av.container.InputContainer, fps: float, fast: bool,
+               max_pixels: int) -> tuple[av.video.stream.VideoStream, VideoInfo]:
+    """The video stream set up for sampling at `fps`, and the container's facts."""
+    info = _info(path, container)
+    if info.width * info.height > max_pixels:
+        raise TooLargeVideoError(
+            path, f"resolution {info.width}x{info.height} is larger than accepted here "
+            f"({max_pixels / 1e6:.1f} megapixels); downscale it first"
+        )
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if fast:
+        stream.codec_context.options = {"skip_loop_filter": "all"}
+        if fps <= 2:
+            stream.codec_context.skip_frame = "BIDIR"
+    return stream, info
+
+
+def _to_image(frame: av.VideoFrame, dims: tuple[int, int], crop: int | None) -> np.ndarray:
+    """RGB, resized inside swscale, rotated as a player would, centre-cropped if asked."""
+    img = frame.to_ndarray(width=dims[0], height=dims[1], format="rgb24")
+    rot = _frame_rotation(frame)
+    if rot:
+        img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+    return _centre_crop(img, crop) if crop is not None else img
+
+
+def _sample(path: str | Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+            fps: float, short_side: int, crop: int | None, max_duration: float | None,
+            report: DecodeReport) -> Iterator[tuple[float, np.ndarray]]:
+    """The sampling loop: the first frame at or after each 1/fps tick, by presentation time."""
+    step = 1.0 / fps
+    start: float | None = None
+    next_t = 0.0
+    dims: tuple[int, int] | None = None
+    decoded = 0
+    try:
+        for frame in container.decode(stream):
+            decoded += 1
+            if frame.time is None:
+                continue
+            if start is None:
+                start = frame.time
+                _set_rotation(report.info, frame)
+            t = frame.time - start
+            if max_duration is not None and t >= max_duration:
+                report.capped = True
+                report.warnings.append(
+                    f"capped: only the first {max_duration:g} s were used "
+                    f"(the video is {report.info.duration:g} s long)"
+                )
+                break
+            if t + 1e-6 < next_t:
+                continue
+            # Next tick after this frame: a VFR gap never makes a burst of samples.
+            next_t = (math.floor(t / step + 1e-6) + 1) * step
+            if dims is None:
+                dims = _resize_dims(frame.width, frame.height, short_side)
+            report.samples += 1
+            report.last_time = t
+            yield t, _to_image(frame, dims, crop)
+    except av.FFmpegError as err:
+        if decoded == 0:
+            raise UnreadableVideoError(
+                path, f"no frame could be decoded ({_reason(err)}); the file is damaged"
+            ) from err
+        report.warnings.append(
+            f"decoding stopped early at frame {decoded} ({_reason(err)}): file damaged or truncated")
+
+
 def iter_frames(
     path: str | Path,
     fps: float = 1.0,
@@ -166,7 +263,8 @@ def iter_frames(
     crop: int | None = 224,
     max_duration: float | None = DEFAULT_MAX_DURATION,
     fast: bool = True,
-    report: list[str] | None = None,
+    report: DecodeReport | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (time in seconds, uint8 RGB [H, W, 3]) at `fps` samples per second.
 
@@ -174,84 +272,37 @@ def iter_frames(
     or after each 1/fps tick is kept. Rotation metadata is applied (the image is what a
     player shows). The short side is resized to `short_side`, then a centre square of
     `crop` is cut (crop=None keeps the whole resized frame). Stops at `max_duration`
-    seconds (None: no cap); notes (cap reached, decoding stopped early) are appended to
-    `report`. Raises VideoError subclasses for files that cannot be used.
+    seconds (None: no cap). The file is opened once; what the pass finds (container facts,
+    capped, duration covered, notes) is filled into `report`. Raises VideoError subclasses
+    for files that cannot be used (TooLargeVideoError above `max_pixels`).
     """
     if fps <= 0:
         raise ValueError("fps must be positive")
-    notes = report if report is not None else []
+    report = report if report is not None else DecodeReport()
     with _open(path) as container:
-        info = _info(path, container)
-        if info.width * info.height > MAX_PIXELS:
-            raise UnreadableVideoError(
-                path, f"resolution {info.width}x{info.height} is above the supported "
-                "8192x8192; downscale it first"
-            )
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if fast:
-            stream.codec_context.options = {"skip_loop_filter": "all"}
-            if fps <= 2:
-                stream.codec_context.skip_frame = "BIDIR"
-        step = 1.0 / fps
-        start: float | None = None
-        next_t = 0.0
-        dims: tuple[int, int] | None = None
-        decoded = 0
-        try:
-            for frame in container.decode(stream):
-                decoded += 1
-                if frame.time is None:
-                    continue
-                if start is None:
-                    start = frame.time
-                t = frame.time - start
-                if max_duration is not None and t >= max_duration:
-                    notes.append(
-                        f"capped: only the first {max_duration:g} s were used "
-                        f"(the video is {info.duration:g} s long)"
-                    )
-                    break
-                if t + 1e-6 < next_t:
-                    continue
-                # Next tick after this frame: a VFR gap never makes a burst of samples.
-                next_t = (math.floor(t / step + 1e-6) + 1) * step
-                if dims is None:
-                    dims = _resize_dims(frame.width, frame.height, short_side)
-                img = frame.to_ndarray(width=dims[0], height=dims[1], format="rgb24")
-                rot = _frame_rotation(frame)
-                if rot:
-                    img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
-                if crop is not None:
-                    img = _centre_crop(img, crop)
-                yield t, img
-        except av.FFmpegError as err:
-            if decoded == 0:
-                raise UnreadableVideoError(
-                    path, f"no frame could be decoded ({_reason(err)}); the file is damaged"
-                ) from err
-            notes.append(f"decoding stopped early at frame {decoded} ({_reason(err)}): file damaged or truncated")
-        if start is None and fast:
-            # Some streams have nothing but frames that fast mode skips: decode them all.
-            yield from iter_frames(path, fps, short_side, crop, max_duration, False, report)
-            return
-        if start is None:
-            raise EmptyVideoError(path, "no frame could be decoded: the video is empty or truncated")
+        stream, report.info = _configure(path, container, fps, fast, max_pixels)
+        yield from _sample(path, container, stream, fps, short_side, crop, max_duration, report)
+    if report.samples == 0 and fast:
+        # Some streams have nothing but frames that fast mode skips: decode them all.
+        report.warnings.clear()
+        yield from iter_frames(path, fps, short_side, crop, max_duration, False, report, max_pixels)
+        return
+    if report.samples == 0:
+        raise EmptyVideoError(path, "no frame could be decoded: the video is empty or truncated")
+    report.duration = _covered_duration(report, 1.0 / fps, max_duration)
 
 
-def covered_duration(
-    last_time: float, step: float, info: VideoInfo, capped: bool,
-    max_duration: float | None, notes: list[str],
-) -> float:
+def _covered_duration(report: DecodeReport, step: float, max_duration: float | None) -> float:
     """Seconds of the video that the samples cover; notes a likely truncation."""
-    if capped and max_duration:
+    info = report.info
+    if report.capped and max_duration:
         return float(max_duration)
-    if info.duration > 0 and last_time + 2 * step < 0.9 * info.duration:
-        notes.append(
-            f"decoded {last_time:.1f} s of a {info.duration:.1f} s video: the file may be truncated"
+    if info.duration > 0 and report.last_time + 2 * step < 0.9 * info.duration:
+        report.warnings.append(
+            f"decoded {report.last_time:.1f} s of a {info.duration:.1f} s video: the file may be truncated"
         )
-        return float(last_time) + step
-    return info.duration if info.duration > 0 else float(last_time) + step
+        return float(report.last_time) + step
+    return info.duration if info.duration > 0 else float(report.last_time) + step
 
 
 def read_frames(
@@ -263,23 +314,66 @@ def read_frames(
     fast: bool = True,
 ) -> Frames:
     """Decode a whole video into `Frames` (see `iter_frames` for the sampling rules)."""
-    notes: list[str] = []
+    report = DecodeReport()
     times, images = [], []
-    for t, img in iter_frames(path, fps, short_side, crop, max_duration, fast, notes):
+    for t, img in iter_frames(path, fps, short_side, crop, max_duration, fast, report):
         times.append(t)
         images.append(img)
-    info = probe(path)
-    capped = any(n.startswith("capped") for n in notes)
-    duration = covered_duration(times[-1], 1.0 / fps, info, capped, max_duration, notes)
     return Frames(
         path=str(path),
         images=np.stack(images),
         times=np.asarray(times, dtype=np.float32),
-        duration=float(duration),
-        info=info,
-        capped=capped,
-        warnings=notes,
+        duration=report.duration,
+        info=report.info,
+        capped=report.capped,
+        warnings=report.warnings,
     )
+
+
+def frames_at(path: str | Path, times: Sequence[float], short_side: int = 72,
+              seek_gap: float = 8.0) -> list[np.ndarray]:
+    """uint8 RGB frames (short side `short_side`, not cropped) shown at `times` (s).
+
+    Each is the last frame at or before its time. Decoding runs forward through close
+    times and seeks (to the keyframe before) across gaps above `seek_gap` seconds, so one
+    poster in a long video costs a seek and a few frames, not a decode from the start.
+    Raises VideoError subclasses for files that cannot be used."""
+    order = sorted(range(len(times)), key=lambda i: times[i])
+    out: list[np.ndarray | None] = [None] * len(times)
+    with _open(path) as container:
+        stream, _ = _configure(path, container, 1000.0, False, MAX_PIXELS)
+        base = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+        def decode_from(t: float) -> Iterator[tuple[float, av.VideoFrame]]:
+            if t > seek_gap:
+                container.seek(int((base + t) / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is not None:
+                    yield frame.time - base, frame
+
+        frames: Iterator[tuple[float, av.VideoFrame]] | None = None
+        shown = ahead = None  # (time, frame): the frame on screen at t, and the one after it
+        dims: tuple[int, int] | None = None
+        try:
+            for i in order:
+                t = max(float(times[i]), 0.0)
+                if frames is None or (shown is not None and t - shown[0] > seek_gap):
+                    frames, shown, ahead = decode_from(t), None, None
+                while True:
+                    ahead = ahead or next(frames, None)
+                    if ahead is None or (shown is not None and ahead[0] > t + 1e-3):
+                        break
+                    shown, ahead = ahead, None
+                if shown is None:
+                    break
+                dims = dims or _resize_dims(shown[1].width, shown[1].height, short_side)
+                out[i] = _to_image(shown[1], dims, None)
+        except av.FFmpegError:
+            pass  # a damaged tail: keep what was found
+    found = [img for img in out if img is not None]
+    if not found:
+        raise EmptyVideoError(path, "no frame could be decoded: the video is empty or truncated")
+    return [img if img is not None else found[-1] for img in out]
 
 
 def write_video(
@@ -296,10 +390,9 @@ def write_video(
     Written to a temporary name, then renamed: a half-written file never has `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
     stream = None
-    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+    with atomic_write(path) as tmp, av.open(str(tmp), "w", format="mp4",
+                                            options={"movflags": "+faststart"}) as out:
         for img in frames:
             h, w = img.shape[0] - img.shape[0] % 2, img.shape[1] - img.shape[1] % 2
             if stream is None:
@@ -311,7 +404,6 @@ def write_video(
         if stream is None:
             raise ValueError(f"{path}: no frames to write")
         out.mux(stream.encode())
-    tmp.replace(path)
     return path
 
 

@@ -140,8 +140,12 @@ def test_previews_are_browser_playable_and_cleaned_up(tmp_path):
     with av.open(str(exp.preview)) as c:
         s = c.streams.video[0]
         assert s.codec_context.name == "h264" and s.codec_context.pix_fmt == "yuv420p"
-    assert len(exp.video_thumbs) == len(exp.video_times) and len(exp.query_thumbs) == len(exp.query_times)
-    assert exp.comparison.similarity.shape == (len(exp.query_times), len(exp.video_times))
+    assert len(exp.video_thumbs) == len(exp.video.times) and len(exp.query_thumbs) == len(exp.query.times)
+    assert exp.comparison.similarity.shape == (len(exp.query.times), len(exp.video.times))
+    # a match reuses what the search computed; another video is compared on demand
+    assert exp.comparison is search.result.matches[0].comparison
+    other = next(v for v in service.engine.collection_map().ids if search.match(v) is None)
+    assert service.explain(search, other).rank is None
     service.close()
     assert not (tmp_path / "work").exists()
 

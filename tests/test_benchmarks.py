@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine.benchmarks import BenchmarkError, average_precision, load_benchmark, micro_average_precision
+from engine.evaluation.benchmarks import BenchmarkError, average_precision, load_benchmark, micro_average_precision
 
 
 def test_average_precision_by_hand():

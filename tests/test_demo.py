@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine import ASSETS, DEFAULT_INDEX, DEFAULT_MODEL, Engine, Measure
-from engine.demo import CLIPS, FPS, SIZE, clip_frames, make_copy
+from engine.evaluation.demo_corpus import CLIPS, FPS, SIZE, clip_frames, make_copy
 
 
 def _frames(n: int, value: int = 0) -> list[np.ndarray]:
@@ -47,7 +47,7 @@ def test_real_clip_keeps_real_time(tmp_path):
 
 
 needs_assets = pytest.mark.skipif(not (DEFAULT_MODEL.is_file() and (DEFAULT_INDEX / "manifest.json").is_file()),
-                                  reason="assets/ has no trained default (python -m engine.demo build ...)")
+                                  reason="assets/ has no trained default (python -m engine.evaluation.demo_corpus build ...)")
 
 
 @needs_assets
@@ -76,7 +76,7 @@ def _fake_packages(tmp_path, monkeypatch):
     'gradio' clip (second set)."""
     from PIL import Image
 
-    from engine import footage
+    from engine.training import footage
     from engine.video import write_video
 
     rng = np.random.default_rng(0)

@@ -9,7 +9,9 @@ import sys
 import pytest
 
 import media
-from engine import Engine, IndexFileError, IndexMismatchError
+import numpy as np
+
+from engine import Engine, IndexFileError, IndexMismatchError, ModelError
 from engine.cli import main
 from engine.model import ModelBundle, builtin_model, save_model
 from engine.pca import fit_pca
@@ -69,7 +71,7 @@ def test_model_mismatch_is_a_clear_error(small_folder, tmp_path):
     idx = tmp_path / "idx"
     Engine(backbone="efficientnet-lite0").build_index(small_folder, idx, progress=False)
     other = tmp_path / "other.safetensors"
-    rng = __import__("numpy").random.default_rng(0)
+    rng = np.random.default_rng(0)
     save_model(ModelBundle(builtin_model().backbone, builtin_model().pooling,
                            fit_pca(rng.random((50, 2048)), 16), None), other)
     with pytest.raises(IndexMismatchError, match="built with"):
@@ -117,12 +119,135 @@ def test_cli_index_and_table(tmp_path, small_folder, capsys):
     assert "2 videos" in capsys.readouterr().out
 
 
-def test_cli_user_errors_are_messages_not_tracebacks(tmp_path, small_folder):
+def test_cli_user_errors_are_messages_not_tracebacks(tmp_path, small_folder, capsys):
     idx = tmp_path / "idx"
     main(["index", str(small_folder), str(idx), "--quiet"])
-    for args in (["search", str(idx), str(small_folder / "broken.mp4")],
-                 ["search", str(tmp_path / "nowhere"), str(small_folder / "a.mp4")],
-                 ["index", str(tmp_path / "missing_dir"), str(idx)]):
-        r = subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 2, r.stderr
-        assert "error: " in r.stderr and "Traceback" not in r.stderr
+    capsys.readouterr()
+    for args, words in ((["search", str(idx), str(small_folder / "broken.mp4")], "broken.mp4"),
+                        (["search", str(tmp_path / "nowhere"), str(small_folder / "a.mp4")], "nowhere"),
+                        (["index", str(tmp_path / "missing_dir"), str(idx)], "missing_dir"),
+                        (["search", str(idx), str(small_folder / "a.mp4"), "--model", "models/typo.safetensors"],
+                         "models/typo.safetensors: model file not found"),
+                        (["embed", str(small_folder / "audio.mp4")], "no video stream")):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1].startswith("error: ") and words in err and "Traceback" not in err, err
+
+
+def test_embed_json(small_folder, capsys):
+    assert main(["embed", str(small_folder / "a.mp4"), "--json", "--backbone", "efficientnet-lite0"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"times", "attention", "step", "duration", "warnings"}
+    assert all(0 <= t - k < 0.4 for t, k in zip(data["times"], range(4))) and data["step"] == 1.0
+    assert sum(data["attention"]) == pytest.approx(1, abs=1e-4) and data["duration"] == pytest.approx(4, abs=0.1)
+
+
+def test_a_failed_save_leaves_the_previous_index_whole(small_folder, tmp_path, monkeypatch):
+    import faiss
+
+    from engine import index as index_module
+
+    idx = tmp_path / "idx"
+    eng = Engine(backbone="efficientnet-lite0")
+    eng.build_index(small_folder, idx, progress=False)
+    before = sorted(p.name for p in idx.iterdir())
+    media.write_video(small_folder / "c.mp4", media.scene_frames(13, 4))
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(index_module.faiss, "write_index", disk_full)  # fails after the .npy files
+    with pytest.raises(OSError, match="No space"):
+        eng.build_index(small_folder, idx, progress=False)
+    monkeypatch.setattr(index_module.faiss, "write_index", faiss.write_index)
+    assert sorted(p.name for p in idx.iterdir()) == before  # no new generation, no temp files
+    again = Engine(index=idx)
+    assert sorted(r.id for r in again.index.records) == ["a.mp4", "b.mkv"]
+    assert again.search(small_folder / "b.mkv", k=1).matches[0].id == "b.mkv"
+
+
+def test_an_interrupted_run_keeps_its_checkpoints(small_folder, tmp_path):
+    media.write_video(small_folder / "c.mp4", media.scene_frames(13, 4))
+    eng = Engine(backbone="efficientnet-lite0")
+    done = []
+
+    def embed_then_stop(path):
+        if path.name == "c.mp4":
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the last video
+        emb = eng.embed(path)  # (audio.mp4 and broken.mp4 fail here: reported, skipped)
+        done.append(path.name)
+        return emb
+
+    from engine.indexing import build_index
+
+    bundle = eng.model
+    from engine.index import VideoIndex
+
+    def new_index(root):
+        return VideoIndex.new(bundle.identity, bundle.backbone.value, bundle.pooling.value, eng.embedder.dim, 1.0, root)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(small_folder, tmp_path / "idx", embed_then_stop, new_index, lambda i: None, progress=False,
+                    checkpoint_seconds=0)
+    kept = Engine(index=tmp_path / "idx")
+    assert sorted(r.id for r in kept.index.records) == ["a.mp4", "b.mkv"] == done  # a checkpoint after each
+    report = kept.build_index(small_folder, tmp_path / "idx", progress=False)
+    assert report.unchanged == 2 and report.added == ["c.mp4"]  # the re-run embeds only what is missing
+
+
+def test_ivf_branch_for_large_collections(tmp_path, monkeypatch):
+    from engine import index as index_module
+    from engine.index import VideoIndex, VideoRecord
+
+    monkeypatch.setattr(index_module, "FLAT_LIMIT", 100)
+    rng = np.random.default_rng(0)
+    n, d = 400, 16
+    videos = rng.standard_normal((n, d)).astype(np.float32)
+    videos /= np.linalg.norm(videos, axis=1, keepdims=True)
+    empty = VideoIndex.new("m", "efficientnet-lite0", "l3-irmac", d, 1.0)
+    records = [VideoRecord(f"v{i}", f"v{i}.mp4", 0, 0, 1.0, 1.0, 8, 8, 1) for i in range(n)]
+    idx = VideoIndex(empty.manifest, records, videos, np.arange(n + 1, dtype=np.int64),
+                     videos.astype(np.float16), np.zeros((n, 2), np.float32), coords=np.zeros((n, 2), np.float32))
+    assert "IVF" in type(idx._faiss).__name__
+    idx.save(tmp_path / "ivf")
+    opened = VideoIndex.open(tmp_path / "ivf")
+    assert opened.manifest["faiss"] == "ivf"
+    for i in (0, 123, 399):
+        for measure in ("cosine", "chamfer"):
+            hit = opened.search(videos[i:i + 1], videos[i], k=1, measure=measure)[0]
+            assert (hit.position, round(hit.score, 2)) == (i, 1.0)
+
+
+def test_index_and_model_from_the_hub(engine_and_index, pca_model, corpus, monkeypatch):
+    import huggingface_hub
+
+    _, index_dir, _ = engine_and_index
+    calls = []
+
+    def fake_file(repo_id, filename, **kw):
+        calls.append((repo_id, filename))
+        return str(pca_model)
+
+    def fake_snapshot(repo_id, **kw):
+        calls.append((repo_id, None))
+        return str(index_dir)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_file)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    eng = Engine(model="hf://me/model", index="hf://me/index")
+    assert calls == [("me/index", None), ("me/model", "model.safetensors")]
+    assert eng.search(corpus["queries"]["bunny_crop"], k=1).matches[0].id == "bunny.mp4"
+    with pytest.raises(ModelError, match="no/such.safetensors: model file not found"):
+        Engine(model="no/such.safetensors")
+    assert len(calls) == 2  # a missing local path never asks the Hub
+
+
+def test_a_failed_download_is_a_model_error(monkeypatch):
+    import huggingface_hub
+
+    def offline(*a, **kw):
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(ModelError, match="hf://me/model: downloading the model file .* failed"):
+        Engine(model="hf://me/model")

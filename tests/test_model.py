@@ -10,7 +10,8 @@ from engine.backbone import BackboneError, load_backbone
 from engine.model import ModelBundle, ModelError, builtin_model, load_model, save_model
 from engine.pca import fit_pca
 from engine.resnet import ResNet50
-from engine.similarity import chamfer, chamfer_many, matched_span, symmetric_chamfer
+from engine.similarity import chamfer, chamfer_many, symmetric_chamfer
+from engine.spans import matched_span
 from engine.tca import TCA
 
 
@@ -64,8 +65,12 @@ def test_resnet50_from_hub_repo_id(tmp_path, monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    enc = load_backbone("resnet50", "timm/resnet50.tv_in1k")
+    enc = load_backbone("resnet50", "hf://timm/resnet50.tv_in1k")
     assert calls == [("timm/resnet50.tv_in1k", "model.safetensors")] and enc.dim == 3840
+    # a bare owner/name is a local path: missing, it says so at once, no Hub call
+    with pytest.raises(BackboneError, match="not found.*hf://timm/resnet50"):
+        load_backbone("resnet50", "timm/resnet50")
+    assert len(calls) == 1
 
 
 def test_resnet50_bad_weights_are_clear_errors(tmp_path):
@@ -160,3 +165,23 @@ def test_matched_span_finds_offset_and_speed():
         sim2[i, 5 + 2 * i] = 0.9  # query 2-8 s at double speed from 9 s
     span = matched_span(sim2, np.arange(10.0), np.arange(40.0))
     assert (span.query_start, span.query_end) == (2, 8) and (span.start, span.end) == (9, 20)
+
+
+def test_matched_span_edge_cases():
+    # one frame each: the span is that frame, cut to the videos' lengths
+    span = matched_span(np.array([[0.7]], np.float32), np.zeros(1), np.zeros(1), 1.0, 0.5, 0.8)
+    assert (span.query_start, span.query_end, span.start, span.end) == (0, 0.5, 0, 0.8)
+    # nothing stands out (a flat matrix): a one-frame span, never an exception
+    span = matched_span(np.full((5, 7), 0.3, np.float32), np.arange(5.0), np.arange(7.0))
+    assert span.query_end - span.query_start == 1 and span.end - span.start == 1
+    # a query longer than the target that holds all of it in its middle
+    sim = np.full((12, 4), -0.1, np.float32)
+    for j in range(4):
+        sim[4 + j, j] = 0.95
+    span = matched_span(sim, np.arange(12.0), np.arange(4.0), 1.0, 12.0, 4.0)
+    assert (span.query_start, span.query_end, span.start, span.end) == (4, 8, 0, 4)
+    # times in seconds at 2 fps: the step is half a second
+    sim = np.full((6, 6), 0.0, np.float32)
+    np.fill_diagonal(sim, 1.0)
+    span = matched_span(sim, np.arange(6) / 2, np.arange(6) / 2, 0.5)
+    assert (span.query_start, span.query_end, span.start, span.end) == (0, 3, 0, 3)

@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
+import os
 
 import numpy as np
 import pytest
 import torch
 
+from engine.cli import main
 from engine.model import load_model
 from engine.pca import fit_pca
 from engine.tca import TCA
-from engine.train import (ID_STRIDE, Instance, Loss, Sampler, TrainConfig, circle, info_nce, match_loss, overlaps,
-                          quadlinear, quadlinear_ap, segment_array, train_tca)
+from engine.training.config import Loss, TrainConfig
+from engine.training.loop import train_tca
+from engine.training.losses import circle, info_nce, match_loss, quadlinear, quadlinear_ap
+from engine.training.sampling import ID_STRIDE, Instance, Sampler, overlaps, segment_array
 
 from media import scene_frames, write_video
 
@@ -58,7 +60,7 @@ def test_views_know_which_moment_each_frame_shows():
     sampler = Sampler(views, TrainConfig(), np.random.default_rng(0))
     for _ in range(20):
         inst = sampler.instance()
-        x, ids = sampler.view_with_ids(inst, positive=True)
+        x, ids = sampler.view(inst, positive=True)
         assert len(x) == len(ids)
         for frame, i in zip(x, ids.tolist()):
             v, t = divmod(i, ID_STRIDE)
@@ -112,53 +114,104 @@ def tiny_folder(tmp_path_factory):
     d = tmp_path_factory.mktemp("train_videos")
     for i in range(4):
         write_video(d / f"v{i}.mp4", scene_frames(100 + i, 6.0, fps=4))
+    write_video(d / "copy_of_v0.mp4", scene_frames(100, 6.0, fps=4), options={"crf": "35"})  # a re-encode
     return d
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=600)
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_train_and_evaluate_cli(tiny_folder, tmp_path):
+def test_train_and_evaluate_cli(tiny_folder, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
-    r = run_cli("train", str(tiny_folder), "--out", str(out), "--steps", "4", "--views", "2", "--dim", "24",
-                "--batch", "4", "--bank", "8", "--clip-frames", "6", "--views-cache", str(tmp_path / "views.npz"))
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(capsys, "train", tiny_folder, "--out", out, "--steps", "4", "--views", "2", "--dim", "24",
+                           "--batch", "4", "--bank", "8", "--clip-frames", "6", "--views-cache", tmp_path / "views.npz")
+    assert code == 0, err
     bundle = load_model(out)
     assert bundle.tca is not None and bundle.pca.dim == 24
     assert bundle.info["config"]["steps"] == 4 and bundle.info["trained_by"] == "python -m engine train"
     gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"v0.mp4": ["v0.mp4"], "v1.mp4": ["v2.mp4"]}))
-    r = run_cli("evaluate", "generic", str(gt), "--videos", str(tiny_folder), "--model", str(out),
-                "--cache", str(tmp_path / "f.npz"), "--json")
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
+    gt.write_text(json.dumps({"v0.mp4": ["copy_of_v0.mp4"], "copy_of_v0.mp4": ["v0.mp4"]}))
+    results_file = tmp_path / "results.json"
+    code, stdout, err = run_cli(capsys, "evaluate", "generic", gt, "--videos", tiny_folder, "--model", out,
+                                "--cache", tmp_path / "f.npz", "--json", "--results", results_file)
+    assert code == 0, err
+    res = json.loads(stdout)
     assert set(res["results"]) == {"cosine", "chamfer", "symmetric_chamfer"}
-    assert 0 <= res["results"]["chamfer"]["mAP"] <= 1
+    # a re-encode of the query is found first among five videos, by every measure
+    assert all(r["mAP"] == 1.0 for r in res["results"].values()), res["results"]
     # the cached features give the same numbers, with the no-TCA baseline alongside
-    r2 = run_cli("evaluate", "generic", str(gt), "--features", str(tmp_path / "f.npz"), "--model", str(out), "--json")
-    assert json.loads(r2.stdout)["results"] == res["results"]
-    r3 = run_cli("evaluate", "generic", str(gt), "--features", str(tmp_path / "f.npz"), "--model", str(out),
-                 "--no-tca", "--json")
-    assert "without TCA" in json.loads(r3.stdout)["model"]
+    code, stdout, _ = run_cli(capsys, "evaluate", "generic", gt, "--features", tmp_path / "f.npz", "--model", out,
+                              "--json")
+    assert json.loads(stdout)["results"] == res["results"]
+    code, stdout, _ = run_cli(capsys, "evaluate", "generic", gt, "--features", tmp_path / "f.npz", "--model", out,
+                              "--no-tca", "--json", "--results", results_file)
+    assert "without TCA" in json.loads(stdout)["model"]
+    recorded = json.loads(results_file.read_text())["quality"]["generic"]["models"]
+    assert set(recorded) == {"TCA", "no TCA"} and recorded["TCA"]["metrics"] == res["results"]
+    assert recorded["no TCA"]["command"].startswith("python -m engine evaluate generic")
 
 
-def test_supervised_pairs(tiny_folder, tmp_path):
+def test_supervised_pairs(tiny_folder, tmp_path, capsys):
     pairs = tmp_path / "pairs.json"
     pairs.write_text(json.dumps({"pairs": [["v0.mp4", "v1.mp4"]], "distractors": ["v2.mp4", "v3.mp4"]}))
     out = tmp_path / "p.safetensors"
-    r = run_cli("train", str(tiny_folder), "--pairs", str(pairs), "--out", str(out), "--steps", "3",
-                "--dim", "16", "--batch", "2", "--bank", "8")
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli(capsys, "train", tiny_folder, "--pairs", pairs, "--out", out, "--steps", "3",
+                           "--dim", "16", "--batch", "2", "--bank", "8")
+    assert code == 0, err
     assert load_model(out).tca is not None
     pairs.write_text(json.dumps({"pairs": [["v0.mp4", "nope.mp4"]], "distractors": ["v2.mp4"]}))
-    r = run_cli("train", str(tiny_folder), "--pairs", str(pairs), "--out", str(out), "--steps", "3")
-    assert r.returncode == 2 and "not found" in r.stderr
+    code, _, err = run_cli(capsys, "train", tiny_folder, "--pairs", pairs, "--out", out, "--steps", "3")
+    assert code == 2 and "not found" in err
+
+
+def test_views_cache_is_reused_and_invalidated(tiny_folder, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from engine.backbone import Backbone, Pooling
+    from engine.training import loop
+
+    calls = []
+
+    def fake_describe(encoder, paths, views, fps, seed, logo_rgba=None, progress=True):
+        calls.append(len(paths))
+        return [np.full((views, 3, 4), len(calls), np.float16) for _ in paths]
+
+    monkeypatch.setattr(loop, "describe_views", fake_describe)
+    enc = SimpleNamespace(name=Backbone.EFFICIENTNET_LITE0, pooling=Pooling.L3_IRMAC)
+    paths = sorted(tiny_folder.glob("v*.mp4"))
+    cache = tmp_path / "views.npz"
+    cfg = TrainConfig(views=2)
+    first = loop.training_views(paths, enc, None, cfg, cache, progress=False)
+    again = loop.training_views(paths, enc, None, cfg, cache, progress=False)
+    assert calls == [4] and np.array_equal(first[0], again[0])  # reused
+    for change in ("settings", "weights", "pooling", "file"):
+        if change == "settings":
+            loop.training_views(paths, enc, None, TrainConfig(views=3), cache, progress=False)
+        elif change == "weights":
+            loop.training_views(paths, enc, "other-weights.safetensors", cfg, cache, progress=False)
+        elif change == "pooling":
+            loop.training_views(paths, SimpleNamespace(name=enc.name, pooling=Pooling.IMAC), None, cfg, cache,
+                                progress=False)
+        else:
+            os.utime(paths[0], ns=(paths[0].stat().st_atime_ns, paths[0].stat().st_mtime_ns + 10**9))
+            loop.training_views(paths, enc, None, cfg, cache, progress=False)
+    assert len(calls) == 5  # each change recomputed the views
+
+
+def test_the_logo_is_drawn_the_same_everywhere():
+    from engine.training.augment import drawn_logo
+
+    a, b = drawn_logo(), drawn_logo()
+    assert a.shape == (96, 96, 4) and np.array_equal(a, b)
+    assert 0.2 < (a[..., 3] > 0).mean() < 0.6  # a visible mark, with transparent parts
 
 
 def test_evaluate_reads_hdf5(tmp_path):
     h5py = pytest.importorskip("h5py")
-    from engine.evaluate import load_features
+    from engine.evaluation.features import load_features
 
     with h5py.File(tmp_path / "f.h5", "w") as f:
         f["a"] = np.ones((3, 8), np.float32)

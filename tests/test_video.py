@@ -6,7 +6,8 @@ import pytest
 
 import media
 from engine.video import (
-    EmptyVideoError, NoVideoStreamError, UnreadableVideoError, iter_frames, probe, read_frames,
+    DecodeReport, EmptyVideoError, NoVideoStreamError, TooLargeVideoError, UnreadableVideoError, frames_at,
+    iter_frames, probe, read_frames,
 )
 
 
@@ -100,3 +101,24 @@ def test_zero_frames(tmp_path):
     path = media.write_zero_frames(tmp_path / "zero.mp4")
     with pytest.raises((EmptyVideoError, UnreadableVideoError), match="zero.mp4"):
         read_frames(path)
+
+
+def test_one_pass_reports_info_cap_and_duration(tmp_path):
+    path = media.write_video(tmp_path / "long.mp4", media.scene_frames(4, 8.0, fps=5), fps=5)
+    report = DecodeReport()
+    times = [t for t, _ in iter_frames(path, max_duration=3, report=report)]
+    assert len(times) == 3 and report.capped and report.duration == 3 and report.samples == 3
+    assert report.info.duration == pytest.approx(8, abs=0.3) and report.info.width == 192
+    with pytest.raises(TooLargeVideoError, match="larger than accepted here"):
+        next(iter_frames(path, max_pixels=100 * 100))
+
+
+def test_frames_at_seeks_to_the_frames_that_were_sampled(tmp_path):
+    path = media.write_video(tmp_path / "a.mp4", media.scene_frames(5, 30.0, fps=5), fps=5, options={"g": "25"})
+    exact = read_frames(path, fast=False, short_side=72, crop=None)
+    want = [0.0, 1.0, 2.0, 17.0, 29.0, 3.0]  # out of order, with a gap that seeks
+    got = frames_at(path, want, short_side=72)
+    assert len(got) == len(want) and got[0].shape == exact.images[0].shape
+    for t, img in zip(want, got):
+        ref = exact.images[int(np.argmin(np.abs(exact.times - t)))].astype(int)
+        assert np.abs(img.astype(int) - ref).mean() < 3, t

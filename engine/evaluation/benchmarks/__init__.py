@@ -3,21 +3,27 @@
 Every benchmark has `queries` and `database` (lists of video ids) and
 `evaluate(similarities) -> {metric: value}`, where `similarities[q][v]` is the score of
 database video v for query q (higher = more similar). Scoring the videos is the job of
-`engine.evaluate`; the benchmarks only hold annotations and compute metrics.
+`engine.evaluation.score`; the benchmarks only hold annotations and compute metrics
+(`engine.evaluation.metrics`).
 """
 from __future__ import annotations
 
 import enum
 import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
+
+from ...errors import UserError
+from ..metrics import average_precision, mean, micro_average_precision, ranking
+
+__all__ = ["Benchmark", "BenchmarkError", "BenchmarkName", "Similarities", "average_precision", "load_benchmark",
+           "mean", "micro_average_precision", "ranking", "read_json"]
 
 Similarities = Mapping[str, Mapping[str, float]]
 
 
-class BenchmarkError(Exception):
+class BenchmarkError(UserError):
     """An annotation file that cannot be read; the message names it and says why."""
 
 
@@ -55,43 +61,6 @@ def load_benchmark(name: BenchmarkName | str, annotations: str | Path, subset: s
     if name is BenchmarkName.CC_WEB:
         return ccweb.CCWeb(path)
     return evve.EVVE(path)
-
-
-def ranking(scores: Mapping[str, float], exclude: str | None = None, within: set[str] | None = None) -> list[str]:
-    """Ids by decreasing score (ties broken by id, so results are deterministic)."""
-    ids = [v for v in scores if v != exclude and (within is None or v in within)]
-    return sorted(ids, key=lambda v: (-scores[v], v))
-
-
-def average_precision(ranked: Iterable[str], positives: set[str]) -> float:
-    """Non-interpolated AP: mean over the positives of the precision at their rank.
-
-    Positives that never appear in `ranked` count as found at infinity (precision 0).
-    Returns nan when there is no positive."""
-    if not positives:
-        return math.nan
-    hits, total = 0, 0.0
-    for rank, vid in enumerate(ranked, 1):
-        if vid in positives:
-            hits += 1
-            total += hits / rank
-    return total / len(positives)
-
-
-def micro_average_precision(pairs: Iterable[tuple[float, bool]], num_positives: int) -> float:
-    """Detection AP over (score, is_positive) pairs pooled from all queries (uAP)."""
-    ordered = sorted(pairs, key=lambda p: -p[0])
-    hits, total = 0, 0.0
-    for rank, (_, pos) in enumerate(ordered, 1):
-        if pos:
-            hits += 1
-            total += hits / rank
-    return total / num_positives if num_positives else math.nan
-
-
-def mean(values: Iterable[float]) -> float:
-    vals = [v for v in values if not math.isnan(v)]
-    return sum(vals) / len(vals) if vals else math.nan
 
 
 def read_json(path: Path) -> object:

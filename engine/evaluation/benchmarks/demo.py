@@ -1,4 +1,4 @@
-"""The demo corpus (`python -m engine.demo build`): its labels.json as a benchmark.
+"""The demo corpus (`python -m engine.evaluation.demo_corpus build`): its labels.json as a benchmark.
 
 A family is a source and its copies. Every family member is a query; its positives are
 the other members; the database is every video of the corpus (distractors included),
@@ -23,7 +23,7 @@ class DemoBenchmark:
     def __init__(self, path: Path):
         data = read_json(path)
         if not isinstance(data, dict) or "sources" not in data:
-            raise BenchmarkError(f"{path}: not a demo labels.json (make one with python -m engine.demo build)")
+            raise BenchmarkError(f"{path}: not a demo labels.json (make one with python -m engine.evaluation.demo_corpus build)")
         self.family: dict[str, str] = {s: s for s in data["sources"]}
         self.family.update({c: lab["source"] for c, lab in data["copies"].items()})
         self.split = {s: lab["split"] for s, lab in data["sources"].items()}

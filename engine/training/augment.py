@@ -6,7 +6,8 @@ is drawn once per video (`rng` fixes its parameters) and applied to every frame,
 real edited copy would be: `t(frame, i)` takes a uint8 RGB frame [H, W, 3] and its index
 (noise and picture-in-picture change per frame) and returns a uint8 RGB frame.
 Temporal transformations (speed, crop, insertion) act on frame sequences, see
-`engine.demo` and `engine.train`.
+`engine.evaluation.demo_corpus` and `engine.training.sampling`. The logo overlay uses
+`drawn_logo()`, drawn here, so that every machine makes the same views from one seed.
 """
 from __future__ import annotations
 
@@ -92,6 +93,21 @@ def text(rng: np.random.Generator) -> Transform:
         return np.asarray(pil)
 
     return t
+
+
+def drawn_logo(size: int = 96) -> np.ndarray:
+    """A channel-style logo, uint8 RGBA [size, size, 4], drawn with numpy alone (no font,
+    no file), so it is the same on every machine: a ring with a play triangle and a bar."""
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size - 0.5  # centred unit square
+    r = np.hypot(xx, yy)
+    ring = (r > 0.36) & (r < 0.48)
+    tri = (xx > -0.14) & (np.abs(yy) < 0.22 * (1 - (xx + 0.14) / 0.38)) & (xx < 0.24)
+    bar = (np.abs(yy - 0.3) < 0.035) & (np.abs(xx) < 0.2)
+    img = np.zeros((size, size, 4), np.uint8)
+    img[ring] = (240, 196, 32, 255)
+    img[tri] = (250, 250, 250, 255)
+    img[bar] = (220, 40, 60, 255)
+    return img
 
 
 def logo(rng: np.random.Generator, logo_rgba: np.ndarray) -> Transform:

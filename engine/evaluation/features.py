@@ -1,4 +1,4 @@
-"""Evaluation: frame features -> (PCA, TCA) -> similarities -> a benchmark's metrics.
+"""Frame features for evaluation: read, cache, compute, and embed with a model.
 
 Frame features are the backbone's raw descriptors, one float array [T, D] per video id.
 They come from a feature file (`.npz`, or HDF5 `.h5`/`.hdf5` with one dataset per id:
@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .benchmarks import Benchmark
-from .embedding import embed_sequence
-from .model import ModelBundle
-from .similarity import Measure, chamfer_many
+from ..embedding import embed_sequence
+from ..errors import UserError
+from ..files import atomic_write
+from ..model import ModelBundle
 
 Features = dict[str, np.ndarray]
 
 
-class FeatureError(Exception):
+class FeatureError(UserError):
     """A feature file that cannot be used; the message names it and says what to do."""
 
 
@@ -56,11 +56,8 @@ def load_features(path: str | Path, ids: Iterable[str] | None = None) -> Feature
 
 def save_features(features: Mapping[str, np.ndarray], path: str | Path) -> None:
     """Write {id: [T, D]} as .npz (float16 halves the size; cosine barely moves), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v, np.float16) for k, v in features.items()})
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        np.savez(tmp, **{k: np.asarray(v, np.float16) for k, v in features.items()})
 
 
 def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache: str | Path | None = None) -> Features:
@@ -68,7 +65,7 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
 
     describe: path -> float32 [T, D] (e.g. `Embedder.descriptors(p)[1]`). Unreadable
     videos are reported on stderr and left out."""
-    from .video import VideoError
+    from ..video import VideoError
 
     feats: Features = {}
     if cache is not None and Path(cache).is_file():
@@ -100,34 +97,3 @@ def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], devi
         frames, video, _ = embed_sequence(bundle, x, device, use_tca)
         out[vid] = (frames, video)
     return out
-
-
-def similarities(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], queries: Iterable[str],
-                 database: Iterable[str], measure: Measure | str) -> dict[str, dict[str, float]]:
-    """{query: {db id: score}} for every query and database video that has an embedding."""
-    measure = Measure(measure)
-    db = [v for v in database if v in embeddings]
-    videos = np.stack([embeddings[v][1] for v in db]) if db else np.zeros((0, 1), np.float32)
-    if measure is not Measure.COSINE and db:
-        lengths = [len(embeddings[v][0]) for v in db]
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        frames = np.concatenate([embeddings[v][0] for v in db])
-    out = {}
-    for q in queries:
-        if q not in embeddings or not db:
-            continue
-        if measure is Measure.COSINE:
-            s = videos @ embeddings[q][1]
-        else:
-            s = chamfer_many(embeddings[q][0], frames, offsets, measure is Measure.SYMMETRIC_CHAMFER)
-        out[q] = dict(zip(db, s.tolist()))
-    return out
-
-
-def evaluate(benchmark: Benchmark, embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]],
-             measures: Iterable[Measure | str] = tuple(Measure)) -> dict[str, dict[str, float]]:
-    """{measure: metrics} for one set of embeddings. The database is the benchmark's
-    list, or (when it has none) every embedded video."""
-    database = benchmark.database or sorted(embeddings)
-    return {Measure(m).value: benchmark.evaluate(similarities(embeddings, benchmark.queries, database, m))
-            for m in measures}

@@ -1,0 +1,330 @@
+"""The `Engine` facade: everything the CLI and the demo do with the engine, in one class.
+
+    from engine import Engine
+    eng = Engine(index="my_index")           # loads the index's own model
+    result = eng.search("clip.mp4", k=5)     # ranked matches with spans in seconds
+    for m in result.matches:
+        print(m.rank, m.id, m.score, m.span)
+
+Everything returned is plain data (dataclasses of numbers, strings and numpy arrays).
+A search returns, per match, what explaining it needs (frame times, attention, the frame
+similarity matrix and the aligned span), computed once in the search itself.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import DEFAULT_INDEX, DEFAULT_MODEL
+from .backbone import Backbone
+from .embedding import Embedder, VideoEmbedding
+from .files import resolve
+from .index import IndexFileError, VideoIndex, VideoRecord
+from .indexing import BuildReport, build_index
+from .model import ModelBundle, ModelError, builtin_model, load_model
+from .similarity import Measure, frame_similarity
+from .spans import Span, matched_span
+from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, probe, write_preview
+
+
+@dataclass
+class IndexedVideo:
+    """An indexed video: its record, frame times (s) and the attention its frames receive [T]."""
+
+    id: str
+    path: str
+    duration: float
+    times: np.ndarray
+    attention: np.ndarray
+    record: VideoRecord
+
+
+@dataclass
+class Comparison:
+    """Frame-to-frame similarity of a query and one indexed video, for explaining a match.
+
+    similarity: float32 [Tq, Tt]; row_best: int [Tq], the best target frame of each query
+    frame (what chamfer averages); span: the aligned spans in seconds.
+    """
+
+    similarity: np.ndarray
+    query_times: np.ndarray
+    times: np.ndarray
+    row_best: np.ndarray
+    span: Span
+
+
+@dataclass
+class Match:
+    """One search result. Times in seconds; `span` is where query and video match;
+    `video` and `comparison` are what the demo draws (no second pass needed)."""
+
+    id: str
+    rank: int
+    score: float
+    span: Span
+    duration: float
+    path: str  # absolute path of the source video file (it may have moved since indexing)
+    video: IndexedVideo
+    comparison: Comparison
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "score": round(self.score, 6), "rank": self.rank, "match": self.span.as_dict()}
+
+
+@dataclass
+class SearchResult:
+    query: VideoEmbedding
+    measure: Measure
+    matches: list[Match] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "query": self.query.path,
+            "measure": self.measure.value,
+            "results": [m.as_dict() for m in self.matches],
+        }
+
+
+@dataclass
+class CollectionMap:
+    """The indexed collection as points on a 2-D map (UMAP of the video embeddings).
+
+    ids: N video ids; coords: float32 [N, 2] in [0, 1]; durations: seconds [N].
+    """
+
+    ids: list[str]
+    coords: np.ndarray
+    durations: np.ndarray
+
+
+@dataclass
+class EngineInfo:
+    """What is loaded: the model, where it runs, and the index (None fields without one)."""
+
+    model: str
+    backbone: str
+    tca: bool
+    model_info: dict
+    model_path: str | None
+    device: str
+    fps: float
+    dim: int
+    index: str | None = None
+    videos: int = 0
+    frames: int = 0
+    faiss: str | None = None
+
+
+def resolve_model(model: str | Path | None = None) -> tuple[ModelBundle, Path | None]:
+    """A model bundle and the file it came from: `model` (a path or hf:// source), else
+    assets/model.safetensors when present, else the builtin baseline (no file)."""
+    if model is not None:
+        path = resolve(model, "model.safetensors", ModelError, "model file")
+        return load_model(path), path
+    if DEFAULT_MODEL.is_file():
+        return load_model(DEFAULT_MODEL), DEFAULT_MODEL
+    return builtin_model(), None
+
+
+def open_index(index: str | Path) -> VideoIndex:
+    """An index folder, or `hf://owner/repo` (downloaded once, then cached)."""
+    return VideoIndex.open(resolve(index, None, IndexFileError, "index folder"))
+
+
+class Engine:
+    """Loads the backbone, model bundle and (optionally) an index once; then embeds and searches.
+
+    model: a bundle file (.safetensors) or hf:// source, a ModelBundle, or None: the index's
+    own model when an index is given, else assets/model.safetensors when present, else the
+    builtin no-PCA/no-TCA baseline of `backbone`.
+    index: an index folder or hf:// source, or None (embedding only; `build_index` makes one).
+    max_duration: seconds of a video used (longer ones are cut, and told); max_pixels: larger
+    frames are refused with a clear error before decoding.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | ModelBundle | None = None,
+        index: str | Path | None = None,
+        backbone: Backbone | str | None = None,
+        backbone_weights: str | Path | None = None,
+        device: str = "cpu",
+        fps: float | None = None,
+        max_duration: float | None = DEFAULT_MAX_DURATION,
+        candidates: int = 100,
+        max_pixels: int = MAX_PIXELS,
+    ):
+        self.index: VideoIndex | None = open_index(index) if index else None
+        self.model_path: Path | None = None
+        if isinstance(model, ModelBundle):
+            bundle = model
+        elif model is None and self.index is not None:
+            bundle = self._index_model(self.index)
+        elif model is None and backbone is not None:
+            bundle = builtin_model(backbone)
+        else:
+            bundle, self.model_path = resolve_model(model)
+        if backbone is not None and Backbone(backbone) != bundle.backbone:
+            raise ModelError(
+                f"model {bundle.name} was made for backbone {bundle.backbone.value}, not {Backbone(backbone).value}"
+            )
+        if self.index is not None:
+            self.index.check_model(bundle.identity, bundle.backbone.value)
+            self.index.use_device(device)
+            fps = fps or float(self.index.manifest["sample_fps"])
+        self.embedder = Embedder(bundle, backbone_weights, device, fps or 1.0, max_duration, max_pixels=max_pixels)
+        self.candidates = candidates
+
+    def _index_model(self, index: VideoIndex) -> ModelBundle:
+        m = index.manifest
+        if not m.get("model_path"):
+            return builtin_model(m["backbone"], m["pooling"])
+        path = Path(m["model_path"])
+        if not path.is_absolute():
+            path = (index.directory / path).resolve()
+        if not path.is_file():
+            raise ModelError(
+                f"{index.directory}: its model file {path} is missing; pass --model with the file "
+                "the index was built with"
+            )
+        self.model_path = path
+        return load_model(path)
+
+    @property
+    def model(self) -> ModelBundle:
+        return self.embedder.bundle
+
+    def info(self) -> EngineInfo:
+        """The loaded model, device and index, for an About panel or `engine info`."""
+        b = self.model
+        out = EngineInfo(b.name, b.backbone.value, b.tca is not None, dict(b.info),
+                         str(self.model_path) if self.model_path else None, str(self.embedder.device),
+                         float(self.embedder.fps), int(self.embedder.dim))
+        if self.index is not None:
+            out.index, out.videos, out.frames = str(self.index.directory), len(self.index), self.index.num_frames
+            out.faiss = self.index.manifest.get("faiss")
+        return out
+
+    # ------------------------------------------------------------------ media
+    def probe(self, path: str | Path) -> VideoInfo:
+        """Container facts of a video file (duration s, fps, display size, rotation).
+        Raises VideoError subclasses with a message for files that cannot be used."""
+        return probe(path)
+
+    def thumbnails(self, path: str | Path, times: np.ndarray | list[float], side: int = 72) -> list[np.ndarray]:
+        """uint8 RGB frames of a video at `times` (s), short side `side` px; seeks across
+        gaps, so a few stills of a long video are cheap. Raises VideoError."""
+        return frames_at(path, [float(t) for t in times], short_side=side // 2 * 2)
+
+    def poster(self, video_id: str, side: int = 72) -> np.ndarray:
+        """A still of an indexed video: its frame a third of the way in. Raises VideoError."""
+        video = self.video(video_id)
+        return self.thumbnails(video.path, [video.duration / 3], side)[0]
+
+    def preview(self, path: str | Path, out: str | Path, max_duration: float | None = None) -> Path:
+        """A small browser-playable MP4 (H.264, yuv420p, faststart) of a video, written
+        atomically to `out`; at most `max_duration` s. Raises VideoError."""
+        return write_preview(path, out, max_duration=max_duration or self.embedder.max_duration)
+
+    # ------------------------------------------------------------------ embedding
+    def embed(self, path: str | Path) -> VideoEmbedding:
+        """Embed a video file (decode at the engine's fps, backbone, PCA, TCA); the file is
+        opened once. Raises VideoError subclasses for files that cannot be used."""
+        return self.embedder.embed(path)
+
+    # ------------------------------------------------------------------ search
+    def _require_index(self) -> VideoIndex:
+        if self.index is None:
+            raise IndexFileError("no index loaded: pass index=... or call build_index first")
+        return self.index
+
+    def search(
+        self,
+        query: str | Path | VideoEmbedding,
+        k: int = 10,
+        measure: Measure | str = Measure.CHAMFER,
+    ) -> SearchResult:
+        """Rank indexed videos against a query file or embedding. k >= index size ranks all.
+        Each match carries its frame similarity matrix and aligned span."""
+        index = self._require_index()
+        measure = Measure(measure)
+        q = query if isinstance(query, VideoEmbedding) else self.embed(query)
+        hits = index.search(q.frames, q.video, k, measure, self.candidates)
+        matches = []
+        for rank, hit in enumerate(hits, 1):
+            video = self._video_at(hit.position)
+            cmp = self._compare_at(q, hit.position)
+            matches.append(Match(video.id, rank, hit.score, cmp.span, video.duration, video.path, video, cmp))
+        return SearchResult(q, measure, matches)
+
+    def _video_at(self, pos: int) -> IndexedVideo:
+        index = self._require_index()
+        _, times, attention = index.video_frames(pos)
+        rec = index.records[pos]
+        return IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec)
+
+    def _compare_at(self, query: VideoEmbedding, pos: int) -> Comparison:
+        index = self._require_index()
+        frames, times, _ = index.video_frames(pos)
+        sim = frame_similarity(query.frames, frames)
+        span = matched_span(sim, query.times, times, query.step, query.duration, index.records[pos].duration)
+        return Comparison(sim, query.times, times, sim.argmax(axis=1), span)
+
+    def compare(self, query: VideoEmbedding, video_id: str) -> Comparison:
+        """The frame similarity matrix of a query and an indexed video, with the aligned span
+        (a search's matches carry theirs already). Raises UnknownVideoError."""
+        return self._compare_at(query, self._require_index().position(video_id))
+
+    def video(self, video_id: str) -> IndexedVideo:
+        """What the index holds about one video (no decoding). Raises UnknownVideoError."""
+        return self._video_at(self._require_index().position(video_id))
+
+    def collection_map(self) -> CollectionMap:
+        """Every indexed video's position on the map stored with the index (fitted now
+        when an older index has none)."""
+        index = self._require_index()
+        return CollectionMap(
+            [r.id for r in index.records], index.map_coords(),
+            np.array([r.duration for r in index.records], np.float32),
+        )
+
+    def place(self, query: VideoEmbedding, neighbours: int = 5) -> np.ndarray:
+        """Where a query falls on the collection map: float32 [2] (see collection_map.place)."""
+        from .collection_map import place
+
+        index = self._require_index()
+        hits = index.search(query.frames, query.video, max(neighbours, 1), Measure.COSINE)
+        if not hits:
+            return np.array([0.5, 0.5], np.float32)
+        coords = index.map_coords()[[h.position for h in hits]]
+        return place(np.array([h.score for h in hits], np.float32), coords, neighbours)
+
+    # ------------------------------------------------------------------ indexing
+    def build_index(self, video_dir: str | Path, index_dir: str | Path, progress: bool = True,
+                    checkpoint_seconds: float = 600.0) -> BuildReport:
+        """Index (or incrementally update) `index_dir` from every video under `video_dir`;
+        saved every `checkpoint_seconds` of work and at the end."""
+        bundle = self.model
+        index_dir = Path(index_dir)
+        model_path = None
+        if self.model_path is not None:
+            model_path = os.path.relpath(self.model_path.resolve(), index_dir.resolve())
+
+        def new_index(root: str | None) -> VideoIndex:
+            return VideoIndex.new(
+                bundle.identity, bundle.backbone.value, bundle.pooling.value,
+                self.embedder.dim, self.embedder.fps, root, model_path,
+            )
+
+        def check(index: VideoIndex) -> None:
+            index.check_model(bundle.identity, bundle.backbone.value)
+            index.manifest["model_path"] = model_path
+
+        report = build_index(video_dir, index_dir, self.embed, new_index, check, progress, checkpoint_seconds)
+        self.index = VideoIndex.open(index_dir)
+        self.index.use_device(str(self.embedder.device))
+        return report

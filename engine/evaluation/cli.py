@@ -1,0 +1,73 @@
+"""`python -m engine evaluate ...` (see engine/cli.py for the dispatch)."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ..cli import MEASURES, add_model_flags
+from .benchmarks import BenchmarkName
+
+
+def arguments_evaluate(p: argparse.ArgumentParser) -> None:
+    p.description = ("Score every query of a benchmark against its database with each similarity "
+                     "measure and print the benchmark's metrics.")
+    p.add_argument("benchmark", choices=[b.value for b in BenchmarkName])
+    p.add_argument("annotations", type=Path, help="the benchmark's annotation file (folder for EVVE)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--videos", type=Path, help="folder of the videos (ids are paths relative to it)")
+    src.add_argument("--features", type=Path, help="frame features by video id (.npz or HDF5)")
+    p.add_argument("--cache", type=Path, help="with --videos: keep computed features here (.npz) and reuse them")
+    p.add_argument("--subset", type=Path, help='FIVR-5K (or any subset): JSON {"queries": [...], "database": [...]}')
+    p.add_argument("--no-tca", action="store_true", help="evaluate the model without its TCA (mean pooling)")
+    p.add_argument("--measure", action="append", choices=MEASURES, help="repeatable; default: all three")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--results", type=Path, metavar="FILE",
+                   help="also record the numbers in this results file (e.g. assets/results.json, "
+                        "which the demo's About panel shows)")
+    p.add_argument("--label", help="the row's name in --results (default: 'TCA' or 'no TCA')")
+    add_model_flags(p, backbone=False)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..api import resolve_model
+    from ..embedding import Embedder
+    from ..indexing import scan_folder
+    from ..results import record_results
+    from .benchmarks import load_benchmark
+    from .features import embed_features, extract_features, load_features
+    from .score import evaluate
+
+    bench = load_benchmark(args.benchmark, args.annotations, args.subset)
+    # A benchmark without its own database list ranks every video there is.
+    wanted = sorted(set(bench.queries) | set(bench.database)) if bench.database else []
+    bundle, _ = resolve_model(args.model)
+    if args.features:
+        feats = load_features(args.features, wanted or None)
+    else:
+        embedder = Embedder(bundle, args.backbone_weights, args.device)
+        if not wanted:
+            wanted = [str(p.relative_to(args.videos)) for p in scan_folder(args.videos)]
+        feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache)
+    missing = len(set(wanted) - set(feats))
+    embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
+    results = evaluate(bench, embs, args.measure or list(MEASURES))
+    model_name = bundle.name + (" without TCA" if args.no_tca else "")
+    if args.results:
+        label = args.label or ("TCA" if bundle.tca is not None and not args.no_tca else "no TCA")
+        record_results(args.results, ["quality", bench.name, "models", label],
+                       {"model": model_name, "metrics": results,
+                        "command": "python -m engine " + shlex.join(sys.argv[1:] if sys.argv[1:2] == ["evaluate"]
+                                                                    else ["evaluate", args.benchmark])})
+    if args.json:
+        print(json.dumps({"benchmark": bench.name, "model": model_name, "missing": missing, "results": results}))
+        return 0
+    print(f"{bench.name}: {len(feats)} videos with features ({missing} missing), model {model_name}")
+    metrics = sorted({k for r in results.values() for k in r})
+    print(f"{'measure':<18}" + "".join(f"{k:>10}" for k in metrics))
+    for measure, r in results.items():
+        print(f"{measure:<18}" + "".join(f"{r.get(k, float('nan')):>10.4f}" if k != "queries"
+                                         else f"{int(r[k]):>10d}" for k in metrics))
+    return 0

@@ -1,0 +1,165 @@
+"""Building an index from a folder, in three stages: what changed, embedding, saving.
+
+1. `plan_update`: scan the folder (recursive, by extension) and diff it with the index:
+   files whose size and mtime are unchanged are kept, new and changed files are to embed,
+   files gone from the folder are dropped.
+2. `embed_files`: embed each file; unreadable ones are reported and skipped, never fatal.
+3. saving: the kept videos plus the new ones become a new generation of the index
+   (`VideoIndex.save`, atomic), at the end and every `checkpoint_seconds` of work, so a
+   long run that is interrupted keeps what it had embedded.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .embedding import VideoEmbedding
+from .index import MANIFEST, IndexFileError, VideoIndex, VideoRecord
+from .video import VideoError, is_video_path
+
+
+@dataclass
+class BuildReport:
+    """What one `index` run did. Ids are paths relative to the video folder; seconds are wall time."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    video_seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"indexed {len(self.added)} new, {len(self.updated)} changed, "
+            f"{self.unchanged} unchanged, {len(self.removed)} removed, "
+            f"{len(self.skipped)} skipped, in {self.seconds:.1f} s"
+            + (f" ({self.video_seconds / max(self.seconds, 1e-9):.1f} video-s per s)" if self.video_seconds else "")
+        ]
+        lines += [f"  skipped {vid}: {why}" for vid, why in self.skipped]
+        lines += [f"  note {vid}: {why}" for vid, why in self.warnings]
+        return "\n".join(lines)
+
+
+@dataclass
+class Plan:
+    """The diff of a folder against an index: positions to keep, (id, path) to embed."""
+
+    keep: list[int]
+    todo: list[tuple[str, Path]]
+    report: BuildReport
+
+
+def scan_folder(video_dir: Path) -> list[Path]:
+    """Video files under a folder (recursive, by extension), sorted, hidden files skipped."""
+    return sorted(
+        p for p in video_dir.rglob("*")
+        if p.is_file() and is_video_path(p) and not any(part.startswith(".") for part in p.relative_to(video_dir).parts)
+    )
+
+
+def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
+    """Stage 1: which indexed videos stay, which files need embedding, which are gone."""
+    report = BuildReport()
+    present = {p.relative_to(video_dir).as_posix(): p for p in scan_folder(video_dir)}
+    keep: list[int] = []
+    todo: list[tuple[str, Path]] = []
+    for vid, p in present.items():
+        st = p.stat()
+        if vid in index:
+            i = index.position(vid)
+            r = index.records[i]
+            if r.size == st.st_size and r.mtime_ns == st.st_mtime_ns:
+                keep.append(i)
+                continue
+            report.updated.append(vid)
+        else:
+            report.added.append(vid)
+        todo.append((vid, p))
+    report.unchanged = len(keep)
+    report.removed = [r.id for r in index.records if r.id not in present]
+    return Plan(keep, todo, report)
+
+
+def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
+    """The manifest record of a freshly embedded file."""
+    st = path.stat()
+    info = emb.info
+    return VideoRecord(
+        id=vid, path=vid, size=st.st_size, mtime_ns=st.st_mtime_ns,
+        duration=round(float(emb.duration), 3), fps=round(float(info.fps), 3) if info else 0.0,
+        width=info.width if info else 0, height=info.height if info else 0,
+        num_frames=emb.num_frames, warnings=list(emb.warnings),
+    )
+
+
+def embed_files(todo: list[tuple[str, Path]], embed: Callable[[Path], VideoEmbedding], report: BuildReport,
+                progress: bool = True) -> Iterator[tuple[VideoRecord, VideoEmbedding]]:
+    """Stage 2: embed each file; a VideoError is reported in `report` and the file skipped."""
+    from tqdm import tqdm
+
+    bar = tqdm(todo, desc="indexing", unit="video", disable=not progress, dynamic_ncols=True)
+    for vid, path in bar:
+        bar.set_postfix_str(vid[-40:])
+        try:
+            emb = embed(path)
+        except VideoError as err:
+            report.skipped.append((vid, err.message))
+            for listed in (report.added, report.updated):
+                if vid in listed:
+                    listed.remove(vid)
+            continue
+        report.video_seconds += float(emb.duration)
+        report.warnings += [(vid, w) for w in emb.warnings]
+        yield record_for(vid, path, emb), emb
+
+
+def build_index(
+    video_dir: str | Path,
+    index_dir: str | Path,
+    embed: Callable[[Path], VideoEmbedding],
+    new_index: Callable[[str | None], VideoIndex],
+    check: Callable[[VideoIndex], None],
+    progress: bool = True,
+    checkpoint_seconds: float = 600.0,
+) -> BuildReport:
+    """Index every video under `video_dir` into `index_dir`, incrementally.
+
+    embed(path) -> VideoEmbedding (VideoError for bad files, which are reported and
+    skipped); new_index(root) makes an empty index for this model; check(idx) raises
+    IndexMismatchError if an existing index was built with another model. The index is
+    saved every `checkpoint_seconds` of work and at the end (stage 3)."""
+    video_dir, index_dir = Path(video_dir), Path(index_dir)
+    if not video_dir.is_dir():
+        raise IndexFileError(f"{video_dir}: not a folder; give the folder that holds your videos")
+    started = time.perf_counter()
+    root = os.path.relpath(video_dir.resolve(), index_dir.resolve())
+    if (index_dir / MANIFEST).exists():
+        index = VideoIndex.open(index_dir)
+        check(index)
+        index.manifest["root"] = root
+    else:
+        index = new_index(root)
+    plan = plan_update(video_dir, index)
+    report, keep = plan.report, plan.keep
+    if plan.todo or report.removed:
+        records, embeddings = [], []
+        last_save = time.perf_counter()
+        for record, emb in embed_files(plan.todo, embed, report, progress):
+            records.append(record)
+            embeddings.append(emb)
+            if time.perf_counter() - last_save > checkpoint_seconds:
+                index = index.replace(keep, records, embeddings)
+                index.save(index_dir)
+                keep, records, embeddings = list(range(len(index))), [], []
+                last_save = time.perf_counter()
+        # A changed file that fails to embed is not in `keep`: stale vectors never survive.
+        index = index.replace(keep, records, embeddings)
+        index.save(index_dir)
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,121 @@
+"""`python -m engine pca ...` and `python -m engine train ...` (see engine/cli.py for the dispatch)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import UsageError, add_model_flags, read_list
+from .config import Loss, TrainConfig
+
+FLAG_HELP = {
+    "dim": "PCA output / TCA width", "bank": "memory bank size (0: in-batch negatives only)",
+    "steps": "optimiser steps", "batch": "instances per step", "lr": "Adam learning rate",
+    "temperature": "InfoNCE temperature", "frame_weight": "weight of the frame-level chamfer loss",
+    "match_weight": "weight of the frame-to-frame loss on matching moments (self-supervised)",
+    "views": "spatial views per video", "clip_frames": "longest training window (frames)",
+    "dropout": "TCA dropout",
+    "pca_shrinkage": "PCA whitening shrinkage, a fraction of the mean eigenvalue (0 = full)",
+    "seed": "random seed (runs are deterministic)",
+}
+
+
+def arguments_pca(p: argparse.ArgumentParser) -> None:
+    p.description = ("Fit the PCA whitening of frame descriptors on the videos under VIDEO_DIR and "
+                     "write a model bundle (no TCA) to OUT.")
+    p.add_argument("video_dir", metavar="VIDEO_DIR", type=Path)
+    p.add_argument("out", metavar="OUT", type=Path)
+    p.add_argument("--dim", type=int, default=512, help="output dimensions (default 512)")
+    p.add_argument("--shrinkage", type=float, default=0.1,
+                   help="eigenvalue shrinkage, fraction of the mean eigenvalue (default 0.1)")
+    add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
+
+
+def run_pca(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..embedding import Embedder
+    from ..indexing import scan_folder
+    from ..model import ModelBundle, builtin_model, save_model
+    from ..pca import fit_pca
+    from ..video import VideoError
+
+    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device)
+    descs = []
+    for path in scan_folder(args.video_dir) if args.video_dir.is_dir() else []:
+        try:
+            descs.append(embedder.descriptors(path)[1])
+        except VideoError as err:
+            print(f"skipped {err}", file=sys.stderr)
+    if not descs:
+        raise UsageError(f"{args.video_dir}: no readable video found")
+    x = np.concatenate(descs)
+    pca = fit_pca(x, args.dim, args.shrinkage)
+    bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None,
+                         {"pca_frames": len(x), "pca_videos": len(descs), "shrinkage": args.shrinkage})
+    sha = save_model(bundle, args.out)
+    print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim} on {len(x)} frames of {len(descs)} videos (sha256 {sha[:12]})")
+    return 0
+
+
+def arguments_train(p: argparse.ArgumentParser) -> None:
+    p.description = ("Train the PCA whitening and a TCA on the videos under VIDEO_DIR and write a model "
+                     "bundle to --out. Self-supervised by default (no labels); --pairs trains on "
+                     "labelled positive pairs.")
+    p.add_argument("video_dir", metavar="VIDEO_DIR", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="model bundle to write (.safetensors)")
+    p.add_argument("--list", type=Path, help="train only on these videos: a text file of ids "
+                                             "(paths relative to VIDEO_DIR), one per line")
+    p.add_argument("--pairs", type=Path, help='supervised: JSON {"pairs": [[id, id], ...], '
+                                              '"distractors": [id, ...]}')
+    p.add_argument("--loss", choices=[x.value for x in Loss], default=TrainConfig.loss.value)
+    for name, help_ in FLAG_HELP.items():
+        default = getattr(TrainConfig, name)
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                       help=f"{help_} (default {default})")
+    p.add_argument("--identity-init", action="store_true",
+                   help="start the transformer at the identity (zeroed residual outputs), so training "
+                        "only adds context where it helps")
+    p.add_argument("--views-cache", type=Path, help="keep the CNN descriptors of the views here (.npz) "
+                                                     "and reuse them while the videos and settings match")
+    add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
+
+
+def _train_paths(args: argparse.Namespace) -> list[Path]:
+    from ..indexing import scan_folder
+
+    if args.list:
+        paths = [args.video_dir / i for i in read_list(args.list)]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise UsageError(f"{args.list}: {len(missing)} listed videos not found, e.g. {missing[0]}")
+    elif args.video_dir.is_dir():
+        paths = scan_folder(args.video_dir)
+    else:
+        raise UsageError(f"{args.video_dir}: not a folder; give the folder that holds your videos")
+    if len(paths) < 2:
+        raise UsageError(f"{args.video_dir}: training needs at least 2 videos, found {len(paths)}")
+    return paths
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..backbone import load_backbone
+    from ..model import builtin_model
+    from .loop import train, train_pairs
+
+    cfg = TrainConfig(**{k: getattr(args, k) for k in FLAG_HELP}, identity_init=args.identity_init,
+                      loss=Loss(args.loss))
+    base = builtin_model(args.backbone)
+    encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device)
+    try:
+        if args.pairs:
+            bundle = train_pairs(args.video_dir, args.pairs, args.out, encoder, base, cfg,
+                                 backbone_weights=args.backbone_weights)
+        else:
+            bundle = train(_train_paths(args), args.out, encoder, base, cfg, args.views_cache,
+                           backbone_weights=args.backbone_weights)
+    except ValueError as err:  # a pairs file that names missing videos; too little readable footage
+        raise UsageError(str(err)) from err
+    print(f"wrote {args.out}: {bundle.name}, {bundle.info.get('videos')} videos, "
+          f"{cfg.steps} steps in {bundle.info.get('seconds')} s, final loss {bundle.info.get('final_loss', 0):.3f}")
+    return 0

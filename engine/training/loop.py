@@ -1,0 +1,208 @@
+"""Training TCA: contrastive learning on frame-descriptor sequences (`python -m engine train`).
+
+Self-supervised (default, no labels): a training instance is a random window of a video
+(sometimes the windows of two or three videos joined). Its two views are the window seen
+through two different spatial augmentations (precomputed once through the CNN, `views.py`)
+and temporal augmentations of the descriptor sequence (`sampling.Sampler`). Negatives are
+the other instances of the batch and a memory bank of recent ones (bank entries that share
+a video with the anchor are masked out, never counted as negatives).
+
+Supervised (`--pairs`): the paper's recipe, `sampling.PairSampler`: labelled positive
+pairs, distractor videos as extra negatives, same losses and bank.
+
+Losses (`losses.py`) on video-level cosine (TCA_c): InfoNCE, Circle or QuadLinear-AP; plus
+an in-batch InfoNCE on frame-level chamfer (TCA_f, `--frame-weight`) and, where the two
+views show the same moments, a frame-to-frame InfoNCE (`--match-weight`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from tqdm import tqdm
+
+from ..backbone import FrameEncoder
+from ..model import ModelBundle, save_model
+from ..pca import PCA
+from ..tca import TCA
+from .config import TrainConfig
+from .losses import chamfer_matrix, contrastive, info_nce, match_loss
+from .sampling import MAX_SEGMENTS, PairSampler, Sampler, overlaps, pad, segment_array
+from .views import describe_views, fit_training_pca, load_views, save_views, views_key, whiten
+
+SamplerFactory = Callable[[list[torch.Tensor], TrainConfig, np.random.Generator], Sampler]
+
+
+class Bank:
+    """FIFO memory bank of detached video embeddings and the content they hold."""
+
+    def __init__(self, size: int, dim: int):
+        self.size = size
+        self.vectors = torch.zeros(0, dim)
+        self.segments = np.zeros((0, MAX_SEGMENTS, 3), np.int64)
+
+    def push(self, vectors: torch.Tensor, segments: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        self.vectors = torch.cat([vectors.detach(), self.vectors])[: self.size]
+        self.segments = np.concatenate([segments, self.segments])[: self.size]
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+@dataclass
+class Trainer:
+    """One model, its optimiser, schedule and bank, and the sampler that feeds them."""
+
+    model: TCA
+    sampler: Sampler
+    cfg: TrainConfig
+
+    def __post_init__(self) -> None:
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, self.cfg.steps)
+        self.bank = Bank(self.cfg.bank, self.cfg.dim)
+        self.tolerance = max(1, round(self.cfg.match_tolerance * self.cfg.view_fps))
+
+    def step(self) -> float:
+        """One optimiser step on a fresh batch; returns the loss."""
+        cfg, model, sampler = self.cfg, self.model, self.sampler
+        insts = [sampler.instance() for _ in range(cfg.batch)]
+        va, vp = ([sampler.view(i, positive) for i in insts] for positive in (False, True))
+        (a, am), (p, pm) = pad([x for x, _ in va]), pad([x for x, _ in vp])
+        out_a, out_p = model(a, am), model(p, pm)
+        sim = out_a.video @ out_p.video.T  # [B, B]; the diagonal are the positives
+        segs = segment_array(insts)
+        same = torch.from_numpy(overlaps(segs, segs))
+        neg = sim.masked_fill(same, -math.inf)
+        extra = sampler.extra_negatives()
+        if extra:
+            d, dm = pad([x for _, x in extra])
+            out_d = model(d, dm)
+            neg = torch.cat([neg, out_a.video @ out_d.video.T], dim=1)
+        if len(self.bank):
+            shared = torch.from_numpy(overlaps(segs, self.bank.segments))
+            neg = torch.cat([neg, (out_a.video @ self.bank.vectors.T).masked_fill(shared, -math.inf)], dim=1)
+        loss = contrastive(cfg.loss, sim.diagonal(), neg, cfg.temperature, cfg.gamma, cfg.margin, cfg.sigma)
+        if cfg.frame_weight > 0:
+            fsim = chamfer_matrix(out_a.frames, am, out_p.frames, pm)
+            loss = loss + cfg.frame_weight * info_nce(fsim.diagonal(), fsim.masked_fill(same, -math.inf),
+                                                      cfg.temperature)
+        if cfg.match_weight > 0 and sampler.matching_frames:
+            ids_a, ids_p = (pad_sequence([i for _, i in v], batch_first=True, padding_value=-1) for v in (va, vp))
+            loss = loss + cfg.match_weight * match_loss(out_a.frames, ids_a, out_p.frames, ids_p, self.tolerance,
+                                                        cfg.temperature)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        if extra:
+            self.bank.push(out_d.video, segment_array([i for i, _ in extra]))
+        else:
+            self.bank.push(out_p.video, segs)
+        return loss.item()
+
+
+def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: bool = True,
+              checkpoint: Callable[[TCA, int], object] | None = None,
+              make_sampler: SamplerFactory = Sampler) -> tuple[TCA, list[float]]:
+    """Train a TCA on precomputed views (per video: [V, T, D] backbone descriptors).
+
+    Returns the model (eval mode) and the loss of every step. `checkpoint(tca, step)` is
+    called every 500 steps when given. `make_sampler(whitened, cfg, rng)` builds what
+    feeds the steps (default: self-supervised)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    sampler = make_sampler(whiten(views, pca), cfg, rng)
+    if len(sampler.usable) < 2:
+        raise ValueError("training needs at least 2 readable videos of a few seconds or more")
+    model = TCA(cfg.dim, cfg.heads, cfg.ff_dim, cfg.dropout)
+    if cfg.identity_init:
+        model.start_at_identity()
+    trainer = Trainer(model, sampler, cfg)
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="training", unit="step", disable=not progress)
+    for step in bar:
+        losses.append(trainer.step())
+        bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if checkpoint is not None and (step + 1) % 500 == 0 and step + 1 < cfg.steps:
+            model.eval()
+            checkpoint(model, step + 1)
+            model.train()
+    model.eval()
+    return model, losses
+
+
+def training_views(paths: list[Path], encoder: FrameEncoder, weights: str | Path | None, cfg: TrainConfig,
+                   cache: Path | None = None, progress: bool = True) -> list[np.ndarray]:
+    """The views of `paths` (see views.py), from `cache` when it was made with the same
+    files and settings, else computed (and cached)."""
+    key = views_key(paths, encoder, weights, cfg.views, cfg.view_fps, cfg.seed)
+    views = load_views(cache, key) if cache else None
+    if views is None:
+        views = describe_views(encoder, paths, cfg.views, cfg.view_fps, cfg.seed, progress=progress)
+        if cache:
+            save_views(cache, key, views)
+    return views
+
+
+def train(paths: list[Path], out: Path, encoder: FrameEncoder, bundle_base: ModelBundle, cfg: TrainConfig,
+          views_cache: Path | None = None, progress: bool = True, backbone_weights: str | Path | None = None,
+          make_sampler: SamplerFactory = Sampler) -> ModelBundle:
+    """The whole recipe: views (cached), PCA, TCA; saves the bundle to `out`."""
+    started = time.time()
+    views = training_views(paths, encoder, backbone_weights, cfg, views_cache, progress)
+    pca = fit_training_pca(views, cfg.dim, cfg.pca_shrinkage)
+
+    def save(tca: TCA, step: int | None = None, final_loss: float | None = None) -> ModelBundle:
+        info = {"trained_by": "python -m engine train", "config": cfg.as_info(),
+                "videos": len(paths), "steps_done": step or cfg.steps,
+                "frames": int(sum(v.shape[1] for v in views)), "seconds": round(time.time() - started, 1)}
+        if final_loss is not None:
+            info["final_loss"] = final_loss
+        bundle = ModelBundle(bundle_base.backbone, bundle_base.pooling, pca, tca, info)
+        save_model(bundle, out)
+        return bundle
+
+    tca, losses = train_tca(views, pca, cfg, progress, save, make_sampler)
+    return save(tca, final_loss=float(np.mean(losses[-50:])))
+
+
+def read_pairs(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """A pairs file: {"pairs": [[id, id], ...], "distractors": [id, ...]}."""
+    try:
+        data = json.loads(Path(path).read_text())
+        pairs = [(str(a), str(b)) for a, b in data["pairs"]]
+        return pairs, [str(d) for d in data.get("distractors", [])]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: expected JSON {{\"pairs\": [[id, id], ...], \"distractors\": [id, ...]}} ({err})") from err
+
+
+def train_pairs(video_dir: Path, pairs_file: Path, out: Path, encoder: FrameEncoder, bundle_base: ModelBundle,
+                cfg: TrainConfig, progress: bool = True, backbone_weights: str | Path | None = None) -> ModelBundle:
+    """Supervised training from labelled pairs (ids relative to `video_dir`): clean views
+    only (the labels supply the variation), distractors as negatives."""
+    pairs, distractors = read_pairs(pairs_file)
+    ids = sorted({i for p in pairs for i in p} | set(distractors))
+    missing = [i for i in ids if not (Path(video_dir) / i).is_file()]
+    if missing:
+        raise ValueError(f"{pairs_file}: {len(missing)} videos not found under {video_dir}, e.g. {missing[0]}")
+    if not pairs or not distractors:
+        raise ValueError(f"{pairs_file}: needs at least one pair and one distractor")
+    pos = {v: k for k, v in enumerate(ids)}
+    cfg = TrainConfig(**{**asdict(cfg), "views": 1})
+
+    def make_sampler(whitened: list[torch.Tensor], c: TrainConfig, rng: np.random.Generator) -> Sampler:
+        return PairSampler(whitened, [(pos[a], pos[b]) for a, b in pairs], [pos[d] for d in distractors], c, rng)
+
+    return train([Path(video_dir) / i for i in ids], out, encoder, bundle_base, cfg, progress=progress,
+                 backbone_weights=backbone_weights, make_sampler=make_sampler)

@@ -55,6 +55,6 @@ def fit_pca(x: np.ndarray, dim: int = 1024, shrinkage: float = 0.1) -> PCA:
     # eigh's signs are arbitrary; fix them so refits on the same data agree.
     signs = torch.sign(eigvecs[eigvecs.abs().argmax(dim=0), torch.arange(dim)])
     eigvecs = eigvecs * signs
-    reg = shrinkage * float(torch.linalg.eigvalsh(cov).clamp_min(0).mean())
+    reg = shrinkage * float(torch.trace(cov)) / d_in  # the mean eigenvalue, without a second eigh
     projection = eigvecs / torch.sqrt(eigvals + reg + 1e-12)
     return PCA(mean.astype(np.float32), projection.numpy().astype(np.float32))

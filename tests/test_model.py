@@ -104,6 +104,17 @@ def test_pca_whitens():
     assert np.allclose(np.linalg.norm(pca.apply(x[:5]), axis=1), 1)
 
 
+def test_pca_shrinkage_is_a_fraction_of_the_mean_eigenvalue():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 12)) * np.linspace(0.2, 3, 12)
+    cov = np.cov(x, rowvar=False)
+    eig = np.linalg.eigvalsh(cov)[::-1][:4]
+    reg = 0.5 * np.linalg.eigvalsh(cov).mean()
+    pca = fit_pca(x, 4, 0.5)
+    # each output component is scaled by 1 / sqrt(eigenvalue + shrinkage * mean eigenvalue)
+    np.testing.assert_allclose(np.linalg.norm(pca.projection, axis=0), 1 / np.sqrt(eig + reg), rtol=1e-4)
+
+
 def test_tca_mask_and_attention():
     torch.manual_seed(0)
     tca = TCA(dim=32, heads=4, ff_dim=64).eval()

@@ -256,32 +256,30 @@ class Engine:
         hits = index.search(q.frames, q.video, k, measure, self.candidates)
         matches = []
         for rank, hit in enumerate(hits, 1):
-            video = self._video_at(hit.position)
-            cmp = self._compare_at(q, hit.position)
+            video, cmp = self._at(hit.position, q)
             matches.append(Match(video.id, rank, hit.score, cmp.span, video.duration, video.path, video, cmp))
         return SearchResult(q, measure, matches)
 
-    def _video_at(self, pos: int) -> IndexedVideo:
+    def _at(self, pos: int, query: VideoEmbedding | None = None) -> tuple[IndexedVideo, Comparison | None]:
+        """The indexed video at `pos` and (with a query) its comparison, from one read of its frames."""
         index = self._require_index()
-        _, times, attention = index.video_frames(pos)
+        frames, times, attention = index.video_frames(pos)
         rec = index.records[pos]
-        return IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec)
-
-    def _compare_at(self, query: VideoEmbedding, pos: int) -> Comparison:
-        index = self._require_index()
-        frames, times, _ = index.video_frames(pos)
+        video = IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec)
+        if query is None:
+            return video, None
         sim = frame_similarity(query.frames, frames)
-        span = matched_span(sim, query.times, times, query.step, query.duration, index.records[pos].duration)
-        return Comparison(sim, query.times, times, sim.argmax(axis=1), span)
+        span = matched_span(sim, query.times, times, query.step, query.duration, rec.duration)
+        return video, Comparison(sim, query.times, times, sim.argmax(axis=1), span)
 
     def compare(self, query: VideoEmbedding, video_id: str) -> Comparison:
         """The frame similarity matrix of a query and an indexed video, with the aligned span
         (a search's matches carry theirs already). Raises UnknownVideoError."""
-        return self._compare_at(query, self._require_index().position(video_id))
+        return self._at(self._require_index().position(video_id), query)[1]
 
     def video(self, video_id: str) -> IndexedVideo:
         """What the index holds about one video (no decoding). Raises UnknownVideoError."""
-        return self._video_at(self._require_index().position(video_id))
+        return self._at(self._require_index().position(video_id))[0]
 
     def collection_map(self) -> CollectionMap:
         """Every indexed video's position on the map stored with the index (fitted now

@@ -47,6 +47,7 @@ def make_clip(path: Path, seconds: int = 60, fps: int = 30) -> Path:
     if path.exists():
         return path
     from . import ASSETS
+    from .files import atomic_write
     from .video import iter_frames
 
     sources = sorted((ASSETS / "demo" / "videos" / "sources").glob("*.mp4"))
@@ -55,11 +56,9 @@ def make_clip(path: Path, seconds: int = 60, fps: int = 30) -> Path:
     frames = [img for src in sources for _, img in iter_frames(src, 12.0, short_side=240, crop=None)
               if img.shape[1] >= 320]
     frames = [np.ascontiguousarray(f[:240, :320]) for f in frames]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.mp4")
     rng = np.random.default_rng(0)
     grain = rng.normal(0, 7, (720 + 64, 1280 + 64, 1)).astype(np.int16)
-    with av.open(str(tmp), "w") as out:
+    with atomic_write(path) as tmp, av.open(str(tmp), "w") as out:
         s = out.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = 1280, 720, "yuv420p"
         s.options = {"preset": "veryfast", "crf": "23"}
@@ -75,7 +74,6 @@ def make_clip(path: Path, seconds: int = 60, fps: int = 30) -> Path:
                 out.mux(p)
         for p in s.encode():
             out.mux(p)
-    tmp.replace(path)
     return path
 
 

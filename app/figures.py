@@ -1,7 +1,7 @@
 """Figures and HTML fragments of the demo, from plain data (no engine internals).
 
 - `similarity_figure`: the chamfer frame-to-frame similarity matrix (plotly heatmap),
-  row-wise maxima marked, the aligned span drawn.
+  row-wise maxima marked, every copied segment drawn.
 - `heat_strip`: attention received per sampled frame as a row of coloured cells (as the
   TCA paper's figure 5), thumbnail + time on hover, the matched span outlined.
 - `collection_map`: the UMAP map as inline SVG; points carry `data-id` so the page's
@@ -34,12 +34,16 @@ def data_uri(img: np.ndarray, quality: int = 70) -> str:
 
 # ---------------------------------------------------------------------- similarity matrix
 def similarity_figure(similarity: np.ndarray, query_times: np.ndarray, times: np.ndarray,
-                      row_best: np.ndarray, span: dict | None, title: str = "") -> go.Figure:
-    """Heatmap of similarity [Tq, Tt]: y = query time (s), x = match time (s)."""
+                      row_best: np.ndarray, span: dict | None, title: str = "",
+                      segments: list[dict] | None = None, normalized: bool = False) -> go.Figure:
+    """Heatmap of similarity [Tq, Tt]: y = query time (s), x = match time (s). Every copied
+    segment is outlined (the best one solid, the others dashed) and numbered as listed.
+    normalized: the matrix is cosine minus each frame's background (what the ranking used)."""
     fig = go.Figure()
     fig.add_trace(go.Heatmap(
-        z=similarity, x=times, y=query_times, colorscale=COLORSCALE, zmin=-0.2, zmax=1.0,
-        colorbar=dict(title="cosine", thickness=12),
+        z=similarity, x=times, y=query_times, colorscale=COLORSCALE,
+        zmin=-0.3 if normalized else -0.2, zmax=0.6 if normalized else 1.0,
+        colorbar=dict(title="cosine − background" if normalized else "cosine", thickness=12),
         hovertemplate="query %{y:.1f} s · match %{x:.1f} s<br>similarity %{z:.3f}<extra></extra>",
     ))
     if len(row_best):
@@ -48,15 +52,20 @@ def similarity_figure(similarity: np.ndarray, query_times: np.ndarray, times: np
             marker=dict(symbol="circle-open", size=7, color="#ff3b30", line=dict(width=2)),
             hovertemplate="query %{y:.1f} s → best match frame %{x:.1f} s<extra></extra>",
         ))
-    if span:
-        # Cells are centred on frame times and a span runs from a frame's start to the end
-        # of its last frame: shift by half a step so the box follows the cell edges.
-        def half(t: np.ndarray) -> float:
-            return float(np.median(np.diff(t))) / 2 if len(t) > 1 else 0.5
+    # Cells are centred on frame times and a span runs from a frame's start to the end
+    # of its last frame: shift by half a step so the boxes follow the cell edges.
+    def half(t: np.ndarray) -> float:
+        return float(np.median(np.diff(t))) / 2 if len(t) > 1 else 0.5
 
-        hx, hy = half(np.asarray(times)), half(np.asarray(query_times))
-        fig.add_shape(type="rect", x0=span["start"] - hx, x1=span["end"] - hx, y0=span["query_start"] - hy,
-                      y1=span["query_end"] - hy, line=dict(color="white", width=2, dash="dash"))
+    hx, hy = half(np.asarray(times)), half(np.asarray(query_times))
+    boxes = list(segments or ([span] if span else []))
+    for n, seg in enumerate(boxes, 1):
+        best = span is not None and all(abs(seg[k] - span[k]) < 1e-6 for k in ("start", "end", "query_start"))
+        fig.add_shape(type="rect", x0=seg["start"] - hx, x1=seg["end"] - hx, y0=seg["query_start"] - hy,
+                      y1=seg["query_end"] - hy, line=dict(color="white", width=2, dash="solid" if best else "dash"))
+        if len(boxes) > 1:
+            fig.add_annotation(x=seg["start"] - hx, y=seg["query_start"] - hy, text=str(n), showarrow=False,
+                               xanchor="left", yanchor="top", font=dict(color="white", size=12))
     fig.update_layout(
         title=dict(text=title, font=dict(size=13)), height=440, margin=dict(l=60, r=20, t=40, b=50),
         xaxis_title="match time (s)", yaxis_title="query time (s)",

@@ -142,7 +142,8 @@ class Service:
             if match is not None:
                 exp.score, exp.rank = match.score, match.rank
             else:
-                exp.score = float(comparison.similarity.max(axis=1).mean())
+                best = comparison.similarity.max(axis=1)
+                exp.score = float((np.maximum(best, 0) if comparison.normalized else best).mean())
         return exp
 
     # ------------------------------------------------------------------ media

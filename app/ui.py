@@ -21,6 +21,8 @@ MEASURES = [
     ("symmetric chamfer (TCA_sym)", Measure.SYMMETRIC_CHAMFER.value),
     ("cosine (TCA_c, video level)", Measure.COSINE.value),
 ]
+# The matrix the ranking used (cosine minus each indexed frame's background), or raw cosine.
+MATRIX_VIEWS = ["as ranked (minus background)", "raw cosine"]
 CSS = figures.STRIP_CSS + """
 #status { min-height: 1.5em; }
 """
@@ -40,14 +42,17 @@ def results_markdown(results: dict) -> str:
     out = []
     for bench, q in sorted(results.get("quality", {}).items()):
         models = q.get("models", {})
-        splits = sorted({k.removeprefix("mAP_") for m in models.values() for r in m["metrics"].values()
-                         for k in r if k.startswith("mAP_")}, key=lambda k: (k != "all", k))
+        keys = {k for m in models.values() for r in m["metrics"].values() for k in r}
+        splits = sorted({k.removeprefix("mAP_") for k in keys if k.startswith("mAP_") and k.count("_") == 1},
+                        key=lambda k: (k != "all", k))
+        extra = [k for k in ("intrusion_test", "span_F1_test") if k in keys]  # the collection benchmark's
         out.append(f"**Quality, {bench} benchmark** (mAP; {', '.join(splits)} queries)\n")
-        out.append("| model | measure | " + " | ".join(splits) + " |")
-        out.append("|---|---|" + "---:|" * len(splits))
+        out.append("| model | measure | " + " | ".join(splits + extra) + " |")
+        out.append("|---|---|" + "---:|" * len(splits + extra))
         for label in sorted(models, key=lambda x: (x != "no TCA", x)):
             for measure, r in models[label]["metrics"].items():
-                out.append(f"| {label} | {measure} | " + " | ".join(_num(r.get(f"mAP_{k}")) for k in splits) + " |")
+                cells = [r.get(f"mAP_{k}") for k in splits] + [r.get(k) for k in extra]
+                out.append(f"| {label} | {measure} | " + " | ".join(_num(c) for c in cells) + " |")
         cmds = sorted({m.get("command", "") for m in models.values()} - {""})
         out += ["", "Made by: " + "; ".join(f"`{c}`" for c in cmds), ""]
     speed = results.get("speed")
@@ -87,6 +92,10 @@ footage it never saw (test).
 """
 
 
+def _segment_label(n: int, s) -> str:
+    return f"{n}. {span_text(s.query_start, s.query_end, s.start, s.end)} · {s.score:.2f}"
+
+
 def _match_caption(m) -> str:
     s = m.span
     return (f"{m.rank}. {m.id} · {m.score:.3f} · {clock(m.duration)}\n"
@@ -115,7 +124,8 @@ def search_json(search: Search) -> dict:
         item["duration"] = round(float(m.duration), 3)
         item["times"] = _rounded(m.video.times, 3)
         item["attention"] = _rounded(m.video.attention, 5)
-        item["similarity"] = _rounded(m.comparison.similarity, 4)
+        item["similarity"] = _rounded(m.comparison.similarity, 4)  # what the ranking used
+        item["background"] = _rounded(m.comparison.background, 4)  # raw cosine = similarity + background
         item["row_best"] = m.comparison.row_best.tolist()
     return out
 
@@ -144,8 +154,9 @@ class DemoUI:
         ranks = {m.id: m.rank for m in search.result.matches} if search else None
         return figures.collection_map(cm.ids, cm.coords, search.map_position if search else None, ranks, selected)
 
-    def detail(self, exp: Explanation) -> tuple:
-        """(preview, caption, heat strips, similarity figure) for one explained video."""
+    def detail(self, exp: Explanation, view: str = MATRIX_VIEWS[0]) -> tuple:
+        """(preview, caption, heat strips, similarity figure, segment list, selected id) for
+        one explained video; `view` picks the matrix: what the ranking used, or raw cosine."""
         span, video = exp.span, exp.video
         start = float(span.start) if span else 0.0
         preview = gr.Video(value=str(exp.preview) if exp.preview else None, playback_position=start)
@@ -166,18 +177,26 @@ class DemoUI:
                                          (span.start, span.end) if span else None)
         strips = figures.heat_strips(query_strip, match_strip)
         fig = None
+        segments = gr.Radio(choices=[], value=None, visible=False)
         if exp.comparison is not None:
             c = exp.comparison
+            raw = view == MATRIX_VIEWS[1] or not c.normalized
+            sim = c.raw if raw else c.similarity
+            segs = [s.as_dict() for s in c.segments]
             fig = figures.similarity_figure(
-                c.similarity, c.query_times, c.times, c.row_best, span.as_dict() if span else None,
-                title=f"frame similarity: query × {video.id}")
-        return preview, "\n\n".join(lines), strips, fig
+                sim, c.query_times, c.times, sim.argmax(axis=1), span.as_dict() if span else None,
+                title=f"frame similarity{' (raw cosine)' if raw else ''}: query × {video.id}",
+                segments=segs, normalized=not raw)
+            choices = [(_segment_label(n, s), n - 1) for n, s in enumerate(c.segments, 1)]
+            segments = gr.Radio(choices=choices, value=None, visible=bool(choices),
+                                label=f"{len(choices)} copied segment{'s' if len(choices) != 1 else ''} (click to play)")
+        return preview, "\n\n".join(lines), strips, fig, segments, video.id
 
     def empty_detail(self) -> tuple:
-        return gr.Video(value=None), "", "", None
+        return gr.Video(value=None), "", "", None, gr.Radio(choices=[], value=None, visible=False), None
 
     # ------------------------------------------------------------------ handlers
-    def on_search(self, video, measure, k, progress=gr.Progress()):
+    def on_search(self, video, measure, k, view, progress=gr.Progress()):
         try:
             search = self.service.search(video, measure, int(k), progress)
         except UserInputError as err:
@@ -195,23 +214,38 @@ class DemoUI:
             if img is not None:
                 gallery.append((img, _match_caption(m)))
         progress(0.9, desc="explaining the top match")
-        detail = self.detail(self.service.explain(search, matches[0].id)) if matches else self.empty_detail()
+        detail = self.detail(self.service.explain(search, matches[0].id), view) if matches else self.empty_detail()
         return (status, gallery, search, self.map_html(search, matches[0].id if matches else None), *detail)
 
-    def on_select(self, search: Search | None, evt: gr.SelectData):
+    def on_select(self, search: Search | None, view: str, evt: gr.SelectData):
         if search is None or evt.index is None or evt.index >= len(search.result.matches):
             return (self.map_html(search), *self.empty_detail())
         vid = search.result.matches[evt.index].id
-        return (self.map_html(search, vid), *self.detail(self.service.explain(search, vid)))
+        return (self.map_html(search, vid), *self.detail(self.service.explain(search, vid), view))
 
-    def on_map_click(self, search: Search | None, evt: gr.EventData):
+    def on_map_click(self, search: Search | None, view: str, evt: gr.EventData):
         vid = getattr(evt, "video", None)  # sent by figures.MAP_JS: trigger('click', {video: id})
         try:
             exp = self.service.explain(search, vid)
         except UnknownVideoError:
             gr.Warning(f"{vid}: not in the index")
             return (self.map_html(search), *self.empty_detail())
-        return (self.map_html(search, vid), *self.detail(exp))
+        return (self.map_html(search, vid), *self.detail(exp, view))
+
+    def on_view(self, search: Search | None, selected: str | None, view: str):
+        """Redraw the matrix of the selected video as the ranking saw it, or as raw cosine."""
+        if search is None or not selected:
+            return gr.Plot()
+        return self.detail(self.service.explain(search, selected), view)[3]
+
+    def on_segment(self, search: Search | None, selected: str | None, index: int | None):
+        """Play the selected video from the start of the clicked segment."""
+        match = search.match(selected) if search is not None and selected else None
+        if match is None or index is None or index >= len(match.segments):
+            return gr.Video()
+        exp = self.service.explain(search, selected)
+        return gr.Video(value=str(exp.preview) if exp.preview else None,
+                        playback_position=float(match.segments[index].start))
 
     def api_search(self, video, measure: str = Measure.CHAMFER.value, k: float = 10) -> dict:
         """JSON for gradio_client: {"query", "measure", "results": [...], ...} or {"error"}."""
@@ -251,6 +285,10 @@ class DemoUI:
                 with gr.Column(scale=3, min_width=400):
                     strips = gr.HTML(elem_id="heat-strips")
                     matrix = gr.Plot(label="Chamfer similarity matrix", elem_id="matrix")
+                    with gr.Row():
+                        view = gr.Radio(MATRIX_VIEWS, value=MATRIX_VIEWS[0], label="Matrix", elem_id="matrix-view")
+                        segments = gr.Radio(choices=[], visible=False, elem_id="segments", type="value")
+                    selected = gr.State(None)
             gr.Markdown("### The collection")
             cmap = gr.HTML("", css_template=figures.MAP_CSS, js_on_load=figures.MAP_JS,
                            elem_id="collection-map", min_height=300)
@@ -258,11 +296,13 @@ class DemoUI:
             with gr.Accordion("About", open=False):
                 gr.Markdown(about_markdown(self.service))
 
-            detail = [preview, caption, strips, matrix]
-            button.click(self.on_search, [video, measure, k], [status, gallery, state, cmap, *detail],
+            detail = [preview, caption, strips, matrix, segments, selected]
+            button.click(self.on_search, [video, measure, k, view], [status, gallery, state, cmap, *detail],
                          api_visibility="private", show_progress="full")
-            gallery.select(self.on_select, [state], [cmap, *detail], api_visibility="private")
-            cmap.click(self.on_map_click, [state], [cmap, *detail], api_visibility="private")
+            gallery.select(self.on_select, [state, view], [cmap, *detail], api_visibility="private")
+            cmap.click(self.on_map_click, [state, view], [cmap, *detail], api_visibility="private")
+            view.change(self.on_view, [state, selected, view], matrix, api_visibility="private")
+            segments.select(self.on_segment, [state, selected, segments], preview, api_visibility="private")
             demo.load(self.map_html, None, cmap, api_visibility="private")
             demo.load(self.posters, None, posters, api_visibility="private")
             api_out = gr.JSON(visible=False)

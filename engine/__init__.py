@@ -24,7 +24,7 @@ _EXPORTS = {
     "CollectionMap": "api", "EngineInfo": "api", "resolve_model": "api",
     "VideoEmbedding": "embedding", "BuildReport": "indexing",
     "Measure": "similarity", "frame_similarity": "similarity", "chamfer": "similarity",
-    "Span": "spans", "matched_span": "spans",
+    "Span": "spans", "matched_span": "spans", "Segment": "spans", "matched_segments": "spans",
     "Backbone": "backbone", "Pooling": "backbone", "VideoInfo": "video",
     "UserError": "errors", "UnknownVideoError": "errors", "VideoError": "video", "ModelError": "model",
     "BackboneError": "backbone", "IndexFileError": "index", "IndexMismatchError": "index",

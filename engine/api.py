@@ -26,7 +26,7 @@ from .index import IndexFileError, VideoIndex, VideoRecord
 from .indexing import BuildReport, build_index
 from .model import ModelBundle, ModelError, builtin_model, load_model
 from .similarity import Measure, frame_similarity
-from .spans import Span, matched_span
+from .spans import Segment, Span, matched_segments
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, probe, write_preview
 
 
@@ -46,8 +46,11 @@ class IndexedVideo:
 class Comparison:
     """Frame-to-frame similarity of a query and one indexed video, for explaining a match.
 
-    similarity: float32 [Tq, Tt]; row_best: int [Tq], the best target frame of each query
-    frame (what chamfer averages); span: the aligned spans in seconds.
+    similarity: float32 [Tq, Tt], what the ranking used (cosine minus each indexed frame's
+    background when normalised); background: float32 [Tt] (zeros when raw), so the raw
+    cosine is similarity + background; row_best: int [Tq], the best target frame of each
+    query frame (what chamfer averages); segments: every copied segment (seconds), in
+    time order; span: the best of them.
     """
 
     similarity: np.ndarray
@@ -55,6 +58,14 @@ class Comparison:
     times: np.ndarray
     row_best: np.ndarray
     span: Span
+    segments: list[Segment] = field(default_factory=list)
+    background: np.ndarray | None = None
+    normalized: bool = False
+
+    @property
+    def raw(self) -> np.ndarray:
+        """float32 [Tq, Tt]: plain cosine similarities."""
+        return self.similarity + self.background[None, :] if self.background is not None else self.similarity
 
 
 @dataclass
@@ -71,8 +82,15 @@ class Match:
     video: IndexedVideo
     comparison: Comparison
 
+    @property
+    def segments(self) -> list[Segment]:
+        """Every copied segment of this match, in time order (`span` is the best one)."""
+        return self.comparison.segments
+
     def as_dict(self) -> dict:
-        return {"id": self.id, "score": round(self.score, 6), "rank": self.rank, "match": self.span.as_dict()}
+        best = {k: v for k, v in self.span.as_dict().items() if k != "score"}
+        return {"id": self.id, "score": round(self.score, 6), "rank": self.rank, "match": best,
+                "segments": [s.as_dict() for s in self.segments]}
 
 
 @dataclass
@@ -81,10 +99,13 @@ class SearchResult:
     measure: Measure
     matches: list[Match] = field(default_factory=list)
 
+    normalized: bool = True
+
     def as_dict(self) -> dict:
         return {
             "query": self.query.path,
             "measure": self.measure.value,
+            "normalized": self.normalized,
             "results": [m.as_dict() for m in self.matches],
         }
 
@@ -143,7 +164,9 @@ class Engine:
     builtin no-PCA/no-TCA baseline of `backbone`.
     index: an index folder or hf:// source, or None (embedding only; `build_index` makes one).
     max_duration: seconds of a video used (longer ones are cut, and told); max_pixels: larger
-    frames are refused with a clear error before decoding.
+    frames are refused with a clear error before decoding. normalize: corpus-aware scores
+    (each indexed frame's background subtracted, see engine.background) unless False.
+    use_tca=False: the model's TCA replaced by mean pooling (an index built so records it).
     """
 
     def __init__(
@@ -157,6 +180,8 @@ class Engine:
         max_duration: float | None = DEFAULT_MAX_DURATION,
         candidates: int = 100,
         max_pixels: int = MAX_PIXELS,
+        normalize: bool = True,
+        use_tca: bool = True,
     ):
         self.index: VideoIndex | None = open_index(index) if index else None
         self.model_path: Path | None = None
@@ -168,6 +193,8 @@ class Engine:
             bundle = builtin_model(backbone)
         else:
             bundle, self.model_path = resolve_model(model)
+        if not use_tca:
+            bundle = bundle.without_tca()
         if backbone is not None and Backbone(backbone) != bundle.backbone:
             raise ModelError(
                 f"model {bundle.name} was made for backbone {bundle.backbone.value}, not {Backbone(backbone).value}"
@@ -178,11 +205,18 @@ class Engine:
             fps = fps or float(self.index.manifest["sample_fps"])
         self.embedder = Embedder(bundle, backbone_weights, device, fps or 1.0, max_duration, max_pixels=max_pixels)
         self.candidates = candidates
+        self.normalize = normalize
 
     def _index_model(self, index: VideoIndex) -> ModelBundle:
         m = index.manifest
         if not m.get("model_path"):
             return builtin_model(m["backbone"], m["pooling"])
+        if m.get("tca") is False:
+            return self._index_model_file(index).without_tca()
+        return self._index_model_file(index)
+
+    def _index_model_file(self, index: VideoIndex) -> ModelBundle:
+        m = index.manifest
         path = Path(m["model_path"])
         if not path.is_absolute():
             path = (index.directory / path).resolve()
@@ -247,20 +281,24 @@ class Engine:
         query: str | Path | VideoEmbedding,
         k: int = 10,
         measure: Measure | str = Measure.CHAMFER,
+        normalize: bool | None = None,
     ) -> SearchResult:
         """Rank indexed videos against a query file or embedding. k >= index size ranks all.
-        Each match carries its frame similarity matrix and aligned span."""
+        Each match carries its frame similarity matrix and every copied segment.
+        normalize: None = the engine's setting."""
         index = self._require_index()
         measure = Measure(measure)
+        norm = self.normalize if normalize is None else normalize
         q = query if isinstance(query, VideoEmbedding) else self.embed(query)
-        hits = index.search(q.frames, q.video, k, measure, self.candidates)
+        hits = index.search(q.frames, q.video, k, measure, self.candidates, norm)
         matches = []
         for rank, hit in enumerate(hits, 1):
-            video, cmp = self._at(hit.position, q)
+            video, cmp = self._at(hit.position, q, norm)
             matches.append(Match(video.id, rank, hit.score, cmp.span, video.duration, video.path, video, cmp))
-        return SearchResult(q, measure, matches)
+        return SearchResult(q, measure, matches, norm)
 
-    def _at(self, pos: int, query: VideoEmbedding | None = None) -> tuple[IndexedVideo, Comparison | None]:
+    def _at(self, pos: int, query: VideoEmbedding | None = None,
+            normalize: bool | None = None) -> tuple[IndexedVideo, Comparison | None]:
         """The indexed video at `pos` and (with a query) its comparison, from one read of its frames."""
         index = self._require_index()
         frames, times, attention = index.video_frames(pos)
@@ -268,14 +306,18 @@ class Engine:
         video = IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec)
         if query is None:
             return video, None
-        sim = frame_similarity(query.frames, frames)
-        span = matched_span(sim, query.times, times, query.step, query.duration, rec.duration)
-        return video, Comparison(sim, query.times, times, sim.argmax(axis=1), span)
+        norm = self.normalize if normalize is None else normalize
+        bg = index.frame_backgrounds(pos) if norm else np.zeros(len(times), np.float32)
+        sim = frame_similarity(query.frames, frames, bg)
+        segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration)
+        best = segments[0]  # the strongest alignment
+        segments.sort(key=lambda s: (s.start, s.query_start))
+        return video, Comparison(sim, query.times, times, sim.argmax(axis=1), best, segments, bg, norm)
 
-    def compare(self, query: VideoEmbedding, video_id: str) -> Comparison:
-        """The frame similarity matrix of a query and an indexed video, with the aligned span
-        (a search's matches carry theirs already). Raises UnknownVideoError."""
-        return self._at(self._require_index().position(video_id), query)[1]
+    def compare(self, query: VideoEmbedding, video_id: str, normalize: bool | None = None) -> Comparison:
+        """The frame similarity matrix of a query and an indexed video, with every copied
+        segment (a search's matches carry theirs already). Raises UnknownVideoError."""
+        return self._at(self._require_index().position(video_id), query, normalize)[1]
 
     def video(self, video_id: str) -> IndexedVideo:
         """What the index holds about one video (no decoding). Raises UnknownVideoError."""
@@ -315,7 +357,7 @@ class Engine:
         def new_index(root: str | None) -> VideoIndex:
             return VideoIndex.new(
                 bundle.identity, bundle.backbone.value, bundle.pooling.value,
-                self.embedder.dim, self.embedder.fps, root, model_path,
+                self.embedder.dim, self.embedder.fps, root, model_path, bundle.tca is not None,
             )
 
         def check(index: VideoIndex) -> None:

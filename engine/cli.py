@@ -74,13 +74,16 @@ def arguments_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-duration", type=float, default=DEFAULT_MAX_DURATION,
                    help=f"seconds used per video; longer ones are cut and reported (default {DEFAULT_MAX_DURATION:g})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-tca", action="store_true",
+                   help="the model with its TCA replaced by mean pooling (recorded in the index), "
+                        "to compare with and without TCA on your own collection")
 
 
 def run_index(args: argparse.Namespace) -> int:
     from .api import Engine
 
     eng = Engine(model=args.model, backbone=args.backbone, backbone_weights=args.backbone_weights,
-                 device=args.device, fps=args.fps, max_duration=args.max_duration)
+                 device=args.device, fps=args.fps, max_duration=args.max_duration, use_tca=not args.no_tca)
     print(f"model: {eng.model.name}", file=sys.stderr)
     report = eng.build_index(args.video_dir, args.index_dir, progress=not args.quiet)
     print(report.summary())
@@ -98,6 +101,9 @@ def arguments_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure", choices=MEASURES, default="chamfer",
                    help="cosine: video vectors (TCA_c, fastest); chamfer: frame-level re-rank "
                         "(TCA_f, default, finds partial copies); symmetric_chamfer: both directions")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="rank by raw cosine similarities (default: corpus-aware, each indexed frame's "
+                        "background subtracted, so intros, end cards and watermarks do not decide)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_model_flags(p, backbone=False)
 
@@ -109,7 +115,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise UsageError("--top-k must be at least 1")
     eng = Engine(model=args.model, index=args.index_dir, backbone_weights=args.backbone_weights, device=args.device)
-    result = eng.search(args.query, k=args.top_k, measure=args.measure)
+    result = eng.search(args.query, k=args.top_k, measure=args.measure, normalize=not args.no_normalize)
     if args.json:
         print(json.dumps(result.as_dict()))
         return 0
@@ -118,7 +124,8 @@ def run_search(args: argparse.Namespace) -> int:
     print(f"{'rank':>4}  {'score':>7}  {'match':<36}  id")
     for m in result.matches:
         s = m.span
-        print(f"{m.rank:>4}  {m.score:7.4f}  {span_text(s.query_start, s.query_end, s.start, s.end, 1):<36}  {m.id}")
+        more = f"  (+{len(m.segments) - 1} more segments)" if len(m.segments) > 1 else ""
+        print(f"{m.rank:>4}  {m.score:7.4f}  {span_text(s.query_start, s.query_end, s.start, s.end, 1):<36}  {m.id}{more}")
     return 0
 
 

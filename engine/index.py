@@ -8,12 +8,17 @@ Layout of an index directory (every data file carries a generation number):
   frames-G.npy           float16 [F, d] frame embeddings, opened memory-mapped
   frame_meta-G.npy       float32 [F, 2]: (time in seconds, attention received)
   map-G.npy              float32 [N, 2]: UMAP map of the videos in [0, 1] (collection_map)
+  background-G.npy       float32 [F]: each frame's background (engine.background), and
+  video_background-G.npy float32 [N]: each video's, both recomputed at every save
 Saving writes a new generation's files, then the manifest (each through `atomic_write`),
 then deletes the old generation: a crash at any point leaves a readable index behind.
 Building an index from a folder (what changed, embedding, checkpoints) is `indexing.py`.
 
 Search (the DnS pattern): FAISS finds video-level candidates, chamfer re-ranks them with
-the frame embeddings, so only the candidates' frames are read from disk.
+the frame embeddings, so only the candidates' frames are read from disk. Scores are
+corpus-aware by default: each indexed frame's (video's) background is subtracted from
+its similarities, so frames that match everything (bumpers, end cards, watermarks,
+black) stop deciding the ranking; `normalize=False` compares raw cosines.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .background import DEFAULT_K, frame_background, video_background
 from .errors import UnknownVideoError, UserError
 from .files import atomic_write
 from .similarity import Measure, chamfer_many, cosine
@@ -32,7 +38,7 @@ from .similarity import Measure, chamfer_many, cosine
 FORMAT_VERSION = 1
 FLAT_LIMIT = 20_000  # exact search up to this many videos; IVF above
 MANIFEST = "manifest.json"
-_DATA_FILES = ("videos", "offsets", "frames", "frame_meta", "faiss", "map")
+_DATA_FILES = ("videos", "offsets", "frames", "frame_meta", "faiss", "map", "background", "video_background")
 
 
 class IndexFileError(UserError):
@@ -96,6 +102,7 @@ class VideoIndex:
         faiss_index: faiss.Index | None = None,
         directory: Path | None = None,
         coords: np.ndarray | None = None,
+        background: tuple[np.ndarray, np.ndarray] | None = None,
     ):
         self.manifest = manifest
         self.records = records
@@ -107,21 +114,33 @@ class VideoIndex:
         self.coords = coords if coords is not None and len(coords) == len(videos) else None
         self._faiss = faiss_index if faiss_index is not None else _faiss_index(videos)
         self._position = {r.id: i for i, r in enumerate(records)}
+        self._background = background if background is not None and len(background[1]) == len(videos) else None
+
+    @property
+    def background(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frame backgrounds float32 [F], video backgrounds float32 [N]) over this index's
+        videos (computed now when the index has none stored)."""
+        if self._background is None:
+            k = int(self.manifest.get("background_k", DEFAULT_K))
+            self._background = (frame_background(self.frames, self.offsets, k), video_background(self.videos, k))
+        return self._background
 
     # ---------------------------------------------------------------- construction
     @classmethod
     def new(cls, model_id: str, backbone: str, pooling: str, dim: int, sample_fps: float,
-            root: str | None = None, model_path: str | None = None) -> "VideoIndex":
+            root: str | None = None, model_path: str | None = None, tca: bool = True) -> "VideoIndex":
         manifest = {
             "format_version": FORMAT_VERSION,
             "backbone": backbone,
             "pooling": pooling,
             "model_id": model_id,
             "model_path": model_path,
+            "tca": tca,  # False: built with the model's TCA replaced by mean pooling (index --no-tca)
             "dim": dim,
             "sample_fps": sample_fps,
             "root": root,
             "generation": 0,
+            "background_k": DEFAULT_K,
         }
         return cls(
             manifest, [], np.zeros((0, dim), np.float32), np.zeros(1, np.int64),
@@ -162,10 +181,17 @@ class VideoIndex:
                 coords = np.load(directory / f"map-{gen}.npy")
             except (OSError, ValueError):
                 coords = None
+        background = None
+        if (directory / f"background-{gen}.npy").is_file():  # older indexes compute it on first use
+            try:
+                background = (np.load(directory / f"background-{gen}.npy"),
+                              np.load(directory / f"video_background-{gen}.npy"))
+            except (OSError, ValueError):
+                background = None
         records = [VideoRecord(**r) for r in manifest.pop("videos")]
         if len(records) != len(videos) or offsets[-1] != len(frames) or index.ntotal != len(videos):
             raise IndexFileError(f"{directory}: index files disagree with the manifest; rebuild it")
-        return cls(manifest, records, videos, offsets, frames, frame_meta, index, directory, coords)
+        return cls(manifest, records, videos, offsets, frames, frame_meta, index, directory, coords, background)
 
     def use_device(self, device: str) -> str:
         """Move the FAISS index to the GPU when device is cuda and FAISS was built with GPU
@@ -240,11 +266,13 @@ class VideoIndex:
         k: int = 10,
         measure: Measure | str = Measure.CHAMFER,
         candidates: int = 100,
+        normalize: bool = True,
     ) -> list[Hit]:
         """Top-k videos for a query, best first. k >= len(index) ranks the whole index.
 
-        Cosine uses the video vectors only. Chamfer measures take the `candidates` best by
-        cosine from FAISS (all videos when the index is smaller) and re-rank them exactly.
+        FAISS finds the `candidates` best videos by cosine of the video vectors (all videos
+        when the index is smaller); they are re-ranked exactly by the measure, minus the
+        backgrounds when `normalize` (cosine: the video's; chamfer: each frame's).
         """
         measure = Measure(measure)
         n = len(self)
@@ -252,31 +280,37 @@ class VideoIndex:
             return []
         k = min(k, n)
         q = np.ascontiguousarray(query_video.reshape(1, -1), np.float32)
-        if measure == Measure.COSINE:
-            if k == n:
-                scores = cosine(q[0], self.videos)
-                order = np.argsort(-scores, kind="stable")
-                return [Hit(int(i), float(scores[i])) for i in order]
-            scores, ids = self._faiss.search(q, k)
-            return [Hit(int(i), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
         n_cand = max(k, min(candidates, n))
         if n_cand >= n:
             pos = np.arange(n)
         else:
             _, ids = self._faiss.search(q, n_cand)
             pos = np.sort(ids[0][ids[0] >= 0])
-        scores = self._chamfer(query_frames, pos, measure == Measure.SYMMETRIC_CHAMFER)
+        if measure == Measure.COSINE:
+            scores = cosine(q[0], self.videos[pos])
+            if normalize:
+                scores = scores - self.background[1][pos]
+        else:
+            scores = self._chamfer(query_frames, pos, measure == Measure.SYMMETRIC_CHAMFER, normalize)
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
 
-    def _chamfer(self, query_frames: np.ndarray, positions: np.ndarray, symmetric: bool) -> np.ndarray:
+    def _chamfer(self, query_frames: np.ndarray, positions: np.ndarray, symmetric: bool,
+                 normalize: bool) -> np.ndarray:
+        bg = self.background[0] if normalize else None
         if len(positions) == len(self):
-            return chamfer_many(query_frames, self.frames, self.offsets, symmetric)
+            return chamfer_many(query_frames, self.frames, self.offsets, symmetric, background=bg)
         # Gather only the candidates' frames (a few reads from the memory map).
         lengths = self.offsets[positions + 1] - self.offsets[positions]
         sub_offsets = np.concatenate([[0], np.cumsum(lengths)])
-        sub = np.concatenate([self.frames[self.offsets[p] : self.offsets[p + 1]] for p in positions])
-        return chamfer_many(query_frames, sub, sub_offsets, symmetric)
+        spans = [slice(self.offsets[p], self.offsets[p + 1]) for p in positions]
+        sub = np.concatenate([self.frames[s] for s in spans])
+        sub_bg = np.concatenate([bg[s] for s in spans]) if bg is not None else None
+        return chamfer_many(query_frames, sub, sub_offsets, symmetric, background=sub_bg)
+
+    def frame_backgrounds(self, position: int) -> np.ndarray:
+        """float32 [T]: the backgrounds of one video's frames."""
+        return self.background[0][self.offsets[position] : self.offsets[position + 1]].copy()
 
     # ---------------------------------------------------------------- updating and saving
     def replace(
@@ -320,8 +354,10 @@ class VideoIndex:
         gen = max(int(self.manifest.get("generation", 0)), old_gen or 0) + 1
 
         try:
+            frame_bg, video_bg = self.background
             for name, arr in (("videos", self.videos), ("offsets", self.offsets), ("frames", self.frames),
-                              ("frame_meta", self.frame_meta), ("map", self.map_coords())):
+                              ("frame_meta", self.frame_meta), ("map", self.map_coords()),
+                              ("background", frame_bg), ("video_background", video_bg)):
                 with atomic_write(directory / f"{name}-{gen}.npy") as tmp:
                     np.save(tmp, np.ascontiguousarray(arr))
             with atomic_write(directory / f"faiss-{gen}.index") as tmp:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +46,22 @@ class ModelBundle:
 
     @property
     def identity(self) -> str:
-        """What an index records to refuse mixing models: the file hash, or the builtin name."""
-        return self.sha256 or f"builtin:{self.backbone.value}:{self.pooling.value}"
+        """What an index records to refuse mixing models: the file hash, or the builtin name
+        (with '+no-tca' when the bundle's TCA was taken out)."""
+        base = self.sha256 or f"builtin:{self.backbone.value}:{self.pooling.value}"
+        return base + ("+no-tca" if self.info.get("tca_removed") else "")
+
+    def without_tca(self) -> "ModelBundle":
+        """The same model with TCA replaced by mean pooling (its no-TCA baseline)."""
+        if self.tca is None:
+            return self
+        return replace(self, tca=None, info={**self.info, "tca_removed": True})
 
     @property
     def name(self) -> str:
         if not self.sha256:
             return f"{self.backbone.value} (builtin: no PCA, no TCA)"
-        kind = "TCA" if self.tca is not None else "PCA only"
+        kind = "TCA" if self.tca is not None else ("PCA only, TCA off" if self.info.get("tca_removed") else "PCA only")
         return f"{self.backbone.value} + {kind} ({self.sha256[:12]})"
 
 

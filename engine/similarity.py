@@ -27,9 +27,13 @@ def cosine(query: np.ndarray, videos: np.ndarray) -> np.ndarray:
     return np.asarray(videos, np.float32) @ np.asarray(query, np.float32)
 
 
-def frame_similarity(query: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Frame-to-frame cosine matrix: query [Tq, d], target [Tt, d] -> [Tq, Tt]."""
-    return np.asarray(query, np.float32) @ np.asarray(target, np.float32).T
+def frame_similarity(query: np.ndarray, target: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
+    """Frame-to-frame cosine matrix: query [Tq, d], target [Tt, d] -> [Tq, Tt]; minus each
+    target frame's background [Tt] when given (see `engine.background`)."""
+    s = np.asarray(query, np.float32) @ np.asarray(target, np.float32).T
+    if background is not None:
+        s -= np.asarray(background, np.float32)[None, :]
+    return s
 
 
 def chamfer(query: np.ndarray, target: np.ndarray) -> float:
@@ -48,12 +52,16 @@ def chamfer_many(
     offsets: np.ndarray,
     symmetric: bool = False,
     chunk_frames: int = 262_144,
+    background: np.ndarray | None = None,
 ) -> np.ndarray:
     """Chamfer of one query against N videos stored back to back.
 
     query [Tq, d]; frames [F, d] (any float dtype, e.g. a float16 memmap); offsets [N + 1]
     with video n at frames[offsets[n]:offsets[n+1]] (every video non-empty) -> float32 [N].
-    Works through the frames in chunks of whole videos so memory stays bounded.
+    background [F]: each frame's background, subtracted from its similarities (corpus-aware
+    similarity, `engine.background`), and each frame's best match then counts only as far
+    as it is above 0 (a frame that matches nothing better than its background adds no
+    evidence, rather than a penalty that depends on the video); None compares raw cosines. Works through the frames in chunks of whole videos so memory stays bounded.
     """
     q = np.asarray(query, np.float32)
     offsets = np.asarray(offsets, np.int64)
@@ -66,12 +74,19 @@ def chamfer_many(
             b += 1
         lo, hi = offsets[a], offsets[b]
         s = q @ np.asarray(frames[lo:hi], np.float32).T  # [Tq, F_chunk]
+        if background is not None:
+            s -= np.asarray(background[lo:hi], np.float32)[None, :]
         starts = offsets[a:b] - lo
         best_t = np.maximum.reduceat(s, starts, axis=1)  # [Tq, n_chunk]
+        if background is not None:  # a frame no better than its background is no evidence: 0, not less
+            best_t = np.maximum(best_t, 0.0)
         score = best_t.mean(axis=0)
         if symmetric:
             lengths = np.diff(offsets[a : b + 1])
-            score = (score + np.add.reduceat(s.max(axis=0), starts) / lengths) / 2
+            col = s.max(axis=0)
+            if background is not None:
+                col = np.maximum(col, 0.0)
+            score = (score + np.add.reduceat(col, starts) / lengths) / 2
         out[a:b] = score
         a = b
     return out

@@ -1,8 +1,17 @@
-"""Where two videos match: the aligned query and target spans, read off the frame
-similarity matrix [Tq, Tt] that chamfer already computes. Times are seconds.
+"""Where two videos match: every copied segment, read off the frame similarity matrix
+[Tq, Tt] that chamfer already computes. Times are seconds.
+
+Two localisers (compared on the collection benchmark's validation split, see
+notebooks/RESULTS.md):
+- Smith-Waterman (`matched_span`, and `matched_segments(method="sw")`: the best local
+  alignment, then the next one outside the boxes already found, and so on);
+- the Temporal Network of VCSL/VSC (`method="tn"`): a graph over each query frame's best
+  target frames, where edges join matches that move forward in both videos by at most
+  `max_step` frames; the heaviest paths are the segments.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +28,23 @@ class Span:
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(float(v), 3) for k, v in vars(self).items()}
+
+
+@dataclass
+class Segment(Span):
+    """One copied segment: its spans (seconds) and a score (mean similarity along it)."""
+
+    score: float = 0.0
+
+
+class Localiser(str, enum.Enum):
+    SMITH_WATERMAN = "sw"
+    TEMPORAL_NETWORK = "tn"
+
+
+MAX_SEGMENTS = 8
+THRESHOLD = 0.85
+MERGE_GAP = 6  # frames
 
 
 def matched_span(
@@ -39,10 +65,29 @@ def matched_span(
     Times are seconds; each frame covers `step` seconds (1/fps).
     """
     sim = np.asarray(sim, np.float32)
-    tq, tt = sim.shape
     thr = (float(sim.mean()) + float(sim.max(axis=1).mean())) / 2
-    score = sim - thr
+    best = matched_segments(sim, query_times, target_times, step, query_duration, target_duration,
+                            Localiser.SMITH_WATERMAN, thr)[0]
+    return Span(best.query_start, best.query_end, best.start, best.end)
+
+
+def _box_span(cls, box, query_times, target_times, step, query_duration, target_duration, **extra):
+    i0, i1, j0, j1 = box
+    q_end = float(query_times[i1]) + step
+    t_end = float(target_times[j1]) + step
+    if query_duration:
+        q_end = min(q_end, query_duration)
+    if target_duration:
+        t_end = min(t_end, target_duration)
+    return cls(float(query_times[i0]), q_end, float(target_times[j0]), t_end, **extra)
+
+
+def _align(score: np.ndarray) -> tuple[int, int, int, int, float]:
+    """Best local alignment of a score matrix [Tq, Tt] (positive = match): its box
+    (first/last query row, first/last target column) and total score."""
+    tq, tt = score.shape
     gap = 0.25 * max(float(score.max()), 1e-3)
+
     shifts = (1, 0, 2, 3)  # target advance per query frame; 1 is the diagonal
     penalties = np.array([0.0, gap, gap, gap], np.float32)
     h_prev = np.zeros(tt, np.float32)
@@ -67,11 +112,121 @@ def matched_span(
     while back[i, j] >= 0 and i > 0:
         j -= shifts[back[i, j]]
         i -= 1
-    i0, j0 = i, j
-    q_end = float(query_times[i1]) + step
-    t_end = float(target_times[j1]) + step
-    if query_duration:
-        q_end = min(q_end, query_duration)
-    if target_duration:
-        t_end = min(t_end, target_duration)
-    return Span(float(query_times[i0]), q_end, float(target_times[j0]), t_end)
+    return i, i1, j, j1, best
+
+
+def matched_segments(
+    sim: np.ndarray,
+    query_times: np.ndarray,
+    target_times: np.ndarray,
+    step: float = 1.0,
+    query_duration: float | None = None,
+    target_duration: float | None = None,
+    method: Localiser | str = Localiser.TEMPORAL_NETWORK,
+    min_similarity: float | None = None,
+) -> list[Segment]:
+    """Every copied segment of a pair, best first (at most MAX_SEGMENTS).
+
+    sim [Tq, Tt] (raw or background-normalised similarities); times in seconds, each frame
+    covering `step` s. min_similarity: the similarity a frame pair needs to count as a
+    match (default: the matrix mean plus THRESHOLD of the way to the mean row maximum;
+    relative, so it suits raw and background-normalised matrices alike). Segments other
+    than the best must score at least a third of it. The method and THRESHOLD were chosen
+    by span F1 on the collection benchmark's validation split (notebooks/RESULTS.md).
+    """
+    sim = np.asarray(sim, np.float32)
+    if sim.size == 0:
+        return []
+    mean = float(sim.mean())
+    thr = min_similarity if min_similarity is not None else mean + THRESHOLD * (float(sim.max(axis=1).mean()) - mean)
+    finder = _sw_boxes if Localiser(method) is Localiser.SMITH_WATERMAN else _tn_boxes
+    boxes = _merge(finder(sim, thr))
+    if not boxes:
+        # nothing above the threshold: the most similar frame pair says where it looks most alike
+        i, j = np.unravel_index(int(sim.argmax()), sim.shape)
+        boxes = [((int(i), int(i), int(j), int(j)), 0.0)]
+    segs = []
+    for box, _ in boxes:
+        i0, i1, j0, j1 = box
+        score = float(sim[i0 : i1 + 1, j0 : j1 + 1].max(axis=1).mean())
+        segs.append(_box_span(Segment, box, query_times, target_times, step, query_duration, target_duration,
+                              score=score))
+    return segs
+
+
+def _merge(boxes: list[tuple[tuple[int, int, int, int], float]], gap: int = MERGE_GAP
+           ) -> list[tuple[tuple[int, int, int, int], float]]:
+    """Join segments that continue one another: the second starts at most `gap` frames
+    after the first ends on both axes, with the same offset give or take 2 frames (a
+    few weak frames, a fade or a dropped second split one copy in two)."""
+    boxes = list(boxes)
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(boxes)):
+            for b in range(len(boxes)):
+                (i0, i1, j0, j1), sa = boxes[a]
+                (k0, k1, l0, l1), sb = boxes[b]
+                dq, dt = k0 - i1, l0 - j1
+                if a != b and 0 < dq <= gap and 0 < dt <= gap and abs(dq - dt) <= 2:
+                    boxes[a] = ((i0, k1, j0, l1), sa + sb)
+                    del boxes[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(boxes, key=lambda x: -x[1])
+
+
+def _sw_boxes(sim: np.ndarray, thr: float) -> list[tuple[tuple[int, int, int, int], float]]:
+    score = sim - thr
+    out = []
+    while len(out) < MAX_SEGMENTS:
+        i0, i1, j0, j1, total = _align(score)
+        if total <= 0 or (out and total < out[0][1] / 3):
+            break
+        out.append(((i0, i1, j0, j1), total))
+        score[i0 : i1 + 1, j0 : j1 + 1] = -1.0  # found: the next alignment lies elsewhere
+    return out
+
+
+def _tn_boxes(sim: np.ndarray, thr: float, top_k: int = 3, max_step: int = 3
+              ) -> list[tuple[tuple[int, int, int, int], float]]:
+    """Temporal Network (Tan et al. 2009, as VCSL runs it): nodes are each query frame's
+    top_k target frames above thr; an edge joins (i, j) -> (i', j') when 0 < i' - i <=
+    max_step and 0 < j' - j <= max_step (0 <= j' - j for a still frame); a path's weight
+    is the sum of its similarities. Heaviest path first, its nodes removed, repeat."""
+    tq, tt = sim.shape
+    k = min(top_k, tt)
+    cand = np.argsort(-sim, axis=1)[:, :k]
+    nodes = [(i, int(j)) for i in range(tq) for j in cand[i] if sim[i, j] > thr]
+    out: list[tuple[tuple[int, int, int, int], float]] = []
+    alive = set(nodes)
+    while alive and len(out) < MAX_SEGMENTS:
+        order = sorted(alive)
+        best: dict[tuple[int, int], float] = {}
+        prev: dict[tuple[int, int], tuple[int, int] | None] = {}
+        by_row: dict[int, list[tuple[int, int]]] = {}
+        for n in order:
+            by_row.setdefault(n[0], []).append(n)
+        for i, j in order:
+            w = float(sim[i, j] - thr)
+            b, p = w, None
+            for di in range(1, max_step + 1):
+                for m in by_row.get(i - di, ()):
+                    dj = j - m[1]
+                    if 0 <= dj <= max_step and best[m] + w > b:
+                        b, p = best[m] + w, m
+            best[(i, j)], prev[(i, j)] = b, p
+        end = max(best, key=best.get)
+        total = best[end]
+        if out and total < out[0][1] / 3:
+            break
+        path = [end]
+        while prev[path[-1]] is not None:
+            path.append(prev[path[-1]])
+        i0, i1 = path[-1][0], path[0][0]
+        j0, j1 = min(n[1] for n in path), max(n[1] for n in path)
+        out.append(((i0, i1, j0, j1), total))
+        alive -= {n for n in alive if i0 <= n[0] <= i1 and j0 <= n[1] <= j1}
+    return out

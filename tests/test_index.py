@@ -45,8 +45,9 @@ def test_incremental_add_change_remove(small_folder, tmp_path):
     eng = Engine(backbone="efficientnet-lite0")
     idx = tmp_path / "idx"
     eng.build_index(small_folder, idx, progress=False)
-    before = eng.search(small_folder / "a.mp4", k=1).matches[0]
+    before = eng.search(small_folder / "a.mp4", k=1, normalize=False).matches[0]
     assert before.id == "a.mp4" and before.score == pytest.approx(1, abs=1e-3)
+    assert eng.search(small_folder / "a.mp4", k=1).matches[0].id == "a.mp4"
 
     media.write_video(small_folder / "new" / "c.mp4", media.scene_frames(13, 4))
     report = eng.build_index(small_folder, idx, progress=False)
@@ -62,7 +63,7 @@ def test_incremental_add_change_remove(small_folder, tmp_path):
     assert reopened.video("a.mp4").duration == pytest.approx(6, abs=0.1)
     # Only the current generation's files remain.
     names = sorted(p.name for p in idx.iterdir())
-    assert len(names) == 7 and "manifest.json" in names
+    assert len(names) == 9 and "manifest.json" in names
     # the collection map was refitted for the 2 videos now in the index
     assert reopened.collection_map().coords.shape == (2, 2)
 
@@ -100,13 +101,19 @@ def test_cli_contract(engine_and_index, corpus, tmp_path):
            "--top-k", "50", "--json"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     data = json.loads(out)
-    assert set(data) == {"query", "measure", "results"} and data["measure"] == "chamfer"
+    assert set(data) == {"query", "measure", "normalized", "results"} and data["measure"] == "chamfer"
+    assert data["normalized"] is True
     assert len(data["results"]) == 9  # more than the index holds: everything, ranked
     first = data["results"][0]
-    assert set(first) == {"id", "score", "rank", "match"} and first["rank"] == 1
+    assert set(first) == {"id", "score", "rank", "match", "segments"} and first["rank"] == 1
     assert first["id"] == "bunny.mp4"
     assert set(first["match"]) == {"query_start", "query_end", "start", "end"}
     assert first["match"]["end"] > first["match"]["start"] >= 0
+    for r in data["results"]:
+        segs = r["segments"]
+        assert segs and all(set(s) == {"query_start", "query_end", "start", "end", "score"} for s in segs)
+        assert [s["start"] for s in segs] == sorted(s["start"] for s in segs)  # time order
+        assert {k: r["match"][k] for k in r["match"]} in [{k: s[k] for k in r["match"]} for s in segs]
 
 
 def test_cli_index_and_table(tmp_path, small_folder, capsys):
@@ -214,8 +221,9 @@ def test_ivf_branch_for_large_collections(tmp_path, monkeypatch):
     assert opened.manifest["faiss"] == "ivf"
     for i in (0, 123, 399):
         for measure in ("cosine", "chamfer"):
-            hit = opened.search(videos[i:i + 1], videos[i], k=1, measure=measure)[0]
+            hit = opened.search(videos[i:i + 1], videos[i], k=1, measure=measure, normalize=False)[0]
             assert (hit.position, round(hit.score, 2)) == (i, 1.0)
+            assert opened.search(videos[i:i + 1], videos[i], k=1, measure=measure)[0].position == i
 
 
 def test_index_and_model_from_the_hub(engine_and_index, pca_model, corpus, monkeypatch):
@@ -251,3 +259,17 @@ def test_a_failed_download_is_a_model_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(ModelError, match="hf://me/model: downloading the model file .* failed"):
         Engine(model="hf://me/model")
+
+
+def test_index_without_tca_is_recorded_and_reopened_so(small_folder, tmp_path):
+    from engine import DEFAULT_MODEL
+
+    eng = Engine(model=DEFAULT_MODEL, use_tca=False)
+    assert eng.model.tca is None and "TCA off" in eng.model.name
+    eng.build_index(small_folder, tmp_path / "idx", progress=False)
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["tca"] is False and manifest["model_id"].endswith("+no-tca")
+    reopened = Engine(index=tmp_path / "idx")  # the index's own model, TCA off again
+    assert reopened.model.tca is None and reopened.search(small_folder / "a.mp4", k=1).matches[0].id == "a.mp4"
+    with_tca = Engine(model=DEFAULT_MODEL)
+    assert with_tca.model.tca is not None and with_tca.model.identity != manifest["model_id"]

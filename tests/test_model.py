@@ -196,3 +196,25 @@ def test_matched_span_edge_cases():
     np.fill_diagonal(sim, 1.0)
     span = matched_span(sim, np.arange(6) / 2, np.arange(6) / 2, 0.5)
     assert (span.query_start, span.query_end, span.start, span.end) == (0, 3, 0, 3)
+
+
+def test_matched_segments_finds_a_clip_used_twice():
+    """A 6-frame clip appears twice in a 40-frame video (at 5 s and at 25 s, the second
+    time at half speed): both localisers return both segments, best first."""
+    from engine.spans import Localiser, matched_segments
+
+    rng = np.random.default_rng(0)
+    sim = rng.uniform(0.0, 0.3, (6, 40)).astype(np.float32)
+    for i in range(6):
+        sim[i, 5 + i] = 0.95
+        sim[i, 25 + 2 * i] = sim[i, 26 + 2 * i] = 0.9
+    for method in Localiser:
+        segs = matched_segments(sim, np.arange(6.0), np.arange(40.0), method=method)
+        assert len(segs) == 2, method
+        first, second = segs
+        assert (first.query_start, first.query_end, first.start, first.end) == (0, 6, 5, 11)
+        assert second.query_start == 0 and second.query_end == 6 and 25 <= second.start and second.end >= 35
+        assert first.score > second.score > 0.8
+    # a single alignment: one segment, and matched_span agrees with it
+    one = matched_segments(sim[:, :20], np.arange(6.0), np.arange(20.0))
+    assert len(one) == 1 and (one[0].start, one[0].end) == (5, 11)

@@ -23,6 +23,10 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", type=Path, help='FIVR-5K (or any subset): JSON {"queries": [...], "database": [...]}')
     p.add_argument("--no-tca", action="store_true", help="evaluate the model without its TCA (mean pooling)")
     p.add_argument("--measure", action="append", choices=MEASURES, help="repeatable; default: all three")
+    p.add_argument("--no-normalize", action="store_true",
+                   help="compare raw cosines (no corpus-aware background subtraction)")
+    p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
+                   help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--results", type=Path, metavar="FILE",
                    help="also record the numbers in this results file (e.g. assets/results.json, "
@@ -53,8 +57,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
         feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache)
     missing = len(set(wanted) - set(feats))
     embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
-    results = evaluate(bench, embs, args.measure or list(MEASURES))
+    results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser,
+                       float(getattr(embedder, "fps", 1.0)) if not args.features else 1.0)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")
+    if args.no_normalize:
+        model_name += ", raw cosine"
+    edits = {}
+    if hasattr(bench, "edit_table"):
+        from .score import similarities
+
+        measure = "chamfer" if "chamfer" in (args.measure or list(MEASURES)) else args.measure[0]
+        edits = bench.edit_table(similarities(embs, bench.queries, bench.database, measure, not args.no_normalize),
+                                 "test")
     if args.results:
         label = args.label or ("TCA" if bundle.tca is not None and not args.no_tca else "no TCA")
         record_results(args.results, ["quality", bench.name, "models", label],
@@ -62,12 +76,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
                         "command": "python -m engine " + shlex.join(sys.argv[1:] if sys.argv[1:2] == ["evaluate"]
                                                                     else ["evaluate", args.benchmark])})
     if args.json:
-        print(json.dumps({"benchmark": bench.name, "model": model_name, "missing": missing, "results": results}))
+        print(json.dumps({"benchmark": bench.name, "model": model_name, "missing": missing, "results": results,
+                          **({"edits_test": edits} if edits else {})}))
         return 0
     print(f"{bench.name}: {len(feats)} videos with features ({missing} missing), model {model_name}")
     metrics = sorted({k for r in results.values() for k in r})
-    print(f"{'measure':<18}" + "".join(f"{k:>10}" for k in metrics))
-    for measure, r in results.items():
-        print(f"{measure:<18}" + "".join(f"{r.get(k, float('nan')):>10.4f}" if k != "queries"
-                                         else f"{int(r[k]):>10d}" for k in metrics))
+    if len(metrics) <= 8:
+        print(f"{'measure':<18}" + "".join(f"{k:>10}" for k in metrics))
+        for measure, r in results.items():
+            print(f"{measure:<18}" + "".join(f"{r.get(k, float('nan')):>10.4f}" if k != "queries"
+                                             else f"{int(r[k]):>10d}" for k in metrics))
+    else:  # many metrics: one row each, a column per measure
+        print(f"{'metric':<22}" + "".join(f"{m:>19}" for m in results))
+        for k in metrics:
+            print(f"{k:<22}" + "".join(f"{r.get(k, float('nan')):>19.4f}" for r in results.values()))
+    if edits:
+        print(f"test pairs in the top 10 by {measure}:")
+        for key, (hit, total) in edits.items():
+            print(f"  {key:<22}{hit:>4} of {total}")
     return 0

@@ -1,44 +1,105 @@
 """Scoring a benchmark: embeddings -> similarities of every query to the database -> metrics.
 
 Videos are always compared whole (no random crops at evaluation, unlike the published
-code), with the same similarity functions the index uses.
+code), with the same similarity functions the index uses, corpus-aware by default: the
+database's frame (and video) backgrounds are computed over the database, as the index
+computes them over itself (`engine.background`).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..similarity import Measure, chamfer_many
-from .benchmarks import Benchmark
+from ..background import DEFAULT_K, frame_background, video_background
+from ..similarity import Measure, chamfer_many, frame_similarity
+from ..spans import Localiser, matched_segments
+from .benchmarks import Benchmark, ranking
+
+Embeddings = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
-def similarities(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], queries: Iterable[str],
-                 database: Iterable[str], measure: Measure | str) -> dict[str, dict[str, float]]:
+@dataclass
+class Database:
+    """The database's embeddings back to back, with their backgrounds (None: raw cosine)."""
+
+    ids: list[str]
+    frames: np.ndarray  # [F, d]
+    offsets: np.ndarray  # [N + 1]
+    videos: np.ndarray  # [N, d]
+    frame_bg: np.ndarray | None  # [F]
+    video_bg: np.ndarray | None  # [N]
+
+    @classmethod
+    def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
+           k: int = DEFAULT_K, beta: float = 1.0) -> "Database":
+        ids = [v for v in database if v in embeddings]
+        dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
+        frames = np.concatenate([embeddings[v][0] for v in ids]) if ids else np.zeros((0, dim), np.float32)
+        offsets = np.concatenate([[0], np.cumsum([len(embeddings[v][0]) for v in ids])]).astype(np.int64)
+        videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
+        fbg = beta * frame_background(frames, offsets, k) if normalize else None
+        vbg = beta * video_background(videos, k) if normalize else None
+        return cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg)
+
+    def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
+        if measure is Measure.COSINE:
+            s = self.videos @ query[1]
+            return s - self.video_bg if self.video_bg is not None else s
+        return chamfer_many(query[0], self.frames, self.offsets, measure is Measure.SYMMETRIC_CHAMFER,
+                            background=self.frame_bg)
+
+    def similarity(self, query: np.ndarray, position: int) -> np.ndarray:
+        """The (normalised) frame similarity matrix of a query and one database video."""
+        lo, hi = self.offsets[position], self.offsets[position + 1]
+        bg = self.frame_bg[lo:hi] if self.frame_bg is not None else None
+        return frame_similarity(query, self.frames[lo:hi], bg)
+
+
+def similarities(embeddings: Embeddings, queries: Iterable[str], database: Iterable[str] | Database,
+                 measure: Measure | str, normalize: bool = True) -> dict[str, dict[str, float]]:
     """{query: {db id: score}} for every query and database video that has an embedding."""
     measure = Measure(measure)
-    db = [v for v in database if v in embeddings]
-    videos = np.stack([embeddings[v][1] for v in db]) if db else np.zeros((0, 1), np.float32)
-    if measure is not Measure.COSINE and db:
-        lengths = [len(embeddings[v][0]) for v in db]
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        frames = np.concatenate([embeddings[v][0] for v in db])
+    db = database if isinstance(database, Database) else Database.of(embeddings, database, normalize)
     out = {}
     for q in queries:
-        if q not in embeddings or not db:
+        if q not in embeddings or not db.ids:
             continue
-        if measure is Measure.COSINE:
-            s = videos @ embeddings[q][1]
-        else:
-            s = chamfer_many(embeddings[q][0], frames, offsets, measure is Measure.SYMMETRIC_CHAMFER)
-        out[q] = dict(zip(db, s.tolist()))
+        out[q] = dict(zip(db.ids, db.scores(embeddings[q], measure).tolist()))
     return out
 
 
-def evaluate(benchmark: Benchmark, embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]],
-             measures: Iterable[Measure | str] = tuple(Measure)) -> dict[str, dict[str, float]]:
+def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: Database,
+           top: int = 10, method: Localiser | str = Localiser.TEMPORAL_NETWORK, fps: float = 1.0
+           ) -> dict[str, dict[str, list[tuple[float, float, float, float]]]]:
+    """Every copied segment of each query and its `top` best videos, as boxes (query start,
+    query end, video start, video end) in seconds; frames are 1/fps s apart from 0."""
+    position = {v: i for i, v in enumerate(db.ids)}
+    out: dict = {}
+    for q, scores in sims.items():
+        qf = embeddings[q][0]
+        qt = np.arange(len(qf)) / fps
+        for v in ranking(scores, exclude=q)[:top]:
+            p = position[v]
+            sim = db.similarity(qf, p)
+            vt = np.arange(sim.shape[1]) / fps
+            segs = matched_segments(sim, qt, vt, 1.0 / fps, method=method)
+            out.setdefault(q, {})[v] = [(s.query_start, s.query_end, s.start, s.end) for s in segs]
+    return out
+
+
+def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Measure | str] = tuple(Measure),
+             normalize: bool = True, localiser: Localiser | str = Localiser.TEMPORAL_NETWORK,
+             fps: float = 1.0) -> dict[str, dict[str, float]]:
     """{measure: metrics} for one set of embeddings. The database is the benchmark's
-    list, or (when it has none) every embedded video."""
-    database = benchmark.database or sorted(embeddings)
-    return {Measure(m).value: benchmark.evaluate(similarities(embeddings, benchmark.queries, database, m))
-            for m in measures}
+    list, or (when it has none) every embedded video. Benchmarks with segment labels
+    (`evaluate_segments`) also get span metrics of each measure's top 10."""
+    db = Database.of(embeddings, benchmark.database or sorted(embeddings), normalize)
+    out = {}
+    for m in measures:
+        sims = similarities(embeddings, benchmark.queries, db, m)
+        out[Measure(m).value] = metrics = benchmark.evaluate(sims)
+        if hasattr(benchmark, "evaluate_segments"):
+            metrics.update(benchmark.evaluate_segments(locate(embeddings, sims, db, 10, localiser, fps)))
+    return out

@@ -42,11 +42,12 @@ class BenchmarkName(str, enum.Enum):
     FIVR_200K = "fivr-200k"
     CC_WEB = "cc_web"
     EVVE = "evve"
+    COLLECTION = "collection"
 
 
 def load_benchmark(name: BenchmarkName | str, annotations: str | Path, subset: str | Path | None = None) -> Benchmark:
     """The benchmark `name` read from its annotation file (see each module for the format)."""
-    from . import ccweb, demo, evve, fivr, generic
+    from . import ccweb, collection, demo, evve, fivr, generic
 
     name = BenchmarkName(name)
     path = Path(annotations)
@@ -58,6 +59,8 @@ def load_benchmark(name: BenchmarkName | str, annotations: str | Path, subset: s
         return generic.GenericBenchmark(path)
     if name in (BenchmarkName.FIVR_5K, BenchmarkName.FIVR_200K):
         return fivr.FIVR(path, subset, name.value)
+    if name is BenchmarkName.COLLECTION:
+        return collection.CollectionBenchmark(path)
     if name is BenchmarkName.CC_WEB:
         return ccweb.CCWeb(path)
     return evve.EVVE(path)

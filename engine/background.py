@@ -1,0 +1,70 @@
+"""Corpus-aware similarity: how much each indexed frame (and video) looks like everything else.
+
+In a real collection some frames match almost every video of a channel: its intro
+bumper, end card, watermark, black gaps, the slide template. A frame's *background* is
+how well it matches the *other* videos of the collection (CSLS, Lample et al. 2018; VSC
+2022's score normalisation): the mean of its best similarity in each of the k videos
+that match it best after the first `skip` (see `frame_background`). Subtracting it from every
+frame-to-frame similarity, sim'(q_i, t_j) = <q_i, t_j> - background[j], turns "matches
+everything" into "matches nothing in particular", while a true copy keeps its margin.
+The query side needs nothing: a query frame's own background would shift every video's
+chamfer score by the same amount, so it cannot change a ranking.
+
+The index computes the backgrounds when it is saved (so they stay right as videos are
+added) and stores them beside the frames; a query costs one subtraction more.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_K = 10
+DEFAULT_SKIP = 3
+
+
+def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K, skip: int = DEFAULT_SKIP,
+                     chunk: int = 1024) -> np.ndarray:
+    """How much each frame looks like the rest of the collection.
+
+    For every frame, its best cosine similarity in each *other* video, sorted; the
+    background is the mean of the k values after the `skip` best. One value per video, so
+    a long video cannot fill the neighbourhood alone; skipping the best few, so that the
+    handful of true copies a frame may have does not make it look common (a bumper or a
+    slide template is shared by dozens of videos, a copied shot by a few).
+
+    frames [F, d] (L2-normalised, any float dtype, e.g. a memmap); offsets [N + 1] with
+    video n at frames[offsets[n]:offsets[n+1]] -> float32 [F]. With fewer other videos,
+    the ranks there are (0 when there are none). Exact: [chunk, F] matrix products
+    (F^2 d multiply-adds in all).
+    """
+    offsets = np.asarray(offsets, np.int64)
+    n_frames, n_videos = int(offsets[-1]), len(offsets) - 1
+    out = np.zeros(n_frames, np.float32)
+    lo = min(skip, max(n_videos - 1 - k, 0))  # small collections: skip less
+    hi = min(lo + k, n_videos - 1)
+    if n_frames == 0 or hi <= lo:
+        return out
+    all_frames = np.asarray(frames, np.float32)
+    owner = np.repeat(np.arange(n_videos), np.diff(offsets))
+    for a in range(0, n_frames, chunk):
+        b = min(a + chunk, n_frames)
+        best = np.maximum.reduceat(all_frames[a:b] @ all_frames.T, offsets[:-1], axis=1)  # [rows, N]
+        best[np.arange(b - a), owner[a:b]] = -np.inf  # its own video does not count
+        ranked = -np.sort(-best, axis=1)[:, lo:hi]
+        out[a:b] = ranked.mean(axis=1)
+    return out
+
+
+def video_background(videos: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+    """The same for video vectors: mean of each video's k best cosine similarities to the
+    other videos. videos [N, d] (L2-normalised) -> float32 [N]."""
+    v = np.asarray(videos, np.float32)
+    n = len(v)
+    if n < 2:
+        return np.zeros(n, np.float32)
+    kk = min(k, n - 1)
+    out = np.empty(n, np.float32)
+    for a in range(0, n, 4096):
+        s = v[a : a + 4096] @ v.T
+        s[np.arange(len(s)), np.arange(a, a + len(s))] = -np.inf
+        out[a : a + len(s)] = (-np.partition(-s, kk - 1, axis=1)[:, :kk]).mean(axis=1)
+    return out

@@ -1,0 +1,97 @@
+"""The collection benchmark: a tiny build, its ground truth, its metrics, and the CLI on it."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from engine.evaluation import collection
+from engine.evaluation.benchmarks import load_benchmark
+from engine.video import probe
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("collection")
+    labels = collection.build(out, seed=3, uploads_per_channel=2, query_sources={"train": 1, "val": 2, "test": 3},
+                              progress=False)
+    return out, labels
+
+
+def test_build_has_channels_copies_queries_and_consistent_segments(tiny):
+    out, labels = tiny
+    assert len(labels["queries"]) == 6
+    kinds = {lab["kind"] for lab in labels["queries"].values()}
+    assert kinds == {"full", "clip"}
+    for qid, lab in labels["queries"].items():
+        assert (out / qid).is_file()
+        if lab["kind"] == "full":  # a full upload is the query, not in the database
+            assert lab["source"] not in labels["videos"] and not (out / lab["source"]).exists()
+    copies = {v: lab for v, lab in labels["videos"].items() if lab["kind"] == "copy"}
+    assert {lab["layout"] for lab in copies.values()} >= {"reupload", "partial", "insertion", "pip", "reaction"}
+    for vid, lab in list(copies.items())[:6]:
+        info = probe(out / vid)
+        assert abs(info.duration - lab["duration"]) < 0.3
+        if lab["layout"] == "vertical":
+            assert info.height > info.width
+        for seg in lab["segments"]:
+            (a, b), (c, d) = seg["source_span"], seg["span"]
+            assert 0 <= c < d <= lab["duration"] + 1e-6 and b - a == pytest.approx(d - c, abs=0.01)
+    uploads = [lab for lab in labels["videos"].values() if lab["kind"] == "upload"]
+    assert all(lab["body"][0] == collection.BUMPER_SECONDS for lab in uploads)
+
+
+def test_same_seed_same_collection(tiny, tmp_path):
+    out, labels = tiny
+    again = collection.build(tmp_path, seed=3, uploads_per_channel=2,
+                             query_sources={"train": 1, "val": 2, "test": 3}, progress=False)
+    assert again == labels
+
+
+def _oracle(bench, good: bool):
+    """Similarities that rank every positive first (good) or every same-channel video first."""
+    sims = {}
+    for q in bench.queries:
+        pos = bench.positives(q)
+        ch = bench.query_labels[q]["channel"]
+        sims[q] = {v: (1.0 if v in pos else 0.0) if good else
+                   (1.0 if bench.videos[v]["channel"] == ch and v not in pos else 0.5 if v in pos else 0.0)
+                   for v in bench.database}
+    return sims
+
+
+def test_metrics_on_known_rankings(tiny):
+    out, _ = tiny
+    bench = load_benchmark("collection", out / "labels.json")
+    assert all(bench.positives(q) for q in bench.queries)
+    perfect = bench.evaluate(_oracle(bench, True))
+    assert perfect["mAP_all"] == 1.0 and perfect["intrusion_all"] == 0.0 and perfect["queries_test"] == 3
+    bad = bench.evaluate(_oracle(bench, False))
+    assert bad["mAP_all"] < 1.0 and bad["intrusion_all"] > 0
+    truth = {q: dict(bench.truth[q]) for q in bench.queries}
+    spans = bench.evaluate_segments(truth)
+    assert spans["span_F1_all"] == pytest.approx(1.0) and spans["span_pairs_all"] == sum(map(len, truth.values()))
+    # half of each true box predicted: precision 1, recall 1/4 (half on each axis)
+    halves = {q: {v: [(a, (a + b) / 2, c, (c + d) / 2) for a, b, c, d in boxes] for v, boxes in t.items()}
+              for q, t in truth.items()}
+    half = bench.evaluate_segments(halves)
+    assert half["span_P_all"] == pytest.approx(1.0) and half["span_R_all"] == pytest.approx(0.25, abs=0.02)
+    table = bench.edit_table(_oracle(bench, True))
+    assert all(hit == total for hit, total in table.values()) and "original" in table
+
+
+def test_evaluate_collection_cli(tiny, tmp_path):
+    out, _ = tiny
+    cmd = [sys.executable, "-m", "engine", "evaluate", "collection", str(out / "labels.json"), "--videos", str(out),
+           "--cache", str(tmp_path / "f.npz"), "--measure", "chamfer", "--json"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    r = data["results"]["chamfer"]
+    assert r["queries_all"] == 6 and 0 < r["mAP_all"] <= 1 and "span_F1_all" in r
+    assert data["edits_test"]["original"][1] >= 1
+    raw = subprocess.run(cmd + ["--no-normalize"], cwd=ROOT, capture_output=True, text=True)
+    assert json.loads(raw.stdout)["model"].endswith("raw cosine")
+    assert json.loads(raw.stdout)["results"]["chamfer"] != r

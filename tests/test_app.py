@@ -185,6 +185,17 @@ def test_browser_upload_search_and_explain(server):
         assert src and src.endswith(".mp4")
         page.screenshot(path=str(ARTIFACTS / "app-results.png"), full_page=True)
 
+        # every copied segment is listed; clicking one plays the match from its start
+        page.wait_for_selector("#segments label", timeout=30_000)
+        page.locator("#segments label").first.click()
+        page.wait_for_function("() => { const v = document.querySelector('#preview video');"
+                               " return v && v.currentTime >= 0 && v.src.endsWith('.mp4'); }", timeout=30_000)
+        # the matrix as ranked (minus background) or as raw cosine
+        assert "raw cosine" not in page.inner_text("#matrix")
+        page.locator("#matrix-view label", has_text="raw cosine").click()
+        page.wait_for_function("() => document.querySelector('#matrix').innerText.includes('raw cosine')",
+                               timeout=30_000)
+
         # open the second match from the result list
         second = page.locator("#results .thumbnail-item").nth(1)
         second.click()
@@ -192,7 +203,8 @@ def test_browser_upload_search_and_explain(server):
             "() => document.querySelector('#match-caption').innerText.includes('rank 2')", timeout=30_000)
 
         # click a point on the map that is not among the matches: its view opens
-        page.locator("#collection-map circle:not(.match)").first.click()
+        # (dispatched on the point itself: in a crowded map a neighbour may cover part of it)
+        page.locator("#collection-map circle:not(.match)").first.dispatch_event("click")
         page.wait_for_function(
             "() => document.querySelector('#match-caption').innerText.includes('not in the top results')",
             timeout=30_000)

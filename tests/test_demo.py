@@ -53,12 +53,32 @@ needs_assets = pytest.mark.skipif(not (DEFAULT_MODEL.is_file() and (DEFAULT_INDE
 @needs_assets
 def test_shipped_default_finds_the_example_sources():
     labels = json.loads((ASSETS / "demo" / "labels.json").read_text())
+    channels = json.loads((ASSETS / "demo" / "channels.json").read_text())
     eng = Engine(index=DEFAULT_INDEX)  # the shipped default: its model is assets/model.safetensors
-    assert eng.model.tca is not None and len(eng.index) == len(labels["sources"]) + len(labels["copies"]) + len(labels["distractors"])
+    assert eng.model.tca is not None
+    assert len(eng.index) == (len(labels["sources"]) + len(labels["copies"]) + len(labels["distractors"])
+                              + len(channels["videos"]))
     for name, lab in labels["examples"].items():
         family = {lab["source"]} | {c for c, x in labels["copies"].items() if x["source"] == lab["source"]}
         result = eng.search(ASSETS / "demo" / "examples" / name, k=3, measure=Measure.CHAMFER)
         assert result.matches[0].id in family, (name, [m.id for m in result.matches])
+
+
+@needs_assets
+def test_shipped_channel_example_shows_the_shared_intro_problem_and_its_fix():
+    """The full-upload example of the channel part: corpus-aware chamfer ranks its copies
+    first; raw cosine lets an upload of the same channel with no shared content in."""
+    channels = json.loads((ASSETS / "demo" / "channels.json").read_text())
+    example = next((ASSETS / "demo" / "examples").glob("channel-*-full.mp4"))
+    query = channels["queries"]["queries/" + example.name.removeprefix("channel-")]
+    copies = {"channels/" + v.removeprefix("videos/") for v, lab in channels["videos"].items()
+              if any(s["source"] == query["source"] for s in lab["segments"])}
+    eng = Engine(index=DEFAULT_INDEX)
+    fixed = [m.id for m in eng.search(example, k=len(copies)).matches]
+    assert set(fixed) == copies, fixed
+    raw = [m.id for m in eng.search(example, k=len(copies), normalize=False).matches]
+    channel = "channels/" + query["channel"] + "/"
+    assert any(v.startswith(channel) for v in raw), raw
 
 
 @needs_assets

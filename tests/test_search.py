@@ -34,9 +34,14 @@ def test_inserted_clip_span_points_at_the_right_seconds(engine_and_index, corpus
     eng, _, _ = engine_and_index
     top = eng.search(corpus["queries"]["insert"], k=1).matches[0]
     assert top.id == "long.mp4"
-    # The insert occupies 36-48 s of long.mp4 and the whole 12-s query.
-    assert abs(top.span.start - 36) <= 2 and abs(top.span.end - 48) <= 2, top.span
-    assert top.span.query_start <= 2 and top.span.query_end >= 10, top.span
+    # The insert occupies 36-48 s of long.mp4 and the whole 12-s query. Its first half is
+    # also in half_copy.mp4, so it matches more weakly after background normalisation and
+    # may come back as a segment of its own: the segments together cover the insert, the
+    # strongest (`span`) lies inside it.
+    segs = top.segments
+    assert 36 - 2 <= top.span.start and top.span.end <= 48 + 2, segs
+    assert abs(min(s.start for s in segs) - 36) <= 2 and abs(max(s.end for s in segs) - 48) <= 2, segs
+    assert min(s.query_start for s in segs) <= 2 and max(s.query_end for s in segs) >= 10, segs
 
 
 def test_chamfer_finds_the_whole_copy_where_cosine_is_fooled(engine_and_index, corpus):

@@ -142,8 +142,7 @@ class Service:
             if match is not None:
                 exp.score, exp.rank = match.score, match.rank
             else:
-                best = comparison.similarity.max(axis=1)
-                exp.score = float((np.maximum(best, 0) if comparison.normalized else best).mean())
+                exp.score = comparison.chamfer
         return exp
 
     # ------------------------------------------------------------------ media

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from engine import ASSETS, Measure, UnknownVideoError, clock, load_results, span_text
+from engine import ASSETS, Comparison, Measure, UnknownVideoError, clock, load_results, span_text
 
 from . import figures
 from .service import MAX_TOP_K, Explanation, Search, Service, UserInputError
@@ -176,21 +176,24 @@ class DemoUI:
         match_strip = figures.heat_strip(video.id, video.times, video.attention, video.duration, exp.video_thumbs,
                                          (span.start, span.end) if span else None)
         strips = figures.heat_strips(query_strip, match_strip)
-        fig = None
-        segments = gr.Radio(choices=[], value=None, visible=False)
+        fig, segments = None, gr.Radio(choices=[], value=None, visible=False)
         if exp.comparison is not None:
             c = exp.comparison
-            raw = view == MATRIX_VIEWS[1] or not c.normalized
-            sim = c.raw if raw else c.similarity
-            segs = [s.as_dict() for s in c.segments]
-            fig = figures.similarity_figure(
-                sim, c.query_times, c.times, sim.argmax(axis=1), span.as_dict() if span else None,
-                title=f"frame similarity{' (raw cosine)' if raw else ''}: query × {video.id}",
-                segments=segs, normalized=not raw)
+            fig = self.matrix(c, video.id, view)
             choices = [(_segment_label(n, s), n - 1) for n, s in enumerate(c.segments, 1)]
             segments = gr.Radio(choices=choices, value=None, visible=bool(choices),
                                 label=f"{len(choices)} copied segment{'s' if len(choices) != 1 else ''} (click to play)")
         return preview, "\n\n".join(lines), strips, fig, segments, video.id
+
+    @staticmethod
+    def matrix(c: Comparison, video_id: str, view: str):
+        """The similarity figure of one comparison: as ranked, or as raw cosine (`view`)."""
+        raw = view == MATRIX_VIEWS[1] or not c.normalized
+        sim = c.raw if raw else c.similarity
+        return figures.similarity_figure(
+            sim, c.query_times, c.times, sim.argmax(axis=1), c.span.as_dict(),
+            title=f"frame similarity{' (raw cosine)' if raw else ''}: query × {video_id}",
+            segments=[s.as_dict() for s in c.segments], normalized=not raw)
 
     def empty_detail(self) -> tuple:
         return gr.Video(value=None), "", "", None, gr.Radio(choices=[], value=None, visible=False), None
@@ -236,16 +239,17 @@ class DemoUI:
         """Redraw the matrix of the selected video as the ranking saw it, or as raw cosine."""
         if search is None or not selected:
             return gr.Plot()
-        return self.detail(self.service.explain(search, selected), view)[3]
+        match = search.match(selected)
+        comparison = match.comparison if match is not None else self.service.explain(search, selected).comparison
+        return self.matrix(comparison, selected, view)
 
     def on_segment(self, search: Search | None, selected: str | None, index: int | None):
         """Play the selected video from the start of the clicked segment."""
         match = search.match(selected) if search is not None and selected else None
         if match is None or index is None or index >= len(match.segments):
             return gr.Video()
-        exp = self.service.explain(search, selected)
-        return gr.Video(value=str(exp.preview) if exp.preview else None,
-                        playback_position=float(match.segments[index].start))
+        preview = self.service.preview(match.id, match.path)  # made (and cached) when the match was opened
+        return gr.Video(value=str(preview) if preview else None, playback_position=float(match.segments[index].start))
 
     def api_search(self, video, measure: str = Measure.CHAMFER.value, k: float = 10) -> dict:
         """JSON for gradio_client: {"query", "measure", "results": [...], ...} or {"error"}."""

@@ -25,7 +25,7 @@ from .files import resolve
 from .index import IndexFileError, VideoIndex, VideoRecord
 from .indexing import BuildReport, build_index
 from .model import ModelBundle, ModelError, builtin_model, load_model
-from .similarity import Measure, frame_similarity
+from .similarity import Measure, evidence, frame_similarity
 from .spans import Segment, Span, matched_segments
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, probe, write_preview
 
@@ -61,6 +61,11 @@ class Comparison:
     segments: list[Segment] = field(default_factory=list)
     background: np.ndarray | None = None
     normalized: bool = False
+
+    @property
+    def chamfer(self) -> float:
+        """The pair's chamfer score, as the ranking computes it from `similarity`."""
+        return float(evidence(self.similarity.max(axis=1), self.normalized).mean())
 
     @property
     def raw(self) -> np.ndarray:

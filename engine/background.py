@@ -68,3 +68,10 @@ def video_background(videos: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
         s[np.arange(len(s)), np.arange(a, a + len(s))] = -np.inf
         out[a : a + len(s)] = (-np.partition(-s, kk - 1, axis=1)[:, :kk]).mean(axis=1)
     return out
+
+
+def backgrounds(frames: np.ndarray, offsets: np.ndarray, videos: np.ndarray, k: int = DEFAULT_K,
+                skip: int = DEFAULT_SKIP) -> tuple[np.ndarray, np.ndarray]:
+    """Both backgrounds of a collection stored back to back (the index's layout):
+    (frame backgrounds float32 [F], video backgrounds float32 [N])."""
+    return frame_background(frames, offsets, k, skip), video_background(videos, k)

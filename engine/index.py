@@ -30,7 +30,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .background import DEFAULT_K, frame_background, video_background
+from .background import DEFAULT_K, DEFAULT_SKIP, backgrounds
 from .errors import UnknownVideoError, UserError
 from .files import atomic_write
 from .similarity import Measure, chamfer_many, cosine
@@ -121,8 +121,9 @@ class VideoIndex:
         """(frame backgrounds float32 [F], video backgrounds float32 [N]) over this index's
         videos (computed now when the index has none stored)."""
         if self._background is None:
-            k = int(self.manifest.get("background_k", DEFAULT_K))
-            self._background = (frame_background(self.frames, self.offsets, k), video_background(self.videos, k))
+            self._background = backgrounds(self.frames, self.offsets, self.videos,
+                                           int(self.manifest.get("background_k", DEFAULT_K)),
+                                           int(self.manifest.get("background_skip", DEFAULT_SKIP)))
         return self._background
 
     # ---------------------------------------------------------------- construction
@@ -141,6 +142,7 @@ class VideoIndex:
             "root": root,
             "generation": 0,
             "background_k": DEFAULT_K,
+            "background_skip": DEFAULT_SKIP,
         }
         return cls(
             manifest, [], np.zeros((0, dim), np.float32), np.zeros(1, np.int64),

@@ -46,6 +46,13 @@ def symmetric_chamfer(query: np.ndarray, target: np.ndarray) -> float:
     return float((s.max(axis=1).mean() + s.max(axis=0).mean()) / 2)
 
 
+def evidence(best: np.ndarray, normalized: bool) -> np.ndarray:
+    """What frames' best matches contribute to a chamfer score. Normalised (background
+    subtracted), a frame no better than its background adds no evidence: 0, not a penalty
+    that depends on the video it was compared with. Raw cosines count as they are."""
+    return np.maximum(best, 0.0) if normalized else best
+
+
 def chamfer_many(
     query: np.ndarray,
     frames: np.ndarray,
@@ -59,9 +66,9 @@ def chamfer_many(
     query [Tq, d]; frames [F, d] (any float dtype, e.g. a float16 memmap); offsets [N + 1]
     with video n at frames[offsets[n]:offsets[n+1]] (every video non-empty) -> float32 [N].
     background [F]: each frame's background, subtracted from its similarities (corpus-aware
-    similarity, `engine.background`), and each frame's best match then counts only as far
-    as it is above 0 (a frame that matches nothing better than its background adds no
-    evidence, rather than a penalty that depends on the video); None compares raw cosines. Works through the frames in chunks of whole videos so memory stays bounded.
+    similarity, `engine.background`), each frame's best match then counting only as far
+    as it is above 0 (`evidence`); None compares raw cosines. Works through the frames in
+    chunks of whole videos so memory stays bounded.
     """
     q = np.asarray(query, np.float32)
     offsets = np.asarray(offsets, np.int64)
@@ -77,15 +84,10 @@ def chamfer_many(
         if background is not None:
             s -= np.asarray(background[lo:hi], np.float32)[None, :]
         starts = offsets[a:b] - lo
-        best_t = np.maximum.reduceat(s, starts, axis=1)  # [Tq, n_chunk]
-        if background is not None:  # a frame no better than its background is no evidence: 0, not less
-            best_t = np.maximum(best_t, 0.0)
-        score = best_t.mean(axis=0)
+        score = evidence(np.maximum.reduceat(s, starts, axis=1), background is not None).mean(axis=0)
         if symmetric:
             lengths = np.diff(offsets[a : b + 1])
-            col = s.max(axis=0)
-            if background is not None:
-                col = np.maximum(col, 0.0)
+            col = evidence(s.max(axis=0), background is not None)
             score = (score + np.add.reduceat(col, starts) / lengths) / 2
         out[a:b] = score
         a = b

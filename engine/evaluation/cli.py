@@ -42,33 +42,32 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..results import record_results
     from .benchmarks import load_benchmark
     from .features import embed_features, extract_features, load_features
-    from .score import evaluate
+    from .score import Database, evaluate, similarities
 
     bench = load_benchmark(args.benchmark, args.annotations, args.subset)
     # A benchmark without its own database list ranks every video there is.
     wanted = sorted(set(bench.queries) | set(bench.database)) if bench.database else []
     bundle, _ = resolve_model(args.model)
+    fps = 1.0  # feature files: one frame per second, as the paper's released features
     if args.features:
         feats = load_features(args.features, wanted or None)
     else:
         embedder = Embedder(bundle, args.backbone_weights, args.device)
+        fps = float(embedder.fps)
         if not wanted:
             wanted = [str(p.relative_to(args.videos)) for p in scan_folder(args.videos)]
         feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache)
     missing = len(set(wanted) - set(feats))
     embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
-    results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser,
-                       float(getattr(embedder, "fps", 1.0)) if not args.features else 1.0)
+    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize)  # backgrounds once
+    results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser, fps, db)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")
     if args.no_normalize:
         model_name += ", raw cosine"
     edits = {}
     if hasattr(bench, "edit_table"):
-        from .score import similarities
-
         measure = "chamfer" if "chamfer" in (args.measure or list(MEASURES)) else args.measure[0]
-        edits = bench.edit_table(similarities(embs, bench.queries, bench.database, measure, not args.no_normalize),
-                                 "test")
+        edits = bench.edit_table(similarities(embs, bench.queries, db, measure), "test")
     if args.results:
         label = args.label or ("TCA" if bundle.tca is not None and not args.no_tca else "no TCA")
         record_results(args.results, ["quality", bench.name, "models", label],

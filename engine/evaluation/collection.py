@@ -89,6 +89,7 @@ class Upload:
     frames: list[np.ndarray]
     body: tuple[float, float]  # seconds: where the channel's own content is
     shots: list[dict] = field(default_factory=list)
+    full_query: bool = False  # queried whole (so not in the database)
 
 
 def _channel(name: str, genres: tuple[str, ...], seed: int) -> Channel:
@@ -303,11 +304,15 @@ def build(out: str | Path, seed: int = 0, uploads_per_channel: int = 24,
         body, shots = _shots(ch, rng, int(rng.integers(2, 5)))
         frames, span = _wrap(ch, body)
         up = Upload(f"videos/{name}/{name}-{i:02d}.mp4", name, split, frames, span, shots)
-        save(up.id, frames, channel=name, split=split, kind="upload", body=[round(x, 3) for x in span],
-             shots=shots, segments=[])
         if wanted.get(split, 0) > 0:
+            # every other query source of a split is queried with the full upload, which is
+            # then not in the database
+            up.full_query = (quota[split] - wanted[split]) % 2 == 0
             wanted[split] -= 1
             kept[up.id] = up
+        if not up.full_query:
+            save(up.id, frames, channel=name, split=split, kind="upload", body=[round(x, 3) for x in span],
+                 shots=shots, segments=[])
         if progress and n % 50 == 0:
             say(f"uploads: {n}/{len(plan)}")
 
@@ -318,7 +323,7 @@ def build(out: str | Path, seed: int = 0, uploads_per_channel: int = 24,
         by_split.setdefault(up.split, []).append(uid)
     layout_i, edit_i = 0, 0
     for split, ids in sorted(by_split.items()):
-        for k, uid in enumerate(ids):
+        for uid in ids:
             up = kept[uid]
             for c in range(int(rng.integers(2, 4))):
                 layout = LAYOUTS[layout_i % len(LAYOUTS)]
@@ -377,12 +382,10 @@ def build(out: str | Path, seed: int = 0, uploads_per_channel: int = 24,
                 save(cid, frames, crf=_crf(edit), channel=by, split=up.split, kind="copy", layout=layout,
                      edit=edit, segments=segments)
             # The query: the full upload (then not in the database) or a clip cut out of it.
-            if k % 2 == 0:
+            if up.full_query:
                 qid = f"queries/{Path(uid).stem}-full.mp4"
                 save(qid, up.frames, source=uid, kind="full", span=[0.0, round(len(up.frames) / FPS, 3)],
                      split=up.split, channel=up.channel)
-                (out / uid).unlink()
-                labels["videos"].pop(uid)
             else:
                 span = _piece(rng, up.body, 0.3, 0.5)
                 edit = str(rng.choice(["none", "crop", "caption", "colour"]))

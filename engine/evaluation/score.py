@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..background import DEFAULT_K, frame_background, video_background
+from ..background import backgrounds
 from ..similarity import Measure, chamfer_many, frame_similarity
 from ..spans import Localiser, matched_segments
 from .benchmarks import Benchmark, ranking
@@ -32,15 +32,13 @@ class Database:
     video_bg: np.ndarray | None  # [N]
 
     @classmethod
-    def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
-           k: int = DEFAULT_K, beta: float = 1.0) -> "Database":
+    def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True) -> "Database":
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         frames = np.concatenate([embeddings[v][0] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         offsets = np.concatenate([[0], np.cumsum([len(embeddings[v][0]) for v in ids])]).astype(np.int64)
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
-        fbg = beta * frame_background(frames, offsets, k) if normalize else None
-        vbg = beta * video_background(videos, k) if normalize else None
+        fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         return cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg)
 
     def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
@@ -91,11 +89,12 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
 
 def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Measure | str] = tuple(Measure),
              normalize: bool = True, localiser: Localiser | str = Localiser.TEMPORAL_NETWORK,
-             fps: float = 1.0) -> dict[str, dict[str, float]]:
+             fps: float = 1.0, db: Database | None = None) -> dict[str, dict[str, float]]:
     """{measure: metrics} for one set of embeddings. The database is the benchmark's
-    list, or (when it has none) every embedded video. Benchmarks with segment labels
-    (`evaluate_segments`) also get span metrics of each measure's top 10."""
-    db = Database.of(embeddings, benchmark.database or sorted(embeddings), normalize)
+    list, or (when it has none) every embedded video; pass `db` (`Database.of`) to reuse
+    its backgrounds. Benchmarks with segment labels (`evaluate_segments`) also get span
+    metrics of each measure's top 10."""
+    db = db or Database.of(embeddings, benchmark.database or sorted(embeddings), normalize)
     out = {}
     for m in measures:
         sims = similarities(embeddings, benchmark.queries, db, m)

@@ -350,9 +350,10 @@ class Engine:
 
     # ------------------------------------------------------------------ indexing
     def build_index(self, video_dir: str | Path, index_dir: str | Path, progress: bool = True,
-                    checkpoint_seconds: float = 600.0) -> BuildReport:
+                    commit_seconds: float = 0.0) -> BuildReport:
         """Index (or incrementally update) `index_dir` from every video under `video_dir`;
-        saved every `checkpoint_seconds` of work and at the end."""
+        finished videos are committed every `commit_seconds` (0: after each), so a killed
+        run keeps them; one writer at a time (a second gets a clear error)."""
         bundle = self.model
         index_dir = Path(index_dir)
         model_path = None
@@ -369,7 +370,7 @@ class Engine:
             index.check_model(bundle.identity, bundle.backbone.value)
             index.manifest["model_path"] = model_path
 
-        report = build_index(video_dir, index_dir, self.embed, new_index, check, progress, checkpoint_seconds)
+        report = build_index(video_dir, index_dir, self.embed, new_index, check, progress, commit_seconds)
         self.index = VideoIndex.open(index_dir)
         self.index.use_device(str(self.embedder.device))
         return report

@@ -22,7 +22,8 @@ DEFAULT_SKIP = 3
 
 
 def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K, skip: int = DEFAULT_SKIP,
-                     chunk: int = 1024) -> np.ndarray:
+                     chunk: int = 1024, reference: tuple[np.ndarray, np.ndarray] | None = None,
+                     same: np.ndarray | None = None) -> np.ndarray:
     """How much each frame looks like the rest of the collection.
 
     For every frame, its best cosine similarity in each *other* video, sorted; the
@@ -32,42 +33,66 @@ def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K
     slide template is shared by dozens of videos, a copied shot by a few).
 
     frames [F, d] (L2-normalised, any float dtype, e.g. a memmap); offsets [N + 1] with
-    video n at frames[offsets[n]:offsets[n+1]] -> float32 [F]. With fewer other videos,
-    the ranks there are (0 when there are none). Exact: [chunk, F] matrix products
-    (F^2 d multiply-adds in all).
+    video n at frames[offsets[n]:offsets[n+1]] -> float32 [F]. reference: (frames [R, d],
+    offsets [M + 1]) of other videos to measure against instead of the collection itself
+    (a large index's fixed sample); same [N]: the reference video that is video n itself
+    (-1: none). With fewer other videos, the ranks there are (0 when there are none).
+    Exact: [chunk, R] matrix products.
     """
     offsets = np.asarray(offsets, np.int64)
     n_frames, n_videos = int(offsets[-1]), len(offsets) - 1
+    if reference is None:
+        ref_frames, ref_offsets, same = frames, offsets, np.arange(n_videos)
+    else:
+        ref_frames, ref_offsets = reference
+        ref_offsets = np.asarray(ref_offsets, np.int64)
+        same = np.full(n_videos, -1) if same is None else np.asarray(same)
+    n_ref = len(ref_offsets) - 1
     out = np.zeros(n_frames, np.float32)
-    lo = min(skip, max(n_videos - 1 - k, 0))  # small collections: skip less
-    hi = min(lo + k, n_videos - 1)
+    n_other = n_ref - (1 if reference is None else 0)
+    lo = min(skip, max(n_other - k, 0))  # small collections: skip less
+    hi = min(lo + k, n_other)
     if n_frames == 0 or hi <= lo:
         return out
-    all_frames = np.asarray(frames, np.float32)
+    all_ref = np.asarray(ref_frames, np.float32)
     owner = np.repeat(np.arange(n_videos), np.diff(offsets))
     for a in range(0, n_frames, chunk):
         b = min(a + chunk, n_frames)
-        best = np.maximum.reduceat(all_frames[a:b] @ all_frames.T, offsets[:-1], axis=1)  # [rows, N]
-        best[np.arange(b - a), owner[a:b]] = -np.inf  # its own video does not count
-        ranked = -np.sort(-best, axis=1)[:, lo:hi]
-        out[a:b] = ranked.mean(axis=1)
+        best = np.maximum.reduceat(np.asarray(frames[a:b], np.float32) @ all_ref.T, ref_offsets[:-1], axis=1)
+        own = same[owner[a:b]]
+        rows = np.flatnonzero(own >= 0)
+        best[rows, own[rows]] = -np.inf  # its own video does not count
+        out[a:b] = _finite_mean(-np.sort(-best, axis=1)[:, lo:hi])
     return out
 
 
-def video_background(videos: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+def video_background(videos: np.ndarray, k: int = DEFAULT_K, reference: np.ndarray | None = None,
+                     same: np.ndarray | None = None) -> np.ndarray:
     """The same for video vectors: mean of each video's k best cosine similarities to the
-    other videos. videos [N, d] (L2-normalised) -> float32 [N]."""
+    other videos (or to `reference` [M, d], skipping same[n] >= 0, the video itself).
+    videos [N, d] (L2-normalised) -> float32 [N]."""
     v = np.asarray(videos, np.float32)
     n = len(v)
-    if n < 2:
+    ref = v if reference is None else np.asarray(reference, np.float32)
+    same = np.arange(n) if reference is None else (np.full(n, -1) if same is None else np.asarray(same))
+    n_other = len(ref) - (1 if reference is None else 0)
+    if n == 0 or n_other < 1:
         return np.zeros(n, np.float32)
-    kk = min(k, n - 1)
+    kk = min(k, n_other)
     out = np.empty(n, np.float32)
     for a in range(0, n, 4096):
-        s = v[a : a + 4096] @ v.T
-        s[np.arange(len(s)), np.arange(a, a + len(s))] = -np.inf
-        out[a : a + len(s)] = (-np.partition(-s, kk - 1, axis=1)[:, :kk]).mean(axis=1)
+        s = v[a : a + 4096] @ ref.T
+        own = same[a : a + len(s)]
+        rows = np.flatnonzero(own >= 0)
+        s[rows, own[rows]] = -np.inf
+        out[a : a + len(s)] = _finite_mean(-np.partition(-s, kk - 1, axis=1)[:, :kk])
     return out
+
+
+def _finite_mean(values: np.ndarray) -> np.ndarray:
+    """Row means over the finite entries (a video's own, excluded, is -inf); 0 for none."""
+    ok = np.isfinite(values)
+    return (np.where(ok, values, 0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)).astype(np.float32)
 
 
 def backgrounds(frames: np.ndarray, offsets: np.ndarray, videos: np.ndarray, k: int = DEFAULT_K,

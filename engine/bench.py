@@ -88,31 +88,111 @@ def pure_decode(path: Path) -> int:
     return n
 
 
-def synthetic_index(directory: Path, n_videos: int, frames_per_video: int, dim: int):
-    """An index of random unit vectors, written through the real VideoIndex code path."""
-    from .index import VideoIndex, VideoRecord
+class _Emb:
+    """The parts of a VideoEmbedding the index stores."""
 
-    rng = np.random.default_rng(0)
-    idx = VideoIndex.new("synthetic", "efficientnet-lite0", "l3-irmac", dim, 1.0)
-    videos = rng.standard_normal((n_videos, dim), dtype=np.float32)
-    videos /= np.linalg.norm(videos, axis=1, keepdims=True)
-    total = n_videos * frames_per_video
-    directory.mkdir(parents=True, exist_ok=True)
-    frames = np.lib.format.open_memmap(directory / "synthetic-frames.npy", "w+", np.float16, (total, dim))
-    step = 1_000_000 // dim
-    for a in range(0, total, step):
-        block = rng.standard_normal((min(step, total - a), dim), dtype=np.float32)
-        frames[a : a + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    frames.flush()
-    meta = np.zeros((total, 2), np.float32)
-    meta[:, 0] = np.tile(np.arange(frames_per_video, dtype=np.float32), n_videos)
-    records = [VideoRecord(f"v{i}", f"v{i}.mp4", 0, 0, float(frames_per_video), 30.0, 0, 0, frames_per_video)
-               for i in range(n_videos)]
-    offsets = np.arange(0, total + 1, frames_per_video, dtype=np.int64)
+    def __init__(self, frames: np.ndarray, video: np.ndarray, times: np.ndarray, attention: np.ndarray):
+        self.frames, self.video, self.times, self.attention = frames, video, times, attention
+
+
+def synthetic_videos(first: int, n: int, frames_per_video: int, dim: int, seed: int = 0):
+    """(records, embeddings) of n synthetic videos (random unit frame vectors), ids first.."""
+    from .index import VideoRecord
+
+    rng = np.random.default_rng(seed + first)
+    frames = rng.standard_normal((n * frames_per_video, dim), dtype=np.float32)
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    times = np.arange(frames_per_video, dtype=np.float32)
+    att = np.full(frames_per_video, 1 / frames_per_video, np.float32)
+    embs, records = [], []
+    for i in range(n):
+        f = frames[i * frames_per_video : (i + 1) * frames_per_video]
+        v = f.mean(0)
+        embs.append(_Emb(f, v / np.linalg.norm(v), times, att))
+        records.append(VideoRecord(f"v{first + i}", f"v{first + i}.mp4", 0, 0, float(frames_per_video), 30.0,
+                                   0, 0, frames_per_video))
+    return records, embs
+
+
+def synthetic_index(directory: Path, n_videos: int, frames_per_video: int, dim: int, chunk: int = 50_000,
+                    reference_frames: int | None = None):
+    """An index of random unit vectors written through the real index code (appends of
+    `chunk` videos, the codec trained on the first frames, segments merged in tiers);
+    returns (opened index, seconds to build)."""
+    from .index import VideoIndex
+
+    new = VideoIndex.new("synthetic", "efficientnet-lite0", "l3-irmac", dim, 1.0)
+    if reference_frames:
+        new.manifest["reference_frames"] = reference_frames
     t = time.perf_counter()
-    out = VideoIndex(idx.manifest, records, videos, offsets,
-                     np.load(directory / "synthetic-frames.npy", mmap_mode="r"), meta)
-    return out, time.perf_counter() - t
+    with VideoIndex.writing(directory, new) as idx:
+        for a in range(0, n_videos, chunk):
+            idx.append(*synthetic_videos(a, min(chunk, n_videos - a), frames_per_video, dim), derive=True)
+    return VideoIndex.open(directory), time.perf_counter() - t
+
+
+def _build_scale(directory: str, n: int, fpv: int, dim: int, chunk: int, reference_frames: int) -> None:
+    synthetic_index(Path(directory), n, fpv, dim, chunk, reference_frames)
+
+
+def scale(n: int, work: Path, fpv: int = 20, dim: int = 512, chunk: int = 10_000, reference_frames: int = 2048,
+          queries: int = 50) -> dict:
+    """The scale part: build an index of n synthetic 20-s videos in a child process (its peak
+    resident memory), open it (a fresh process), search it (p95 of `queries` chamfer
+    searches with re-rank of the top 100), append 100 videos (seconds and bytes written)."""
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    from .index import VideoIndex
+
+    directory = work / f"scale-{n}"
+    shutil.rmtree(directory, ignore_errors=True)
+    t = time.perf_counter()
+    code = (f"from engine.bench import _build_scale; _build_scale({str(directory)!r}, {n}, {fpv}, {dim}, "
+            f"{chunk}, {reference_frames})")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+    build_seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    opener = ("import time, sys; from engine.index import VideoIndex; t = time.perf_counter(); "
+              f"i = VideoIndex.open({str(directory)!r}); print(time.perf_counter() - t, len(i))")
+    out = subprocess.run([sys.executable, "-c", opener], check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    open_seconds = float(out[0])
+    index = VideoIndex.open(directory)
+    rng = np.random.default_rng(7)
+    times = []
+    for qi in range(queries):
+        if qi % 2:  # a copy of an indexed video
+            recs, embs = synthetic_videos(int(rng.integers(0, n)), 1, fpv, dim)
+            qf, qv = embs[0].frames, embs[0].video
+        else:
+            qf = rng.standard_normal((fpv, dim), dtype=np.float32)
+            qf /= np.linalg.norm(qf, axis=1, keepdims=True)
+            qv = qf.mean(0) / np.linalg.norm(qf.mean(0))
+        s = time.perf_counter()
+        index.search(qf, qv, 10, "chamfer", candidates=100)
+        times.append(time.perf_counter() - s)
+    before = {f.name: f.stat().st_size for f in directory.iterdir()}
+    s = time.perf_counter()
+    with VideoIndex.writing(directory) as idx:
+        idx.append(*synthetic_videos(n, 100, fpv, dim), derive=True)
+    append_seconds = time.perf_counter() - s
+    after = {f.name: f.stat().st_size for f in directory.iterdir()}
+    written = sum(size for name, size in after.items() if before.get(name) != size or name not in before)
+    index = VideoIndex.open(directory)
+    total = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+    minutes = (n + 100) * fpv / 60.0  # 1 sampled frame per second
+    row = {"videos": n, "peak_rss_build_bytes": int(peak), "open_seconds": round(open_seconds, 3),
+           "search_p95_ms": round(float(np.percentile(times, 95)) * 1000, 2),
+           "search_median_ms": round(float(np.median(times)) * 1000, 2),
+           "append_100_seconds": round(append_seconds, 3), "append_100_bytes_written": int(written),
+           "build_seconds": round(build_seconds, 1), "segments": len(index.segments),
+           "index_bytes": int(total), "codec": index.codec.spec,
+           "reference_frames": reference_frames, "frames_per_video": fpv, "dim": dim}
+    shutil.rmtree(directory, ignore_errors=True)
+    return {"bytes_per_indexed_minute": round(total / minutes, 1), "scale": [row], "json": json.dumps(row)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,10 +205,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
     ap.add_argument("--sizes", default="10000,100000", help="synthetic index sizes for search latency")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--scale", type=int, metavar="N",
+                    help="run only the scale part at N synthetic 20-s videos (build, open, search, append)")
+    ap.add_argument("--reference-frames", type=int, default=2048,
+                    help="with --scale: the background reference sample's size (frames)")
+    ap.add_argument("--json", type=Path, metavar="OUT", help="with --scale: write the numbers here")
     ap.add_argument("--results", type=Path, metavar="FILE",
                     help="also record the numbers in this results file (e.g. assets/results.json)")
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.scale:
+        import json
+
+        work = Path(tempfile.mkdtemp(prefix="tca-scale-"))
+        try:
+            out = scale(args.scale, work, reference_frames=args.reference_frames)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        out.pop("json")
+        print(json.dumps(out, indent=1))
+        if args.json:
+            from .files import atomic_write
+
+            with atomic_write(args.json) as tmp:
+                tmp.write_text(json.dumps(out, indent=1))
+        return
     clip = args.clip or make_clip(CACHE / CLIP_NAME)
     eng = Engine(device=args.device)
     with av.open(str(clip)) as c:
@@ -185,9 +286,10 @@ def main(argv: list[str] | None = None) -> None:
                  f"pure decode = {pure_rate:.1f} video-s per s; ratio {dur / t_idx / pure_rate:.2f}")
         print(f"\nindex build: {build}")
         other.append({"what": "index build (3 copies of the clip)", "result": build})
-        bpv = eng.index.manifest["bytes_per_video"] * len(eng.index)
-        storage = (f"{bpv / (dur / 60) / 1024:.1f} KiB per indexed minute (float16 frames at "
-                   f"{eng.index.manifest['sample_fps']:g} fps, d={eng.index.dim}, plus video vectors)")
+        bpv = eng.index.bytes_on_disk
+        storage = (f"{bpv / (dur / 60) / 1024:.1f} KiB per indexed minute (all index files; {eng.index.codec.spec} "
+                   f"frames at {eng.index.manifest['sample_fps']:g} fps, d={eng.index.dim}; small indexes stay "
+                   "float16 until the codec is trained)")
         print(f"storage: {storage}")
         other.append({"what": "storage", "result": storage})
 
@@ -197,10 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         qv = qf.mean(0) / np.linalg.norm(qf.mean(0))
         for n in [int(s) for s in args.sizes.split(",") if s]:
             fpv = 60 if n <= 10_000 else 20
-            idx, t_build = synthetic_index(work / f"syn{n}", n, fpv, 512)
+            idx, t_build = synthetic_index(work / f"syn{n}", n, fpv, 512, reference_frames=2048)
             t_cos, _ = _best(lambda i=idx: i.search(qf, qv, 10, Measure.COSINE), args.repeat)
             t_ch, _ = _best(lambda i=idx: i.search(qf, qv, 10, Measure.CHAMFER), args.repeat)
-            kind = "flat" if n <= 20_000 else "IVF"
+            kind = idx.manifest["faiss"]
             print(f"  {n:>7} videos x {fpv} frames, d=512, FAISS {kind}"
                   f" (built in {t_build:.1f} s): cosine {t_cos * 1000:.1f} ms, "
                   f"chamfer re-rank of top-100 {t_ch * 1000:.1f} ms")

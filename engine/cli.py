@@ -180,8 +180,9 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{args.index_dir}: {len(idx)} videos, {idx.num_frames} frames, {total / 60:.1f} min of video")
     print(f"backbone {m['backbone']} ({m['pooling']}), model {m['model_id'][:16]} "
           f"({m.get('model_path') or 'builtin'}), dim {m['dim']}, {m['sample_fps']:g} fps, FAISS {m.get('faiss')}")
+    print(f"format {m['format_version']}, {len(idx.segments)} segment(s), frames stored as {idx.codec.spec}")
     if total:
-        print(f"{m.get('bytes_per_video', 0) * len(idx) / (total / 60) / 1024:.1f} KiB per indexed minute")
+        print(f"{idx.bytes_on_disk / (total / 60) / 1024:.1f} KiB per indexed minute (all index files)")
     return 0
 
 

@@ -16,3 +16,7 @@ class UnknownVideoError(UserError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class IndexFileError(UserError):
+    """An index that cannot be opened or used; the message names the folder or file and what to do."""

@@ -68,3 +68,34 @@ def resolve(spec: str | Path, filename: str | None, error: type[UserError], what
     except Exception as err:  # offline, unknown repo, auth: a message, not a traceback
         raise error(f"{text}: downloading the {what} from the Hugging Face Hub failed "
                     f"({err.__class__.__name__}: {err})") from err
+
+
+class FolderLockedError(UserError):
+    """Another process is writing to the same folder."""
+
+
+@contextlib.contextmanager
+def folder_lock(directory: str | Path, what: str = "index") -> Iterator[None]:
+    """Hold an exclusive lock on `directory` (created if missing) while writing it.
+
+    An advisory `flock` on `directory/.lock`, which the kernel releases when the holder
+    exits, even by kill -9: a crashed writer never leaves a stale lock. A second writer
+    gets FolderLockedError naming the holder's process id, at once."""
+    import fcntl
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise FolderLockedError(
+                f"{directory}: {what} is locked by process {holder}, which is writing to it; "
+                "wait for it to finish (or stop it) and run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,52 +1,74 @@
-"""The index: video vectors in FAISS, frame embeddings in a compact store, a JSON manifest.
+"""The index: immutable segments of videos, a JSON manifest that names them, and search.
 
-Layout of an index directory (every data file carries a generation number):
-  manifest.json          format version, model identity, dims, counts, one record per video
-  videos-G.npy           float32 [N, d] video embeddings (source of truth for FAISS)
-  faiss-G.index          FAISS index over videos-G (flat when small, IVF when large)
-  offsets-G.npy          int64 [N + 1]: video n's frames are rows offsets[n]:offsets[n+1]
-  frames-G.npy           float16 [F, d] frame embeddings, opened memory-mapped
-  frame_meta-G.npy       float32 [F, 2]: (time in seconds, attention received)
-  map-G.npy              float32 [N, 2]: UMAP map of the videos in [0, 1] (collection_map)
-  background-G.npy       float32 [F]: each frame's background (engine.background), and
-  video_background-G.npy float32 [N]: each video's, both recomputed at every save
-Saving writes a new generation's files, then the manifest (each through `atomic_write`),
-then deletes the old generation: a crash at any point leaves a readable index behind.
-Building an index from a folder (what changed, embedding, checkpoints) is `indexing.py`.
+An index directory holds (format 2):
+  manifest.json            format, model identity, dims, codec, the live segments with every
+                           data file's size and block checksums, tombstones, derived state
+  .lock                    held by the one process writing (engine.files.folder_lock)
+  codec-G.faiss            the trained frame codec (engine.codec), once there are enough frames
+  S.records.jsonl          per segment S: one VideoRecord per line
+  S.offsets.npy            int64 [n + 1]: video i's frames are rows offsets[i]:offsets[i+1]
+  S.videos.npy             video embeddings [n, ...] in the codec's storage
+  S.frames.npy             frame embeddings [f, ...] in the codec's storage (memory-mapped)
+  S.meta.npy               float32 [f, 2]: (time in seconds, attention received)
+  S.faiss-G.index          large segments only: their IVF-PQ index (memory-mapped on open)
+  S.background-G.npy       float32 [f] frame backgrounds (engine.background), and
+  S.video_background-G.npy float32 [n] video backgrounds; S.map-G.npy float32 [n, 2] map
+  reference-G.npz          large collections: the fixed background reference set
 
-Search (the DnS pattern): FAISS finds video-level candidates, chamfer re-ranks them with
-the frame embeddings, so only the candidates' frames are read from disk. Scores are
-corpus-aware by default: each indexed frame's (video's) background is subtracted from
-its similarities, so frames that match everything (bumpers, end cards, watermarks,
-black) stop deciding the ranking; `normalize=False` compares raw cosines.
+Writing is append-only. `append` writes the new videos as a new segment and then the
+manifest (each file through an atomic rename; the manifest is the commit point), so
+adding N videos to an index of M writes O(N) bytes, and a kill at any moment leaves the
+last committed manifest, whose files are all there. Removed or changed videos are
+tombstoned and dropped when segments merge (small segments are merged in tiers of
+`MERGE_FACTOR`, so there are O(log M) of them) or at an explicit `compact`.
+
+Derived state (backgrounds, map) depends on the whole collection while it is small: up
+to `EXACT_FRAMES` frames it is recomputed over every video at `refresh_derived` (end of
+an `index` run); above that, each new segment's backgrounds are measured against a fixed
+reference sample of the collection and its videos are placed on the existing map, so the
+cost of an append stays O(N). A segment whose derived state is missing (a run that was
+killed) gets it computed in memory on open and written by the next writer.
+
+Search (the DnS pattern): FAISS (or exact search in small segments) finds video-level
+candidates, corpus-aware chamfer re-ranks them with the decoded frame embeddings; only
+the candidates' frames are read and checked. Format-1 indexes (one generation of
+float16 files) open read-only and are converted to a segment by the next writer.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from .background import DEFAULT_K, DEFAULT_SKIP, backgrounds
-from .errors import UnknownVideoError, UserError
-from .files import atomic_write
-from .similarity import Measure, chamfer_many, cosine
+from .background import DEFAULT_K, DEFAULT_SKIP, frame_background, video_background
+from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec
+from .errors import IndexFileError, UnknownVideoError
+from .files import atomic_write, folder_lock
+from .similarity import Measure, chamfer_many
+from .store import CheckedArray, DamagedFileError, verified_bytes, write_array, write_array_chunks, write_bytes
 
-FORMAT_VERSION = 1
-FLAT_LIMIT = 20_000  # exact search up to this many videos; IVF above
+FORMAT_VERSION = 2
+FLAT_LIMIT = 20_000  # a segment with more videos gets an IVF-PQ index; smaller ones are searched exactly
+EXACT_FRAMES = 20_000  # derived state over the whole collection up to this many frames
+REFERENCE_FRAMES = 20_000  # the background reference sample's size above it
+MAP_REFIT_VIDEOS = 5_000  # the UMAP map is refitted up to this many videos, then new videos are placed
+MERGE_FACTOR = 8
+CACHE_FRAMES = 50_000  # small indexes keep their decoded frames in memory
 MANIFEST = "manifest.json"
-_DATA_FILES = ("videos", "offsets", "frames", "frame_meta", "faiss", "map", "background", "video_background")
-
-
-class IndexFileError(UserError):
-    """An index that cannot be opened or used; the message names the folder and what to do."""
 
 
 class IndexMismatchError(IndexFileError):
     """The index was built with another backbone/model than the one loaded."""
+
+
+IndexDamagedError = DamagedFileError  # a data file that does not match its checksums, or is missing
 
 
 @dataclass
@@ -73,63 +95,160 @@ class Hit:
     score: float
 
 
-def _faiss_index(vectors: np.ndarray) -> faiss.Index:
-    n, d = vectors.shape
-    if n <= FLAT_LIMIT:
-        index = faiss.IndexFlatIP(d)
-    else:
-        nlist = int(4 * np.sqrt(n))
-        index = faiss.index_factory(d, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-        train = vectors[np.random.default_rng(0).choice(n, min(n, 64 * nlist), replace=False)]
-        index.train(train)
-        faiss.extract_index_ivf(index).nprobe = min(nlist, 32)
-    if n:
-        index.add(np.ascontiguousarray(vectors, np.float32))
-    return index
+# ------------------------------------------------------------------------------ segments
+class _Plain:
+    """A format-1 array (no checksums) with CheckedArray's reading interface."""
+
+    def __init__(self, path: Path):
+        self.path, self._array = path, np.load(path, mmap_mode="r")
+
+    shape = property(lambda self: self._array.shape)
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        return np.array(self._array[lo:hi])
+
+    def take(self, spans):
+        return np.concatenate([self.rows(a, b) for a, b in spans]) if spans else self.rows(0, 0)
+
+    def all(self) -> np.ndarray:
+        return np.array(self._array)
+
+
+class Segment:
+    """One immutable group of videos on disk; `entry` is its manifest record."""
+
+    def __init__(self, directory: Path, entry: dict, codec: Codec):
+        self.directory, self.entry, self.codec = directory, entry, codec
+        self.name = entry["name"]
+        self.n, self.f = int(entry["videos"]), int(entry["frames"])
+        files = entry["files"]
+        if entry.get("v1"):  # a format-1 index seen as one unchecked segment
+            self.offsets = np.load(directory / files["offsets"]["file"])
+            self.videos, self.frames, self.meta = (_Plain(directory / files[k]["file"]) for k in ("videos", "frames", "meta"))
+        else:
+            self.offsets = CheckedArray(self._path("offsets"), files["offsets"]).all()
+            self.videos, self.frames, self.meta = (
+                CheckedArray(self._path(k), files[k]) for k in ("videos", "frames", "meta"))
+        if len(self.offsets) != self.n + 1 or self.offsets[-1] != self.f or len(self.frames) != self.f:
+            raise IndexDamagedError(f"{directory}: segment {self.name}'s files disagree with the manifest; "
+                                    "rebuild the index")
+        self._records: list[VideoRecord] | None = None
+        self._records_file = None
+        if not entry.get("v1"):  # opened now: still readable if a writer merges this segment away
+            path = self._path(f"{self.name}.records.jsonl")
+            try:
+                self._records_file = open(path, "rb")
+            except OSError as err:
+                raise IndexDamagedError(f"{path}: damaged index file (missing: {err.strerror}); "
+                                        "rebuild the index") from err
+        self.background: np.ndarray | None = None  # [f]
+        self.video_background: np.ndarray | None = None  # [n]
+        self.coords: np.ndarray | None = None  # [n, 2]
+        derived = entry.get("derived") or {}
+        with contextlib.suppress(KeyError):
+            self.background = self._derived(derived["background"])
+            self.video_background = self._derived(derived["video_background"])
+        with contextlib.suppress(KeyError):
+            self.coords = self._derived(derived["map"])
+        self._faiss = None
+        if "faiss" in files:
+            path = self.directory / files["faiss"]["file"]
+            verified_bytes(path, files["faiss"])  # a flipped code would give wrong candidates
+            self._faiss = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+
+    def _path(self, kind: str) -> Path:
+        return self.directory / (kind if "." in kind else f"{self.name}.{kind}.npy")
+
+    def _derived(self, spec: dict) -> np.ndarray:
+        path = self.directory / spec["file"]
+        return CheckedArray(path, spec).all() if "crc32" in spec else np.load(path)
+
+    @property
+    def records(self) -> list[VideoRecord]:
+        if self._records is None:
+            spec = self.entry["files"]["records"]
+            if self.entry.get("v1"):
+                self._records = [VideoRecord(**r) for r in spec["inline"]]
+            else:
+                text = verified_bytes(self._path(f"{self.name}.records.jsonl"), spec, self._records_file).decode()
+                self._records = [VideoRecord(**json.loads(line)) for line in text.splitlines()]
+        return self._records
+
+    def ids(self) -> list[str]:
+        return [r.id for r in self.records]
+
+    def video_vectors(self, local: np.ndarray | None = None) -> np.ndarray:
+        """Decoded float32 video vectors [len(local) or n, d]."""
+        if local is None:
+            return self.codec.decode(self.videos.all())
+        return self.codec.decode(np.concatenate([self.videos.rows(i, i + 1) for i in local])
+                                 if len(local) else self.videos.rows(0, 0))
+
+    def candidates(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(local ids, approximate scores) of the k best videos by cosine of video vectors."""
+        k = min(k, self.n)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self._faiss is None:
+            self._faiss = faiss.IndexFlatIP(self.codec.dim)
+            self._faiss.add(np.ascontiguousarray(self.video_vectors(), np.float32))
+        scores, ids = self._faiss.search(q.reshape(1, -1), k)
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), scores[0][keep]
+
+
+# ------------------------------------------------------------------------------ the index
+class Records(Sequence):
+    """The live videos' records by position, loaded per segment on first use."""
+
+    def __init__(self, index: "VideoIndex"):
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, pos):
+        if isinstance(pos, slice):
+            return [self[i] for i in range(*pos.indices(len(self)))]
+        s, i = self._index._locate(self._index._live[pos])
+        return self._index.segments[s].records[i]
 
 
 class VideoIndex:
-    """An opened (or new, in-memory) index. Positions 0..N-1 follow `records`."""
+    """An opened index. Positions 0..N-1 number its live videos, segment by segment."""
 
-    def __init__(
-        self,
-        manifest: dict,
-        records: list[VideoRecord],
-        videos: np.ndarray,
-        offsets: np.ndarray,
-        frames: np.ndarray,
-        frame_meta: np.ndarray,
-        faiss_index: faiss.Index | None = None,
-        directory: Path | None = None,
-        coords: np.ndarray | None = None,
-        background: tuple[np.ndarray, np.ndarray] | None = None,
-    ):
-        self.manifest = manifest
-        self.records = records
-        self.videos = videos
-        self.offsets = offsets
-        self.frames = frames
-        self.frame_meta = frame_meta
-        self.directory = directory
-        self.coords = coords if coords is not None and len(coords) == len(videos) else None
-        self._faiss = faiss_index if faiss_index is not None else _faiss_index(videos)
-        self._position = {r.id: i for i, r in enumerate(records)}
-        self._background = background if background is not None and len(background[1]) == len(videos) else None
+    def __init__(self, manifest: dict, directory: Path | None, segments: list[Segment], codec: Codec):
+        self.manifest, self.directory, self.segments, self.codec = manifest, directory, segments, codec
+        self._writable = False
+        self._reindex()
 
-    @property
-    def background(self) -> tuple[np.ndarray, np.ndarray]:
-        """(frame backgrounds float32 [F], video backgrounds float32 [N]) over this index's
-        videos (computed now when the index has none stored)."""
-        if self._background is None:
-            self._background = backgrounds(self.frames, self.offsets, self.videos,
-                                           int(self.manifest.get("background_k", DEFAULT_K)),
-                                           int(self.manifest.get("background_skip", DEFAULT_SKIP)))
-        return self._background
+    def _reindex(self) -> None:
+        self._video_start = np.concatenate([[0], np.cumsum([s.n for s in self.segments])]).astype(np.int64)
+        self._frame_start = np.concatenate([[0], np.cumsum([s.f for s in self.segments])]).astype(np.int64)
+        dead = np.zeros(int(self._video_start[-1]), bool)
+        tomb = self.manifest.get("tombstones", {})
+        for s, seg in enumerate(self.segments):
+            rows = tomb.get(seg.name, [])
+            if rows:
+                dead[self._video_start[s] + np.asarray(rows, np.int64)] = True
+        self._dead = dead
+        self._live = np.flatnonzero(~dead)
+        counts = np.concatenate([np.diff(s.offsets) for s in self.segments]) if self.segments else np.zeros(0)
+        self._live_frames = int(counts[~dead].sum())
+        self._position: dict[str, int] | None = None
+        self._frames_cache: np.ndarray | None = None
+        self._bg_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self.records = Records(self)
 
     # ---------------------------------------------------------------- construction
     @classmethod
     def new(cls, model_id: str, backbone: str, pooling: str, dim: int, sample_fps: float,
-            root: str | None = None, model_path: str | None = None, tca: bool = True) -> "VideoIndex":
+            root: str | None = None, model_path: str | None = None, tca: bool = True,
+            codec: str | None = None) -> "VideoIndex":
+        """An empty index for this model, not yet on disk (see `writing`)."""
         manifest = {
             "format_version": FORMAT_VERSION,
             "backbone": backbone,
@@ -143,67 +262,87 @@ class VideoIndex:
             "generation": 0,
             "background_k": DEFAULT_K,
             "background_skip": DEFAULT_SKIP,
+            "codec": {"spec": FLOAT16, "train": codec or default_spec(dim), "train_frames": TRAIN_FRAMES},
+            "exact_frames": EXACT_FRAMES,
+            "reference_frames": REFERENCE_FRAMES,
+            "segments": [],
+            "tombstones": {},
         }
-        return cls(
-            manifest, [], np.zeros((0, dim), np.float32), np.zeros(1, np.int64),
-            np.zeros((0, dim), np.float16), np.zeros((0, 2), np.float32),
-        )
+        return cls(manifest, None, [], Codec.float16(dim))
 
     @classmethod
     def open(cls, directory: str | Path) -> "VideoIndex":
-        """Open an index directory (frames memory-mapped). Raises IndexFileError when unusable."""
+        """Open an index directory (large files memory-mapped, checked as they are read).
+        Raises IndexFileError when it cannot be used."""
         directory = Path(directory)
-        path = directory / MANIFEST
-        if not path.is_file():
-            raise IndexFileError(
-                f"{directory}: not an index (no {MANIFEST}); build one with "
-                "`python -m engine index VIDEO_DIR INDEX_DIR`"
-            )
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise IndexFileError(f"{path}: unreadable manifest ({err}); rebuild the index") from err
+        for attempt in range(3):  # a writer may replace the manifest and drop old files meanwhile
+            manifest = _read_manifest(directory)
+            try:
+                return cls._from_manifest(directory, manifest)
+            except IndexDamagedError:
+                if attempt == 2 or _read_manifest(directory).get("generation") == manifest.get("generation"):
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _from_manifest(cls, directory: Path, manifest: dict) -> "VideoIndex":
+        if manifest.get("format_version") == 1:
+            return cls._from_v1(directory, manifest)
         if manifest.get("format_version") != FORMAT_VERSION:
             raise IndexFileError(
                 f"{directory}: index format {manifest.get('format_version')} is not supported "
-                f"(this engine reads {FORMAT_VERSION}); rebuild the index"
-            )
-        gen = manifest["generation"]
+                f"(this engine reads 1 and {FORMAT_VERSION}); rebuild the index")
+        spec = manifest["codec"]
         try:
-            videos = np.load(directory / f"videos-{gen}.npy")
-            offsets = np.load(directory / f"offsets-{gen}.npy")
-            frames = np.load(directory / f"frames-{gen}.npy", mmap_mode="r")
-            frame_meta = np.load(directory / f"frame_meta-{gen}.npy", mmap_mode="r")
+            data = verified_bytes(directory / spec["file"], spec) if spec["spec"] != FLOAT16 else None
+            codec = Codec.from_bytes(spec["spec"], int(manifest["dim"]), data)
+            segments = [Segment(directory, e, codec) for e in manifest["segments"]]
+        except DamagedFileError as err:
+            raise IndexDamagedError(str(err)) from None
+        except (OSError, ValueError, RuntimeError, KeyError) as err:
+            raise IndexDamagedError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
+        return cls(manifest, directory, segments, codec)
+
+    @classmethod
+    def _from_v1(cls, directory: Path, manifest: dict) -> "VideoIndex":
+        gen = manifest["generation"]
+        records = manifest.pop("videos")
+        n = len(records)
+        files = {k: {"file": f"{k}-{gen}.npy"} for k in ("offsets", "videos", "frames")}
+        files["meta"] = {"file": f"frame_meta-{gen}.npy"}
+        files["records"] = {"inline": records}
+        try:
             index = faiss.read_index(str(directory / f"faiss-{gen}.index"))
-        except (OSError, ValueError, RuntimeError) as err:
+            offsets = np.load(directory / f"offsets-{gen}.npy")
+            entry = {"name": f"v1-{gen}", "videos": n, "frames": int(offsets[-1]), "files": files, "v1": True}
+            derived = {}
+            if (directory / f"background-{gen}.npy").is_file():
+                derived = {"background": {"file": f"background-{gen}.npy"},
+                           "video_background": {"file": f"video_background-{gen}.npy"}}
+            if (directory / f"map-{gen}.npy").is_file():
+                derived["map"] = {"file": f"map-{gen}.npy"}
+            entry["derived"] = derived
+            seg = Segment(directory, entry, Codec.float16(int(manifest["dim"])))
+        except (OSError, ValueError, RuntimeError, IndexDamagedError) as err:
             raise IndexFileError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
-        coords = None
-        if (directory / f"map-{gen}.npy").is_file():  # indexes saved before maps existed have none
-            try:
-                coords = np.load(directory / f"map-{gen}.npy")
-            except (OSError, ValueError):
-                coords = None
-        background = None
-        if (directory / f"background-{gen}.npy").is_file():  # older indexes compute it on first use
-            try:
-                background = (np.load(directory / f"background-{gen}.npy"),
-                              np.load(directory / f"video_background-{gen}.npy"))
-            except (OSError, ValueError):
-                background = None
-        records = [VideoRecord(**r) for r in manifest.pop("videos")]
-        if len(records) != len(videos) or offsets[-1] != len(frames) or index.ntotal != len(videos):
+        if index.ntotal != n or len(seg.videos) != n:
             raise IndexFileError(f"{directory}: index files disagree with the manifest; rebuild it")
-        return cls(manifest, records, videos, offsets, frames, frame_meta, index, directory, coords, background)
+        seg._faiss = index
+        manifest.update(segments=[entry], tombstones={}, codec={"spec": FLOAT16, "train": default_spec(int(manifest["dim"])),
+                                                                 "train_frames": TRAIN_FRAMES})
+        return cls(manifest, directory, [seg], seg.codec)
 
     def use_device(self, device: str) -> str:
-        """Move the FAISS index to the GPU when device is cuda and FAISS was built with GPU
-        support (requirements-gpu.txt); returns where it runs. The CPU path needs nothing."""
+        """Move the segments' FAISS indexes to the GPU when device is cuda and FAISS was built
+        with GPU support (requirements-gpu.txt); returns where they run."""
         if not str(device).startswith("cuda") or not hasattr(faiss, "StandardGpuResources"):
             return "cpu"
         if faiss.get_num_gpus() < 1:
             return "cpu"
         self._gpu_resources = faiss.StandardGpuResources()
-        self._faiss = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self._faiss)
+        for seg in self.segments:
+            seg.candidates(np.zeros(self.dim, np.float32), 1)  # builds a flat segment's index
+            seg._faiss = faiss.index_cpu_to_gpu(self._gpu_resources, 0, seg._faiss)
         return "cuda"
 
     def check_model(self, model_id: str, backbone: str) -> None:
@@ -217,38 +356,102 @@ class VideoIndex:
 
     # ---------------------------------------------------------------- content
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._live)
 
     @property
     def num_frames(self) -> int:
-        return int(self.offsets[-1])
+        """Frames of the live videos."""
+        return self._live_frames
 
     @property
     def dim(self) -> int:
         return int(self.manifest["dim"])
 
+    def _locate(self, phys: int) -> tuple[int, int]:
+        s = int(np.searchsorted(self._video_start, phys, side="right") - 1)
+        return s, int(phys - self._video_start[s])
+
+    def _span(self, pos: int) -> tuple[int, int]:
+        """Global frame rows [lo, hi) of the video at live position pos."""
+        s, i = self._locate(int(self._live[pos]))
+        seg = self.segments[s]
+        base = int(self._frame_start[s])
+        return base + int(seg.offsets[i]), base + int(seg.offsets[i + 1])
+
     def position(self, video_id: str) -> int:
+        if self._position is None:
+            self._position = {}
+            for s, seg in enumerate(self.segments):
+                for i, vid in enumerate(seg.ids()):
+                    phys = int(self._video_start[s]) + i
+                    if not self._dead[phys]:
+                        self._position[vid] = int(np.searchsorted(self._live, phys))
         try:
             return self._position[video_id]
         except KeyError:
             raise UnknownVideoError(f"no video with id {video_id!r} in the index {self.directory}") from None
 
     def __contains__(self, video_id: str) -> bool:
-        return video_id in self._position
+        try:
+            self.position(video_id)
+            return True
+        except UnknownVideoError:
+            return False
 
-    def map_coords(self) -> np.ndarray:
-        """float32 [N, 2] map positions of the videos (fitted now if the index has none)."""
-        if self.coords is None or len(self.coords) != len(self):
-            from .collection_map import fit_map
+    def _frame_rows(self, spans: list[tuple[int, int]], what: str = "frames") -> np.ndarray:
+        """Rows of global frame spans from the segments' `what` arrays (codes, not decoded)."""
+        parts = []
+        for lo, hi in spans:
+            s = int(np.searchsorted(self._frame_start, lo, side="right") - 1)
+            base = int(self._frame_start[s])
+            parts.append(getattr(self.segments[s], what).rows(lo - base, hi - base))
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
-            self.coords = fit_map(self.videos)
-        return self.coords
+    def _decoded(self, spans: list[tuple[int, int]]) -> np.ndarray:
+        if self._frames_cache is None and self._frame_start[-1] <= CACHE_FRAMES:
+            self._frames_cache = np.concatenate(
+                [s.codec.decode(s.frames.all()) for s in self.segments]
+            ) if self.segments else np.zeros((0, self.dim), np.float32)
+        if self._frames_cache is not None:
+            return np.concatenate([self._frames_cache[a:b] for a, b in spans]) if spans else \
+                np.zeros((0, self.dim), np.float32)
+        if not spans:
+            return np.zeros((0, self.dim), np.float32)
+        # one decode call per segment: a FAISS decode has a fixed cost per call
+        seg_of = np.searchsorted(self._frame_start, [lo for lo, _ in spans], side="right") - 1
+        lengths = np.array([hi - lo for lo, hi in spans])
+        out = np.empty((int(lengths.sum()), self.dim), np.float32)
+        start = np.concatenate([[0], np.cumsum(lengths)])
+        for s in np.unique(seg_of):
+            base, seg = int(self._frame_start[s]), self.segments[s]
+            which = np.flatnonzero(seg_of == s)
+            decoded = seg.codec.decode(seg.frames.take([(spans[j][0] - base, spans[j][1] - base) for j in which]))
+            at = 0
+            for j in which:
+                out[start[j] : start[j + 1]] = decoded[at : at + lengths[j]]
+                at += lengths[j]
+        return out
 
     def video_frames(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video."""
-        lo, hi = self.offsets[position], self.offsets[position + 1]
-        meta = np.asarray(self.frame_meta[lo:hi], np.float32)
-        return np.asarray(self.frames[lo:hi], np.float32), meta[:, 0].copy(), meta[:, 1].copy()
+        span = self._span(position)
+        meta = self._frame_rows([span], "meta").astype(np.float32)
+        return self._decoded([span]), meta[:, 0].copy(), meta[:, 1].copy()
+
+    def video_vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """float32 [len(positions) or N, d] decoded video embeddings of live positions."""
+        positions = np.arange(len(self)) if positions is None else np.asarray(positions, np.int64)
+        out = np.zeros((len(positions), self.dim), np.float32)
+        phys = self._live[positions]
+        seg_of = np.searchsorted(self._video_start, phys, side="right") - 1
+        for s in np.unique(seg_of):
+            sel = seg_of == s
+            out[sel] = self.segments[s].video_vectors(phys[sel] - self._video_start[s])
+        return out
+
+    @property
+    def videos(self) -> np.ndarray:
+        return self.video_vectors()
 
     def source_path(self, position: int) -> Path:
         """Absolute path of the video file, resolved against the recorded root."""
@@ -259,6 +462,159 @@ class VideoIndex:
         if not root.is_absolute() and self.directory is not None:
             root = self.directory / root
         return (root / p).resolve()
+
+    # ---------------------------------------------------------------- derived state
+    @property
+    def background(self) -> tuple[np.ndarray, np.ndarray]:
+        """(frame backgrounds float32 [F], video backgrounds float32 [N]) of the live videos
+        (computed now for segments that have none stored)."""
+        if self._bg_cache is None:
+            self._fill_derived(persist=False)
+            if not self.segments:
+                self._bg_phys = np.zeros(0, np.float32)
+                self._bg_cache = (np.zeros(0, np.float32), np.zeros(0, np.float32))
+                return self._bg_cache
+            self._bg_phys = np.concatenate([s.background for s in self.segments])
+            vb = np.concatenate([s.video_background for s in self.segments])
+            spans = [self._span(p) for p in range(len(self))]
+            fb = np.concatenate([self._bg_phys[a:b] for a, b in spans]) if spans else np.zeros(0, np.float32)
+            self._bg_cache = (fb, vb[self._live])
+        return self._bg_cache
+
+    def frame_backgrounds(self, position: int) -> np.ndarray:
+        """float32 [T]: the backgrounds of one video's frames."""
+        self.background
+        lo, hi = self._span(position)
+        return self._bg_phys[lo:hi].copy()
+
+    def map_coords(self) -> np.ndarray:
+        """float32 [N, 2] map positions of the live videos."""
+        if not self.segments:
+            return np.zeros((0, 2), np.float32)
+        if any(s.coords is None for s in self.segments):
+            self._fill_derived(persist=False)
+        return np.concatenate([s.coords for s in self.segments])[self._live]
+
+    def _exact(self) -> bool:
+        """Derived state over the whole collection (small), or against the reference sample."""
+        return "reference" not in self.manifest and getattr(self, "_ref", None) is None and \
+            int(self._frame_start[-1]) <= int(self.manifest.get("exact_frames", EXACT_FRAMES))
+
+    def _invalidate_derived(self) -> None:
+        for seg in self.segments:
+            seg.background = seg.video_background = seg.coords = None
+            seg.entry["derived"] = None
+        self._bg_cache = None
+
+    def _fill_derived(self, persist: bool) -> None:
+        """Compute the missing derived state: over every live video in exact mode, else each
+        pending segment's against the reference sample. persist: write it (a writer)."""
+        k = int(self.manifest.get("background_k", DEFAULT_K))
+        skip = int(self.manifest.get("background_skip", DEFAULT_SKIP))
+        pending = [s for s in self.segments if s.background is None or s.coords is None]
+        if not pending:
+            return
+        self._bg_cache = None
+        if self._exact():
+            self._invalidate_derived()
+            n = len(self)
+            spans = [self._span(p) for p in range(n)]
+            frames = self._decoded(spans)
+            offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
+            videos = self.video_vectors()
+            from .collection_map import fit_map
+
+            fb, vb, coords = frame_background(frames, offsets, k, skip), video_background(videos, k), fit_map(videos)
+            # tombstoned videos are not part of the collection: they get zeros
+            phys_fb = np.zeros(int(self._frame_start[-1]), np.float32)
+            phys_vb = np.zeros(len(self._dead), np.float32)
+            phys_map = np.zeros((len(self._dead), 2), np.float32)
+            for p, (a, b) in enumerate(spans):
+                phys_fb[a:b] = fb[offsets[p]:offsets[p + 1]]
+            phys_vb[self._live], phys_map[self._live] = vb, coords
+            for i, s in enumerate(self.segments):
+                fa, fz = int(self._frame_start[i]), int(self._frame_start[i + 1])
+                va, vz = int(self._video_start[i]), int(self._video_start[i + 1])
+                s.background, s.video_background, s.coords = phys_fb[fa:fz], phys_vb[va:vz], phys_map[va:vz]
+            pending = list(self.segments)
+        else:
+            fresh = "reference" not in self.manifest and getattr(self, "_ref", None) is None
+            ref = self._reference(persist)
+            if fresh:  # every segment is measured against the new reference
+                self._invalidate_derived()
+                pending = list(self.segments)
+            where = {vid: j for j, vid in enumerate(ref["ids"])}
+            for s in pending:
+                same = np.array([where.get(vid, -1) for vid in s.ids()], np.int64)
+                vids = s.video_vectors()
+                s.background = np.empty(s.f, np.float32)
+                step = max(1, (1 << 16) * s.n // max(s.f, 1))  # about 65k frames decoded at a time
+                for va in range(0, s.n, step):
+                    vz = min(va + step, s.n)
+                    lo, hi = int(s.offsets[va]), int(s.offsets[vz])
+                    s.background[lo:hi] = frame_background(
+                        s.codec.decode(s.frames.rows(lo, hi)), s.offsets[va : vz + 1] - lo, k, skip,
+                        reference=(ref["frames"], ref["offsets"]), same=same[va:vz])
+                s.video_background = video_background(vids, k, reference=ref["videos"], same=same)
+                s.coords = self._place(vids, ref)
+        if persist:
+            gen = int(self.manifest["generation"]) + 1
+            for s in pending:
+                s.entry["derived"] = {
+                    kind: {"file": f"{s.name}.{kind}-{gen}.npy",
+                           **write_array(self.directory / f"{s.name}.{kind}-{gen}.npy", arr)}
+                    for kind, arr in (("background", s.background), ("video_background", s.video_background),
+                                      ("map", s.coords))}
+
+    def _reference(self, persist: bool) -> dict:
+        """The fixed background reference: a random sample of whole live videos, up to
+        `reference_frames` frames (ids, frames, offsets, video vectors, and their own UMAP
+        map, on which every other video is placed), drawn once when the collection
+        outgrows exact mode."""
+        if getattr(self, "_ref", None) is not None:
+            return self._ref
+        spec = self.manifest.get("reference")
+        if spec is not None:
+            import io
+
+            data = np.load(io.BytesIO(verified_bytes(self.directory / spec["file"], spec)))
+            self._ref = {k: data[k] for k in data.files}
+            return self._ref
+        from .collection_map import fit_map
+
+        budget = int(self.manifest.get("reference_frames", REFERENCE_FRAMES))
+        chosen, total = [], 0
+        for p in np.random.default_rng(0).permutation(len(self)):
+            lo, hi = self._span(int(p))
+            if total + hi - lo > budget and chosen:
+                break
+            chosen.append(int(p))
+            total += hi - lo
+        chosen.sort()
+        spans = [self._span(p) for p in chosen]
+        videos = self.video_vectors(np.array(chosen, np.int64))
+        self._ref = {"ids": np.array([self.records[p].id for p in chosen]),
+                     "frames": self._decoded(spans).astype(np.float16),
+                     "offsets": np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64),
+                     "videos": videos, "coords": fit_map(videos)}
+        if persist:
+            import io
+
+            buf = io.BytesIO()
+            np.savez(buf, **self._ref)
+            name = f"reference-{int(self.manifest['generation']) + 1}.npz"
+            self.manifest["reference"] = {"file": name, **write_bytes(self.directory / name, buf.getvalue())}
+        return self._ref
+
+    @staticmethod
+    def _place(vids: np.ndarray, ref: dict) -> np.ndarray:
+        """Map positions of videos [n, d] among the reference's (engine.collection_map.place)."""
+        from .collection_map import place
+
+        if not len(vids):
+            return np.zeros((0, 2), np.float32)
+        sims = vids @ np.asarray(ref["videos"], np.float32).T
+        return np.stack([place(row, ref["coords"]) for row in sims]).astype(np.float32)
 
     # ---------------------------------------------------------------- search
     def search(
@@ -272,125 +628,351 @@ class VideoIndex:
     ) -> list[Hit]:
         """Top-k videos for a query, best first. k >= len(index) ranks the whole index.
 
-        FAISS finds the `candidates` best videos by cosine of the video vectors (all videos
-        when the index is smaller); they are re-ranked exactly by the measure, minus the
-        backgrounds when `normalize` (cosine: the video's; chamfer: each frame's).
-        """
+        The `candidates` best videos by cosine of the video vectors (all videos when the
+        index is smaller) are re-ranked exactly by the measure, minus the backgrounds when
+        `normalize` (cosine: the video's; chamfer: each frame's)."""
         measure = Measure(measure)
         n = len(self)
         if n == 0 or k <= 0:
             return []
         k = min(k, n)
-        q = np.ascontiguousarray(query_video.reshape(1, -1), np.float32)
+        q = np.ascontiguousarray(query_video.reshape(-1), np.float32)
         n_cand = max(k, min(candidates, n))
-        if n_cand >= n:
-            pos = np.arange(n)
-        else:
-            _, ids = self._faiss.search(q, n_cand)
-            pos = np.sort(ids[0][ids[0] >= 0])
+        pos = np.arange(n) if n_cand >= n else self._candidates(q, n_cand)
         if measure == Measure.COSINE:
-            scores = cosine(q[0], self.videos[pos])
+            scores = self.video_vectors(pos) @ q
             if normalize:
                 scores = scores - self.background[1][pos]
         else:
-            scores = self._chamfer(query_frames, pos, measure == Measure.SYMMETRIC_CHAMFER, normalize)
+            spans = [self._span(int(p)) for p in pos]
+            offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
+            bg = None
+            if normalize:
+                self.background
+                bg = np.concatenate([self._bg_phys[a:b] for a, b in spans])
+            scores = chamfer_many(query_frames, self._decoded(spans), offsets,
+                                  measure == Measure.SYMMETRIC_CHAMFER, background=bg)
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
 
-    def _chamfer(self, query_frames: np.ndarray, positions: np.ndarray, symmetric: bool,
-                 normalize: bool) -> np.ndarray:
-        bg = self.background[0] if normalize else None
-        if len(positions) == len(self):
-            return chamfer_many(query_frames, self.frames, self.offsets, symmetric, background=bg)
-        # Gather only the candidates' frames (a few reads from the memory map).
-        lengths = self.offsets[positions + 1] - self.offsets[positions]
-        sub_offsets = np.concatenate([[0], np.cumsum(lengths)])
-        spans = [slice(self.offsets[p], self.offsets[p + 1]) for p in positions]
-        sub = np.concatenate([self.frames[s] for s in spans])
-        sub_bg = np.concatenate([bg[s] for s in spans]) if bg is not None else None
-        return chamfer_many(query_frames, sub, sub_offsets, symmetric, background=sub_bg)
+    def _candidates(self, q: np.ndarray, n_cand: int) -> np.ndarray:
+        """Live positions of the n_cand best videos by (approximate) video cosine."""
+        phys, scores = [], []
+        tomb = self.manifest.get("tombstones", {})
+        for s, seg in enumerate(self.segments):
+            ids, sc = seg.candidates(q, n_cand + len(tomb.get(seg.name, [])))
+            phys.append(ids + self._video_start[s])
+            scores.append(sc)
+        phys, scores = np.concatenate(phys), np.concatenate(scores)
+        alive = ~self._dead[phys]
+        phys, scores = phys[alive], scores[alive]
+        best = phys[np.argsort(-scores, kind="stable")[:n_cand]]
+        return np.sort(np.searchsorted(self._live, best))
 
-    def frame_backgrounds(self, position: int) -> np.ndarray:
-        """float32 [T]: the backgrounds of one video's frames."""
-        return self.background[0][self.offsets[position] : self.offsets[position + 1]].copy()
-
-    # ---------------------------------------------------------------- updating and saving
-    def replace(
-        self,
-        keep: list[int],
-        new_records: list[VideoRecord],
-        new_embeddings: list,
-    ) -> "VideoIndex":
-        """A new in-memory index: the videos at `keep` plus new ones (VideoEmbedding-like)."""
-        dim = self.dim
-        rec = [self.records[i] for i in keep] + list(new_records)
-        vids = [self.videos[keep]] + [e.video.reshape(1, -1) for e in new_embeddings]
-        frames = [self.frames[self.offsets[i] : self.offsets[i + 1]] for i in keep]
-        metas = [self.frame_meta[self.offsets[i] : self.offsets[i + 1]] for i in keep]
-        lengths = [int(self.offsets[i + 1] - self.offsets[i]) for i in keep]
-        for e in new_embeddings:
-            frames.append(e.frames.astype(np.float16))
-            metas.append(np.stack([e.times, e.attention], axis=1).astype(np.float32))
-            lengths.append(len(e.times))
-        videos = np.concatenate(vids).astype(np.float32) if rec else np.zeros((0, dim), np.float32)
-        return VideoIndex(
-            dict(self.manifest),
-            rec,
-            videos,
-            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            np.concatenate(frames).astype(np.float16) if frames else np.zeros((0, dim), np.float16),
-            np.concatenate(metas).astype(np.float32) if metas else np.zeros((0, 2), np.float32),
-            directory=self.directory,
-        )
-
-    def save(self, directory: str | Path) -> None:
-        """Write atomically as a new generation; older generations are removed after."""
+    # ---------------------------------------------------------------- writing
+    @classmethod
+    @contextlib.contextmanager
+    def writing(cls, directory: str | Path, new: "VideoIndex | None" = None) -> Iterator["VideoIndex"]:
+        """Open (or create from `new`) the index at `directory` for writing, holding its
+        lock: a second writer gets a clear error naming this process. Format-1 indexes are
+        converted to one segment first."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        old_gen = None
-        if (directory / MANIFEST).is_file():
+        with folder_lock(directory):
+            if (directory / MANIFEST).is_file():
+                index = cls.open(directory)
+            elif new is not None:
+                index = new
+                index.directory = directory
+                index._writable = True
+                index._commit()
+            else:
+                raise IndexFileError(f"{directory}: not an index (no {MANIFEST})")
+            index._writable = True
+            if index.manifest.get("format_version") == 1:
+                index._convert_v1()
             try:
-                old_gen = json.loads((directory / MANIFEST).read_text())["generation"]
-            except (OSError, ValueError, KeyError):
-                old_gen = None
-        gen = max(int(self.manifest.get("generation", 0)), old_gen or 0) + 1
+                yield index
+            finally:
+                index._writable = False
 
-        try:
-            frame_bg, video_bg = self.background
-            for name, arr in (("videos", self.videos), ("offsets", self.offsets), ("frames", self.frames),
-                              ("frame_meta", self.frame_meta), ("map", self.map_coords()),
-                              ("background", frame_bg), ("video_background", video_bg)):
-                with atomic_write(directory / f"{name}-{gen}.npy") as tmp:
-                    np.save(tmp, np.ascontiguousarray(arr))
-            with atomic_write(directory / f"faiss-{gen}.index") as tmp:
-                faiss.write_index(self._faiss, str(tmp))
-        except BaseException:  # the manifest still names the old generation: drop the half-written one
-            for name in _DATA_FILES:
-                (directory / f"{name}-{gen}{'.index' if name == 'faiss' else '.npy'}").unlink(missing_ok=True)
-            raise
+    def _require_writable(self) -> None:
+        if not self._writable or self.directory is None:
+            raise IndexFileError("write to an index inside `with VideoIndex.writing(directory):`")
+
+    def append(self, records: list[VideoRecord], embeddings: list, derive: bool = False) -> None:
+        """Add videos (VideoEmbedding-like: frames [T, d], video [d], times [T] s, attention
+        [T]) as a new segment, and commit: O(new videos) work and bytes. Their ids must not
+        be in the index (`remove` an old version first). derive: also compute and store the
+        derived state now (else the end of the run does, or readers compute it)."""
+        self._require_writable()
+        if not records:
+            return
+        frames = np.concatenate([np.asarray(e.frames, np.float32) for e in embeddings])
+        videos = np.stack([np.asarray(e.video, np.float32).reshape(-1) for e in embeddings])
+        meta = np.concatenate([np.stack([e.times, e.attention], 1) for e in embeddings]).astype(np.float32)
+        lengths = [len(e.times) for e in embeddings]
+        merge = self._maybe_train_codec(frames)
+        self._write_segment(list(records), videos, frames, meta, lengths, merge)
+        self._merge_tiers()
+        if self._exact():  # the whole collection's backgrounds and map change
+            self._invalidate_derived()
+        if derive:
+            self._fill_derived(persist=True)
+        self._commit()
+
+    def remove(self, ids: list[str]) -> None:
+        """Tombstone these videos (dropped from the files when their segment is merged)."""
+        self._require_writable()
+        if ids:
+            self._tombstone(ids)
+            self._commit()
+
+    def _tombstone(self, ids: list[str]) -> None:
+        tomb = self.manifest.setdefault("tombstones", {})
+        for vid in ids:
+            phys = int(self._live[self.position(vid)])
+            s, i = self._locate(phys)
+            tomb.setdefault(self.segments[s].name, []).append(i)
+        self._reindex()
+        if self._exact():  # exact backgrounds are over the live videos: now stale
+            self._invalidate_derived()
+
+    def refresh_derived(self) -> None:
+        """Compute and store the missing derived state (all of it in exact mode); commit."""
+        self._require_writable()
+        self._fill_derived(persist=True)
+        self._commit()
+
+    def compact(self) -> None:
+        """Rewrite every live video into one segment (IVF-PQ searched when large), dropping
+        tombstones; derived state is recomputed in exact mode and carried over otherwise."""
+        self._require_writable()
+        self._merge(list(range(len(self.segments))))
+        if self._exact():
+            self._invalidate_derived()
+        self._fill_derived(persist=True)
+        self._commit()
+
+    def _maybe_train_codec(self, new_frames: np.ndarray) -> bool:
+        """Train the codec once there are enough frames; True when the float16 segments
+        must then be recoded."""
+        spec = self.manifest["codec"]
+        if self.codec.trained or spec.get("train") in (None, FLOAT16):
+            return False
+        need = int(spec.get("train_frames", TRAIN_FRAMES))
+        have = int(self._frame_start[-1])
+        if have + len(new_frames) < need:
+            return False
+        old = self._decoded([(0, have)]) if have else np.zeros((0, self.dim), np.float32)
+        sample = np.concatenate([old, new_frames])[:need]  # the first frames: deterministic
+        self.codec = Codec.train(spec["train"], sample)
+        gen = int(self.manifest["generation"]) + 1
+        name = f"codec-{gen}.faiss"
+        self.manifest["codec"] = {"spec": spec["train"], "train": spec["train"], "train_frames": need,
+                                  "file": name, **write_bytes(self.directory / name, self.codec.to_bytes())}
+        return bool(self.segments)
+
+    def _write_segment(self, records: list[VideoRecord], videos: np.ndarray, frames: np.ndarray,
+                       meta: np.ndarray, lengths: list[int], recode: bool = False,
+                       derived: dict | None = None, encoded: bool = False) -> None:
+        """Write one segment of new videos (float32 inputs, or the codec's codes when
+        `encoded`). recode: the old float16 segments are rewritten into it (the codec was
+        just trained)."""
+        if recode:
+            self._merge(list(range(len(self.segments))), extra=(records, videos, frames, meta, lengths))
+            return
+        gen = int(self.manifest["generation"]) + 1
+        name = f"s{gen:06d}"
+        d = self.directory
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        video_codes = videos if encoded else self.codec.encode(videos)
+        files = {
+            "records": write_bytes(d / f"{name}.records.jsonl",
+                                   "".join(json.dumps(asdict(r)) + "\n" for r in records).encode()),
+            "offsets": write_array(d / f"{name}.offsets.npy", offsets),
+            "videos": write_array(d / f"{name}.videos.npy", video_codes),
+            "frames": (write_array_chunks(d / f"{name}.frames.npy", *frames) if isinstance(frames, tuple) else
+                       write_array(d / f"{name}.frames.npy", frames if encoded else self.codec.encode(frames))),
+            "meta": write_array(d / f"{name}.meta.npy", meta),
+        }
+        del frames
+        if len(records) > FLAT_LIMIT:
+            data = faiss.serialize_index(_ivf_pq(video_codes if encoded else videos,
+                                                 self.codec.decode if encoded else np.asarray))
+            files["faiss"] = {"file": f"{name}.faiss-{gen}.index",
+                              **write_bytes(d / f"{name}.faiss-{gen}.index", data.tobytes())}
+        entry = {"name": name, "videos": len(records), "frames": int(offsets[-1]), "files": files}
+        seg = Segment(d, entry, self.codec)
+        if derived is not None:
+            seg.background, seg.video_background, seg.coords = (derived["background"], derived["video_background"],
+                                                                derived["map"])
+            entry["derived"] = {kind: {"file": f"{name}.{kind}-{gen}.npy",
+                                       **write_array(d / f"{name}.{kind}-{gen}.npy", arr)}
+                                for kind, arr in derived.items()}
+        self.segments.append(seg)
+        self.manifest["segments"].append(entry)
+        self.manifest["generation"] = gen
+        self._reindex()
+
+    def _merge(self, which: list[int], extra: tuple | None = None) -> None:
+        """Replace the segments at `which` by one holding their live videos (plus `extra`,
+        float32 new videos). Codes are copied as they are when the codec is the same (no
+        decoding: a merge of large segments costs their bytes, not their floats)."""
+        if not which and extra is None:
+            return
+        same = extra is None and all(self.segments[s].codec is self.codec for s in which)
+        records, vids, frames, meta, lengths = [], [], [], [], []
+        keep_derived = extra is None and not self._exact() and all(
+            self.segments[s].background is not None and self.segments[s].coords is not None for s in which)
+        bgs, vbgs, maps = [], [], []
+        tomb = self.manifest.get("tombstones", {})
+        for s in which:
+            seg = self.segments[s]
+            dead = set(tomb.get(seg.name, []))
+            live = np.array([i for i in range(seg.n) if i not in dead], np.int64)
+            if not len(live):
+                continue
+            recs = seg.records
+            records += [recs[i] for i in live]
+            all_live = len(live) == seg.n
+            if same:
+                vids.append(seg.videos.all() if all_live else np.concatenate([seg.videos.rows(i, i + 1) for i in live]))
+            else:
+                vids.append(seg.video_vectors(live))
+            spans = [(0, seg.f)] if all_live else [(int(seg.offsets[i]), int(seg.offsets[i + 1])) for i in live]
+            if same:  # copied block by block when written
+                frames.append((seg, spans))
+            else:
+                frames.append(seg.codec.decode(seg.frames.take(spans)))
+            meta.append(seg.meta.take(spans))
+            lengths += list(np.diff(seg.offsets)[live])
+            if keep_derived:
+                bgs.append(seg.background if all_live else np.concatenate([seg.background[a:b] for a, b in spans]))
+                vbgs.append(seg.video_background[live])
+                maps.append(seg.coords[live])
+        if extra is not None:
+            r, v, f, m, ln = extra
+            records += r
+            vids.append(v)
+            frames.append(f)
+            meta.append(m)
+            lengths += ln
+        names = {self.segments[s].name for s in which}
+        self.segments = [s for i, s in enumerate(self.segments) if i not in which]
+        self.manifest["segments"] = [e for e in self.manifest["segments"] if e["name"] not in names]
+        for name in names:
+            tomb.pop(name, None)
+        self._reindex()
+        if records:
+            derived = None
+            if keep_derived:
+                derived = {"background": np.concatenate(bgs), "video_background": np.concatenate(vbgs),
+                           "map": np.concatenate(maps)}
+            vids_all, meta_all = np.concatenate(vids), np.concatenate(meta)
+            del vids, meta
+            if same:
+                first = frames[0][0].frames
+                frames_all = ((sum(b - a for _, spans in frames for a, b in spans), *first.shape[1:]),
+                              first._array.dtype if hasattr(first, "_array") else np.float16, _blocks(frames))
+            else:
+                frames_all = np.concatenate(frames) if len(frames) > 1 else frames[0]
+            del frames
+            self._write_segment(records, vids_all, frames_all, meta_all, lengths, derived=derived, encoded=same)
+
+    def _merge_tiers(self) -> None:
+        """Merge segments in tiers: MERGE_FACTOR segments of one size class become one, so
+        there are O(log N) segments and each video is rewritten O(log N) times."""
+        while True:
+            tiers: dict[int, list[int]] = {}
+            for i, seg in enumerate(self.segments):
+                tiers.setdefault(int(np.log(max(seg.n, 1)) / np.log(MERGE_FACTOR)), []).append(i)
+            full = [t for t, members in tiers.items() if len(members) >= MERGE_FACTOR]
+            if not full:
+                return
+            self._merge(tiers[min(full)])
+
+    def _convert_v1(self) -> None:
+        seg = self.segments[0]
+        self.segments, self.manifest["segments"] = [], []
+        self.manifest["format_version"] = FORMAT_VERSION
+        self._reindex()
+        self._merge([], extra=(seg.records, seg.video_vectors(), seg.codec.decode(seg.frames.all()),
+                               seg.meta.all(), list(np.diff(seg.offsets))))
+        self._commit()
+
+    def _commit(self) -> None:
+        """Write the manifest (the commit point), then delete files no longer named in it."""
         manifest = dict(self.manifest)
         manifest.update(
-            generation=gen,
+            format_version=FORMAT_VERSION,
             num_videos=len(self),
-            num_frames=self.num_frames,
-            faiss=("flat" if len(self) <= FLAT_LIMIT else "ivf"),
-            bytes_per_video=_bytes_per_video(self),
+            num_frames=int(self._frame_start[-1]),
+            faiss=("ivf-pq" if any("faiss" in s.entry["files"] for s in self.segments) else "flat"),
             updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            videos=[asdict(r) for r in self.records],
         )
-        with atomic_write(directory / MANIFEST) as tmp:  # the commit point of the new generation
+        manifest["generation"] = int(manifest["generation"]) + 1
+        manifest.pop("videos", None)
+        with atomic_write(self.directory / MANIFEST) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
-        manifest.pop("videos")
-        self.manifest, self.directory = manifest, directory
-        current = {f"{name}-{gen}" for name in _DATA_FILES}
-        for f in directory.iterdir():
-            stem = f.name.lstrip(".").split(".")[0]
-            name, _, g = stem.rpartition("-")
-            if name in _DATA_FILES and g.isdigit() and stem not in current:
+        self.manifest = manifest
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        named = {MANIFEST, ".lock"}
+        for e in self.manifest["segments"]:
+            named |= {f"{e['name']}.records.jsonl"} | {f"{e['name']}.{k}.npy" for k in
+                                                        ("offsets", "videos", "frames", "meta")}
+            named |= {v["file"] for v in e["files"].values() if "file" in v}
+            named |= {v["file"] for v in (e.get("derived") or {}).values()}
+        for key in ("codec", "reference"):
+            if "file" in (self.manifest.get(key) or {}):
+                named.add(self.manifest[key]["file"])
+        for f in self.directory.iterdir():
+            if f.is_file() and f.name not in named and not f.name.startswith("."):
                 f.unlink(missing_ok=True)
 
+    @property
+    def bytes_on_disk(self) -> int:
+        """Bytes of every file the manifest names (and the manifest)."""
+        if self.directory is None:
+            return 0
+        return sum(f.stat().st_size for f in self.directory.iterdir() if f.is_file() and f.name != ".lock")
 
-def _bytes_per_video(index: VideoIndex) -> float:
-    n = max(len(index), 1)
-    return float(index.videos.nbytes + index.offsets.nbytes + index.frames.nbytes
-                 + index.frame_meta.nbytes) / n
+
+def _read_manifest(directory: Path) -> dict:
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise IndexFileError(
+            f"{directory}: not an index (no {MANIFEST}); build one with "
+            "`python -m engine index VIDEO_DIR INDEX_DIR`"
+        )
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise IndexFileError(f"{path}: unreadable manifest ({err}); rebuild the index") from err
+
+
+def _blocks(parts: list, rows: int = 1 << 18):
+    """Frame code rows of (segment, spans) parts, in blocks of at most `rows` rows."""
+    for seg, spans in parts:
+        for lo, hi in spans:
+            for a in range(lo, hi, rows):
+                yield seg.frames.rows(a, min(a + rows, hi))
+
+
+def _ivf_pq(vectors: np.ndarray, decode=np.asarray) -> faiss.Index:
+    """IVF-PQ over a large segment's video vectors [n, ...] (decode(rows) -> float32;
+    trained on a sample, added in blocks; nprobe 32)."""
+    n = len(vectors)
+    d = decode(vectors[:1]).shape[1]
+    nlist = int(min(4 * np.sqrt(n), 8192))
+    m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if d % m == 0)
+    index = faiss.index_factory(d, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    faiss.extract_index_ivf(index).cp.niter = 10
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))  # FAISS asks for 39 a centroid
+    index.train(np.ascontiguousarray(decode(vectors[sample]), np.float32))
+    faiss.extract_index_ivf(index).nprobe = min(nlist, 32)
+    for a in range(0, n, 100_000):
+        index.add(np.ascontiguousarray(decode(vectors[a : a + 100_000]), np.float32))
+    return index

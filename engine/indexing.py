@@ -4,9 +4,11 @@
    files whose size and mtime are unchanged are kept, new and changed files are to embed,
    files gone from the folder are dropped.
 2. `embed_files`: embed each file; unreadable ones are reported and skipped, never fatal.
-3. saving: the kept videos plus the new ones become a new generation of the index
-   (`VideoIndex.save`, atomic), at the end and every `checkpoint_seconds` of work, so a
-   long run that is interrupted keeps what it had embedded.
+3. committing: removed and changed files are tombstoned first (a changed file that then
+   fails to embed leaves no stale vectors), new embeddings are appended as segments
+   every `commit_seconds` (default: after every video), so a run that is killed keeps
+   every video it had finished, and a re-run embeds only what is missing. The run holds
+   the index's lock throughout: a second writer gets a clear error at once.
 """
 from __future__ import annotations
 
@@ -126,40 +128,38 @@ def build_index(
     new_index: Callable[[str | None], VideoIndex],
     check: Callable[[VideoIndex], None],
     progress: bool = True,
-    checkpoint_seconds: float = 600.0,
+    commit_seconds: float = 0.0,
 ) -> BuildReport:
     """Index every video under `video_dir` into `index_dir`, incrementally.
 
     embed(path) -> VideoEmbedding (VideoError for bad files, which are reported and
     skipped); new_index(root) makes an empty index for this model; check(idx) raises
-    IndexMismatchError if an existing index was built with another model. The index is
-    saved every `checkpoint_seconds` of work and at the end (stage 3)."""
+    IndexMismatchError if an existing index was built with another model. Finished
+    videos are committed whenever `commit_seconds` have passed since the last commit
+    (0: after each one); derived state (backgrounds, map) is stored at the end."""
     video_dir, index_dir = Path(video_dir), Path(index_dir)
     if not video_dir.is_dir():
         raise IndexFileError(f"{video_dir}: not a folder; give the folder that holds your videos")
     started = time.perf_counter()
     root = os.path.relpath(video_dir.resolve(), index_dir.resolve())
-    if (index_dir / MANIFEST).exists():
-        index = VideoIndex.open(index_dir)
+    fresh = not (index_dir / MANIFEST).exists()
+    if not fresh:
+        check(VideoIndex.open(index_dir))  # a mismatch is an error before anything is locked or written
+    with VideoIndex.writing(index_dir, new_index(root) if fresh else None) as index:
         check(index)
         index.manifest["root"] = root
-    else:
-        index = new_index(root)
-    plan = plan_update(video_dir, index)
-    report, keep = plan.report, plan.keep
-    if plan.todo or report.removed:
+        plan = plan_update(video_dir, index)
+        report = plan.report
+        index.remove(report.removed + report.updated)
         records, embeddings = [], []
-        last_save = time.perf_counter()
+        last = time.perf_counter()
         for record, emb in embed_files(plan.todo, embed, report, progress):
             records.append(record)
             embeddings.append(emb)
-            if time.perf_counter() - last_save > checkpoint_seconds:
-                index = index.replace(keep, records, embeddings)
-                index.save(index_dir)
-                keep, records, embeddings = list(range(len(index))), [], []
-                last_save = time.perf_counter()
-        # A changed file that fails to embed is not in `keep`: stale vectors never survive.
-        index = index.replace(keep, records, embeddings)
-        index.save(index_dir)
+            if time.perf_counter() - last >= commit_seconds:
+                index.append(records, embeddings)
+                records, embeddings, last = [], [], time.perf_counter()
+        index.append(records, embeddings)
+        index.refresh_derived()
     report.seconds = time.perf_counter() - started
     return report

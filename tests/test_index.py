@@ -61,9 +61,8 @@ def test_incremental_add_change_remove(small_folder, tmp_path):
     reopened = Engine(index=idx)
     assert sorted(r.id for r in reopened.index.records) == ["a.mp4", "new/c.mp4"]
     assert reopened.video("a.mp4").duration == pytest.approx(6, abs=0.1)
-    # Only the current generation's files remain.
-    names = sorted(p.name for p in idx.iterdir())
-    assert len(names) == 9 and "manifest.json" in names
+    # Only files the manifest names remain (tombstoned videos are dropped when segments merge).
+    assert set(p.name for p in idx.iterdir()) == named_files(idx)
     # the collection map was refitted for the 2 videos now in the index
     assert reopened.collection_map().coords.shape == (2, 2)
 
@@ -149,9 +148,19 @@ def test_embed_json(small_folder, capsys):
     assert sum(data["attention"]) == pytest.approx(1, abs=1e-4) and data["duration"] == pytest.approx(4, abs=0.1)
 
 
-def test_a_failed_save_leaves_the_previous_index_whole(small_folder, tmp_path, monkeypatch):
-    import faiss
+def named_files(index_dir) -> set[str]:
+    """Every file the manifest of an index names, with the manifest and the lock."""
+    m = json.loads((index_dir / "manifest.json").read_text())
+    names = {"manifest.json", ".lock"}
+    for e in m["segments"]:
+        names |= {f"{e['name']}.records.jsonl"} | {f"{e['name']}.{k}.npy" for k in ("offsets", "videos", "frames", "meta")}
+        names |= {v["file"] for v in e["files"].values() if "file" in v}
+        names |= {v["file"] for v in (e.get("derived") or {}).values()}
+    names |= {m[k]["file"] for k in ("codec", "reference") if "file" in (m.get(k) or {})}
+    return names
 
+
+def test_a_failed_write_leaves_the_previous_index_whole(small_folder, tmp_path, monkeypatch):
     from engine import index as index_module
 
     idx = tmp_path / "idx"
@@ -159,21 +168,26 @@ def test_a_failed_save_leaves_the_previous_index_whole(small_folder, tmp_path, m
     eng.build_index(small_folder, idx, progress=False)
     before = sorted(p.name for p in idx.iterdir())
     media.write_video(small_folder / "c.mp4", media.scene_frames(13, 4))
+    real = index_module.write_array
 
-    def disk_full(*args):
-        raise OSError(28, "No space left on device")
+    def disk_full(path, array):
+        if path.name.endswith(".meta.npy"):  # after the segment's other files
+            raise OSError(28, "No space left on device")
+        return real(path, array)
 
-    monkeypatch.setattr(index_module.faiss, "write_index", disk_full)  # fails after the .npy files
+    monkeypatch.setattr(index_module, "write_array", disk_full)
     with pytest.raises(OSError, match="No space"):
         eng.build_index(small_folder, idx, progress=False)
-    monkeypatch.setattr(index_module.faiss, "write_index", faiss.write_index)
-    assert sorted(p.name for p in idx.iterdir()) == before  # no new generation, no temp files
+    monkeypatch.setattr(index_module, "write_array", real)
     again = Engine(index=idx)
     assert sorted(r.id for r in again.index.records) == ["a.mp4", "b.mkv"]
     assert again.search(small_folder / "b.mkv", k=1).matches[0].id == "b.mkv"
+    eng.build_index(small_folder, idx, progress=False)  # the next run cleans up and adds c.mp4
+    assert sorted(p.name for p in idx.iterdir()) != before and set(p.name for p in idx.iterdir()) == named_files(idx)
+    assert "c.mp4" in Engine(index=idx).index
 
 
-def test_an_interrupted_run_keeps_its_checkpoints(small_folder, tmp_path):
+def test_an_interrupted_run_keeps_what_it_finished(small_folder, tmp_path):
     media.write_video(small_folder / "c.mp4", media.scene_frames(13, 4))
     eng = Engine(backbone="efficientnet-lite0")
     done = []
@@ -194,36 +208,232 @@ def test_an_interrupted_run_keeps_its_checkpoints(small_folder, tmp_path):
         return VideoIndex.new(bundle.identity, bundle.backbone.value, bundle.pooling.value, eng.embedder.dim, 1.0, root)
 
     with pytest.raises(KeyboardInterrupt):
-        build_index(small_folder, tmp_path / "idx", embed_then_stop, new_index, lambda i: None, progress=False,
-                    checkpoint_seconds=0)
-    kept = Engine(index=tmp_path / "idx")
-    assert sorted(r.id for r in kept.index.records) == ["a.mp4", "b.mkv"] == done  # a checkpoint after each
+        build_index(small_folder, tmp_path / "idx", embed_then_stop, new_index, lambda i: None, progress=False)
+    kept = Engine(index=tmp_path / "idx")  # derived state (backgrounds, map) is computed on open
+    assert sorted(r.id for r in kept.index.records) == ["a.mp4", "b.mkv"] == done  # committed after each
+    assert kept.search(small_folder / "a.mp4", k=1).matches[0].id == "a.mp4"
     report = kept.build_index(small_folder, tmp_path / "idx", progress=False)
     assert report.unchanged == 2 and report.added == ["c.mp4"]  # the re-run embeds only what is missing
 
 
-def test_ivf_branch_for_large_collections(tmp_path, monkeypatch):
+def test_kill_9_mid_run_leaves_an_index_that_opens(tmp_path):
+    """A real `python -m engine index` process killed with SIGKILL while it writes."""
+    import signal
+    import time
+
+    folder = tmp_path / "videos"
+    for k in range(8):
+        media.write_video(folder / f"v{k}.mp4", media.scene_frames(20 + k, 3))
+    idx = tmp_path / "idx"
+    cmd = [sys.executable, "-m", "engine", "index", str(folder), str(idx), "--quiet",
+           "--backbone", "efficientnet-lite0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if json.loads((idx / "manifest.json").read_text()).get("num_videos", 0) >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    eng = Engine(index=idx)  # opens: the lock died with the process
+    have = sorted(r.id for r in eng.index.records)
+    assert 2 <= len(have) < 8
+    assert eng.search(folder / have[0], k=1).matches[0].id == have[0]
+    report = eng.build_index(folder, idx, progress=False)
+    assert report.unchanged == len(have) and len(report.added) == 8 - len(have)
+    assert set(p.name for p in idx.iterdir()) == named_files(idx)
+
+
+def test_a_second_writer_is_told_who_holds_the_lock(small_folder, tmp_path):
+    from engine.index import VideoIndex
+
+    idx = tmp_path / "idx"
+    Engine(backbone="efficientnet-lite0").build_index(small_folder, idx, progress=False)
+    with VideoIndex.writing(idx):
+        out = subprocess.run([sys.executable, "-m", "engine", "index", str(small_folder), str(idx), "--quiet",
+                              "--backbone", "efficientnet-lite0"],
+                             cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 2 and f"locked by process {os.getpid()}" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+        assert len(Engine(index=idx).index) == 2  # readers are not blocked
+    with VideoIndex.writing(idx):  # released when the writer is done
+        pass
+
+
+def _synthetic(n, d, frames_per_video, seed=0):
+    from types import SimpleNamespace
+
+    from engine.index import VideoRecord
+
+    rng = np.random.default_rng(seed)
+    embs, records = [], []
+    for i in range(n):
+        f = rng.standard_normal((frames_per_video, d)).astype(np.float32)
+        f /= np.linalg.norm(f, axis=1, keepdims=True)
+        v = f.mean(0) / np.linalg.norm(f.mean(0))
+        t = np.arange(frames_per_video, dtype=np.float32)
+        embs.append(SimpleNamespace(frames=f, video=v, times=t, attention=np.full(frames_per_video, 1 / frames_per_video,
+                                                                                  np.float32)))
+        records.append(VideoRecord(f"v{seed}-{i}", f"v{i}.mp4", 0, 0, float(frames_per_video), 1.0, 8, 8,
+                                   frames_per_video))
+    return records, embs
+
+
+def _new(d, **kw):
+    from engine.index import VideoIndex
+
+    idx = VideoIndex.new("m", "efficientnet-lite0", "l3-irmac", d, 1.0)
+    idx.manifest.update(kw)
+    return idx
+
+
+def test_damaged_or_truncated_files_are_clear_errors(tmp_path, monkeypatch):
+    from engine import store
+    from engine.index import IndexFileError, VideoIndex
+
+    monkeypatch.setattr(store, "BLOCK", 256)  # many blocks: large files are checked as they are read
+    d = 16
+    records, embs = _synthetic(12, d, 5)
+    with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
+        idx.append(records, embs, derive=True)
+    frames = next((tmp_path / "idx").glob("*.frames.npy"))
+    original = frames.read_bytes()
+    raw = bytearray(original)
+    raw[-7] ^= 0xFF  # one byte of the last video's frames
+    frames.write_bytes(bytes(raw))
+    opened = VideoIndex.open(tmp_path / "idx")  # opening reads nothing large
+    q = embs[3].frames
+    with pytest.raises(IndexFileError, match=f"{frames.name}: damaged index file"):
+        opened.search(q, embs[3].video, k=3)
+    frames.write_bytes(bytes(raw[:-100]))  # truncated
+    with pytest.raises(IndexFileError, match=f"{frames.name}: damaged index file .*bytes"):
+        VideoIndex.open(tmp_path / "idx")
+    frames.write_bytes(original)
+    manifest = tmp_path / "idx" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["segments"][0]["videos"] = 11
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(IndexFileError, match="disagree"):
+        VideoIndex.open(tmp_path / "idx")
+
+
+def test_appends_write_only_new_segments_and_merge_in_tiers(tmp_path, monkeypatch):
     from engine import index as index_module
-    from engine.index import VideoIndex, VideoRecord
+    from engine.index import VideoIndex
+
+    monkeypatch.setattr(index_module, "MERGE_FACTOR", 3)
+    d = 64  # random videos far enough apart that each is its own best match by cosine too
+    with VideoIndex.writing(tmp_path / "idx", _new(d, exact_frames=50, reference_frames=30)) as idx:
+        batches = [_synthetic(4, d, 5, seed=s) for s in range(5)]
+        idx.append(*batches[0], derive=True)
+        idx.append(*batches[1], derive=True)
+        first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "idx").glob("s*.frames.npy")}
+        idx.append(*batches[2], derive=True)  # 3 segments of one tier: merged into one
+        assert len(idx.segments) == 1 and len(idx) == 12
+        big = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "idx").glob("s*.frames.npy")}
+        idx.append(*batches[3], derive=True)
+        after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "idx").glob("s*.frames.npy")}
+        assert {k: after[k] for k in big} == big and len(after) == 2  # the old segment was not rewritten
+        assert not set(first) & set(big)
+        assert "reference" in idx.manifest  # 80 frames > exact_frames: a fixed reference sample
+        idx.remove(["v0-1", "v3-2"])
+        idx.append(*batches[4], derive=True)
+    opened = VideoIndex.open(tmp_path / "idx")
+    assert len(opened) == 18 and "v0-1" not in opened and "v3-1" in opened
+    for recs, embs in batches:
+        for r, e in zip(recs, embs):
+            if r.id in ("v0-1", "v3-2"):
+                continue
+            for measure in ("chamfer", "cosine"):
+                hit = opened.search(e.frames, e.video, k=1, measure=measure)[0]
+                assert opened.records[hit.position].id == r.id
+    assert opened.map_coords().shape == (18, 2) and opened.background[0].shape == (opened.num_frames,)
+    with VideoIndex.writing(tmp_path / "idx") as idx:
+        idx.compact()
+        assert len(idx.segments) == 1 and not idx.manifest["tombstones"] and len(idx) == 18
+
+
+def test_codec_is_trained_once_there_are_enough_frames(tmp_path):
+    from engine.index import VideoIndex
+
+    d = 32
+    with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
+        idx.manifest["codec"]["train_frames"] = 300
+        first = _synthetic(20, d, 10, seed=1)  # 200 frames: float16
+        idx.append(*first, derive=True)
+        assert idx.codec.spec == "float16" and idx.segments[0].frames.shape == (200, d)
+        second = _synthetic(20, d, 10, seed=2)  # 400 frames: the codec is trained and all is recoded
+        idx.append(*second, derive=True)
+    opened = VideoIndex.open(tmp_path / "idx")
+    assert opened.codec.spec == "PCAR24,SQ4" and opened.manifest["codec"]["file"]
+    code = opened.segments[0].frames.shape[1]
+    assert all(s.frames.shape[1] == code < 2 * d for s in opened.segments)
+    hits = 0
+    for recs, embs in (first, second):
+        for r, e in zip(recs, embs):
+            got = opened.records[opened.search(e.frames, e.video, k=1)[0].position].id
+            hits += got == r.id
+            f, _, _ = opened.video_frames(opened.position(r.id))
+            assert np.mean(np.sum(f * e.frames, axis=1)) > 0.7  # near the original (random data: 3/4 of the dims kept)
+    assert hits == 40
+
+
+def test_format_1_index_opens_and_converts(tmp_path):
+    """An index written by the previous engine (format 1) is searched as it is and converted
+    to segments by the next writer."""
+    from engine.index import VideoIndex
+
+    import faiss
+
+    d, n, t = 16, 6, 4
+    records, embs = _synthetic(n, d, t)
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    videos = np.stack([e.video for e in embs])
+    np.save(folder / "videos-3.npy", videos)
+    np.save(folder / "offsets-3.npy", np.arange(0, n * t + 1, t, dtype=np.int64))
+    np.save(folder / "frames-3.npy", np.concatenate([e.frames for e in embs]).astype(np.float16))
+    np.save(folder / "frame_meta-3.npy", np.zeros((n * t, 2), np.float32))
+    flat = faiss.IndexFlatIP(d)
+    flat.add(videos)
+    faiss.write_index(flat, str(folder / "faiss-3.index"))
+    from dataclasses import asdict
+
+    (folder / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "backbone": "efficientnet-lite0", "pooling": "l3-irmac", "model_id": "m",
+        "model_path": None, "dim": d, "sample_fps": 1.0, "root": ".", "generation": 3,
+        "videos": [asdict(r) for r in records]}))
+    old = VideoIndex.open(folder)
+    assert len(old) == n and old.search(embs[2].frames, embs[2].video, k=1)[0].position == 2
+    more_r, more_e = _synthetic(2, d, t, seed=9)
+    with VideoIndex.writing(folder) as idx:
+        idx.append(more_r, more_e, derive=True)
+    new = VideoIndex.open(folder)
+    assert new.manifest["format_version"] == 2 and len(new) == n + 2
+    assert not list(folder.glob("*-3.npy"))  # the format-1 files are gone
+    assert new.records[new.search(more_e[1].frames, more_e[1].video, k=1)[0].position].id == more_r[1].id
+
+
+def test_ivf_branch_for_large_segments(tmp_path, monkeypatch):
+    from engine import index as index_module
+    from engine.index import VideoIndex
 
     monkeypatch.setattr(index_module, "FLAT_LIMIT", 100)
-    rng = np.random.default_rng(0)
-    n, d = 400, 16
-    videos = rng.standard_normal((n, d)).astype(np.float32)
-    videos /= np.linalg.norm(videos, axis=1, keepdims=True)
-    empty = VideoIndex.new("m", "efficientnet-lite0", "l3-irmac", d, 1.0)
-    records = [VideoRecord(f"v{i}", f"v{i}.mp4", 0, 0, 1.0, 1.0, 8, 8, 1) for i in range(n)]
-    idx = VideoIndex(empty.manifest, records, videos, np.arange(n + 1, dtype=np.int64),
-                     videos.astype(np.float16), np.zeros((n, 2), np.float32), coords=np.zeros((n, 2), np.float32))
-    assert "IVF" in type(idx._faiss).__name__
-    idx.save(tmp_path / "ivf")
+    d = 16
+    records, embs = _synthetic(400, d, 1)
+    with VideoIndex.writing(tmp_path / "ivf", _new(d)) as idx:
+        idx.append(records, embs, derive=True)
     opened = VideoIndex.open(tmp_path / "ivf")
-    assert opened.manifest["faiss"] == "ivf"
+    assert opened.manifest["faiss"] == "ivf-pq"
     for i in (0, 123, 399):
+        e = embs[i]
         for measure in ("cosine", "chamfer"):
-            hit = opened.search(videos[i:i + 1], videos[i], k=1, measure=measure, normalize=False)[0]
+            hit = opened.search(e.frames, e.video, k=1, measure=measure, normalize=False, candidates=50)[0]
             assert (hit.position, round(hit.score, 2)) == (i, 1.0)
-            assert opened.search(videos[i:i + 1], videos[i], k=1, measure=measure)[0].position == i
 
 
 def test_index_and_model_from_the_hub(engine_and_index, pca_model, corpus, monkeypatch):

@@ -27,12 +27,35 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                    help="compare raw cosines (no corpus-aware background subtraction)")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
+    p.add_argument("--codec", metavar="SPEC",
+                   help="store the database frames as an index would: a codec of this FAISS spec (e.g. "
+                        "PCAR384,SQ4, the index default) trained on the first 4096 frames; "
+                        "queries stay float32")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--results", type=Path, metavar="FILE",
                    help="also record the numbers in this results file (e.g. assets/results.json, "
                         "which the demo's About panel shows)")
     p.add_argument("--label", help="the row's name in --results (default: 'TCA' or 'no TCA')")
     add_model_flags(p, backbone=False)
+
+
+def coded_database(embs: dict, database: list[str], queries: set[str], spec: str) -> dict:
+    """The embeddings with every database video's frames and video vector passed through
+    a codec trained, as an index trains it, on the first TRAIN_FRAMES database frames."""
+    import numpy as np
+
+    from ..codec import TRAIN_FRAMES, Codec
+
+    ids = [v for v in database if v in embs and v not in queries]
+    # trained on the first frames of the database, then of the queries (an index holding
+    # both would see them), so that a small benchmark has enough frames for the PCA
+    order = ids + sorted(v for v in embs if v not in set(ids))
+    codec = Codec.train(spec, np.concatenate([embs[v][0] for v in order])[:TRAIN_FRAMES])
+    out = dict(embs)
+    for v in ids:
+        frames, video = embs[v]
+        out[v] = (codec.decode(codec.encode(frames)), codec.decode(codec.encode(video.reshape(1, -1)))[0])
+    return out
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -59,11 +82,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache)
     missing = len(set(wanted) - set(feats))
     embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
+    if args.codec:
+        embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize)  # backgrounds once
     results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser, fps, db)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")
     if args.no_normalize:
         model_name += ", raw cosine"
+    if args.codec:
+        model_name += f", database stored as {args.codec}"
     edits = {}
     if hasattr(bench, "edit_table"):
         measure = "chamfer" if "chamfer" in (args.measure or list(MEASURES)) else args.measure[0]

@@ -140,7 +140,6 @@ def scale(n: int, work: Path, fpv: int = 20, dim: int = 512, chunk: int = 10_000
     """The scale part: build an index of n synthetic 20-s videos in a child process (its peak
     resident memory), open it (a fresh process), search it (p95 of `queries` chamfer
     searches with re-rank of the top 100), append 100 videos (seconds and bytes written)."""
-    import json
     import resource
     import subprocess
     import sys
@@ -192,7 +191,7 @@ def scale(n: int, work: Path, fpv: int = 20, dim: int = 512, chunk: int = 10_000
            "index_bytes": int(total), "codec": index.codec.spec,
            "reference_frames": reference_frames, "frames_per_video": fpv, "dim": dim}
     shutil.rmtree(directory, ignore_errors=True)
-    return {"bytes_per_indexed_minute": round(total / minutes, 1), "scale": [row], "json": json.dumps(row)}
+    return {"bytes_per_indexed_minute": round(total / minutes, 1), "scale": [row]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -222,7 +221,6 @@ def main(argv: list[str] | None = None) -> None:
             out = scale(args.scale, work, reference_frames=args.reference_frames)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        out.pop("json")
         print(json.dumps(out, indent=1))
         if args.json:
             from .files import atomic_write

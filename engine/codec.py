@@ -13,8 +13,6 @@ same videos (one process, or Ray workers) write the same codes.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import faiss
 import numpy as np
 
@@ -81,7 +79,3 @@ class Codec:
         if len(codes) == 0:
             return np.zeros((0, self.dim), np.float32)
         return self._index.sa_decode(np.ascontiguousarray(codes, np.uint8))
-
-
-def codec_file(directory: Path) -> Path:
-    return directory / "codec.faiss"

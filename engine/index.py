@@ -37,8 +37,8 @@ float16 files) open read-only and are converted to a segment by the next writer.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,7 +68,6 @@ class IndexMismatchError(IndexFileError):
     """The index was built with another backbone/model than the one loaded."""
 
 
-IndexDamagedError = DamagedFileError  # a data file that does not match its checksums, or is missing
 
 
 @dataclass
@@ -96,27 +95,6 @@ class Hit:
 
 
 # ------------------------------------------------------------------------------ segments
-class _Plain:
-    """A format-1 array (no checksums) with CheckedArray's reading interface."""
-
-    def __init__(self, path: Path):
-        self.path, self._array = path, np.load(path, mmap_mode="r")
-
-    shape = property(lambda self: self._array.shape)
-
-    def __len__(self) -> int:
-        return len(self._array)
-
-    def rows(self, lo: int, hi: int) -> np.ndarray:
-        return np.array(self._array[lo:hi])
-
-    def take(self, spans):
-        return np.concatenate([self.rows(a, b) for a, b in spans]) if spans else self.rows(0, 0)
-
-    def all(self) -> np.ndarray:
-        return np.array(self._array)
-
-
 class Segment:
     """One immutable group of videos on disk; `entry` is its manifest record."""
 
@@ -125,24 +103,22 @@ class Segment:
         self.name = entry["name"]
         self.n, self.f = int(entry["videos"]), int(entry["frames"])
         files = entry["files"]
-        if entry.get("v1"):  # a format-1 index seen as one unchecked segment
-            self.offsets = np.load(directory / files["offsets"]["file"])
-            self.videos, self.frames, self.meta = (_Plain(directory / files[k]["file"]) for k in ("videos", "frames", "meta"))
-        else:
-            self.offsets = CheckedArray(self._path("offsets"), files["offsets"]).all()
-            self.videos, self.frames, self.meta = (
-                CheckedArray(self._path(k), files[k]) for k in ("videos", "frames", "meta"))
+        # a format-1 index is one unchecked segment whose entries name its files
+        self.offsets, self.videos, self.frames, self.meta = (
+            CheckedArray(directory / files[k]["file"] if "file" in files[k] else self._path(k),
+                         files[k] if "crc32" in files[k] else None) for k in ("offsets", "videos", "frames", "meta"))
+        self.offsets = self.offsets.all()
         if len(self.offsets) != self.n + 1 or self.offsets[-1] != self.f or len(self.frames) != self.f:
-            raise IndexDamagedError(f"{directory}: segment {self.name}'s files disagree with the manifest; "
+            raise DamagedFileError(f"{directory}: segment {self.name}'s files disagree with the manifest; "
                                     "rebuild the index")
         self._records: list[VideoRecord] | None = None
         self._records_file = None
         if not entry.get("v1"):  # opened now: still readable if a writer merges this segment away
-            path = self._path(f"{self.name}.records.jsonl")
+            path = self.directory / f"{self.name}.records.jsonl"
             try:
                 self._records_file = open(path, "rb")
             except OSError as err:
-                raise IndexDamagedError(f"{path}: damaged index file (missing: {err.strerror}); "
+                raise DamagedFileError(f"{path}: damaged index file (missing: {err.strerror}); "
                                         "rebuild the index") from err
         self.background: np.ndarray | None = None  # [f]
         self.video_background: np.ndarray | None = None  # [n]
@@ -153,18 +129,17 @@ class Segment:
             self.video_background = self._derived(derived["video_background"])
         with contextlib.suppress(KeyError):
             self.coords = self._derived(derived["map"])
-        self._faiss = None
+        self._faiss: faiss.Index | None = None
         if "faiss" in files:
             path = self.directory / files["faiss"]["file"]
             verified_bytes(path, files["faiss"])  # a flipped code would give wrong candidates
             self._faiss = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
     def _path(self, kind: str) -> Path:
-        return self.directory / (kind if "." in kind else f"{self.name}.{kind}.npy")
+        return self.directory / f"{self.name}.{kind}.npy"
 
     def _derived(self, spec: dict) -> np.ndarray:
-        path = self.directory / spec["file"]
-        return CheckedArray(path, spec).all() if "crc32" in spec else np.load(path)
+        return CheckedArray(self.directory / spec["file"], spec if "crc32" in spec else None).all()
 
     @property
     def records(self) -> list[VideoRecord]:
@@ -173,7 +148,7 @@ class Segment:
             if self.entry.get("v1"):
                 self._records = [VideoRecord(**r) for r in spec["inline"]]
             else:
-                text = verified_bytes(self._path(f"{self.name}.records.jsonl"), spec, self._records_file).decode()
+                text = verified_bytes(self.directory / f"{self.name}.records.jsonl", spec, self._records_file).decode()
                 self._records = [VideoRecord(**json.loads(line)) for line in text.splitlines()]
         return self._records
 
@@ -184,18 +159,22 @@ class Segment:
         """Decoded float32 video vectors [len(local) or n, d]."""
         if local is None:
             return self.codec.decode(self.videos.all())
-        return self.codec.decode(np.concatenate([self.videos.rows(i, i + 1) for i in local])
-                                 if len(local) else self.videos.rows(0, 0))
+        return self.codec.decode(self.videos.take([(i, i + 1) for i in local]))
+
+    def faiss_index(self) -> faiss.Index:
+        """The segment's video-level index: the stored IVF-PQ of a large segment, else an
+        exact one built from the decoded video vectors on first use."""
+        if self._faiss is None:
+            self._faiss = faiss.IndexFlatIP(self.codec.dim)
+            self._faiss.add(np.ascontiguousarray(self.video_vectors(), np.float32))
+        return self._faiss
 
     def candidates(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(local ids, approximate scores) of the k best videos by cosine of video vectors."""
         k = min(k, self.n)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if self._faiss is None:
-            self._faiss = faiss.IndexFlatIP(self.codec.dim)
-            self._faiss.add(np.ascontiguousarray(self.video_vectors(), np.float32))
-        scores, ids = self._faiss.search(q.reshape(1, -1), k)
+        scores, ids = self.faiss_index().search(q.reshape(1, -1), k)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]
 
@@ -236,8 +215,9 @@ class VideoIndex:
                 dead[self._video_start[s] + np.asarray(rows, np.int64)] = True
         self._dead = dead
         self._live = np.flatnonzero(~dead)
-        counts = np.concatenate([np.diff(s.offsets) for s in self.segments]) if self.segments else np.zeros(0)
-        self._live_frames = int(counts[~dead].sum())
+        counts = np.concatenate([np.diff(s.offsets) for s in self.segments]) if self.segments else \
+            np.zeros(0, np.int64)
+        self._live_frame_mask = np.repeat(~dead, counts)  # [physical frames]
         self._position: dict[str, int] | None = None
         self._frames_cache: np.ndarray | None = None
         self._bg_cache: tuple[np.ndarray, np.ndarray] | None = None
@@ -279,7 +259,7 @@ class VideoIndex:
             manifest = _read_manifest(directory)
             try:
                 return cls._from_manifest(directory, manifest)
-            except IndexDamagedError:
+            except DamagedFileError:
                 if attempt == 2 or _read_manifest(directory).get("generation") == manifest.get("generation"):
                     raise
         raise AssertionError("unreachable")
@@ -298,9 +278,9 @@ class VideoIndex:
             codec = Codec.from_bytes(spec["spec"], int(manifest["dim"]), data)
             segments = [Segment(directory, e, codec) for e in manifest["segments"]]
         except DamagedFileError as err:
-            raise IndexDamagedError(str(err)) from None
+            raise DamagedFileError(str(err)) from None
         except (OSError, ValueError, RuntimeError, KeyError) as err:
-            raise IndexDamagedError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
+            raise DamagedFileError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
         return cls(manifest, directory, segments, codec)
 
     @classmethod
@@ -323,7 +303,7 @@ class VideoIndex:
                 derived["map"] = {"file": f"map-{gen}.npy"}
             entry["derived"] = derived
             seg = Segment(directory, entry, Codec.float16(int(manifest["dim"])))
-        except (OSError, ValueError, RuntimeError, IndexDamagedError) as err:
+        except (OSError, ValueError, RuntimeError, DamagedFileError) as err:
             raise IndexFileError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
         if index.ntotal != n or len(seg.videos) != n:
             raise IndexFileError(f"{directory}: index files disagree with the manifest; rebuild it")
@@ -341,8 +321,7 @@ class VideoIndex:
             return "cpu"
         self._gpu_resources = faiss.StandardGpuResources()
         for seg in self.segments:
-            seg.candidates(np.zeros(self.dim, np.float32), 1)  # builds a flat segment's index
-            seg._faiss = faiss.index_cpu_to_gpu(self._gpu_resources, 0, seg._faiss)
+            seg._faiss = faiss.index_cpu_to_gpu(self._gpu_resources, 0, seg.faiss_index())
         return "cuda"
 
     def check_model(self, model_id: str, backbone: str) -> None:
@@ -361,7 +340,7 @@ class VideoIndex:
     @property
     def num_frames(self) -> int:
         """Frames of the live videos."""
-        return self._live_frames
+        return int(self._live_frame_mask.sum())
 
     @property
     def dim(self) -> int:
@@ -398,45 +377,41 @@ class VideoIndex:
         except UnknownVideoError:
             return False
 
-    def _frame_rows(self, spans: list[tuple[int, int]], what: str = "frames") -> np.ndarray:
-        """Rows of global frame spans from the segments' `what` arrays (codes, not decoded)."""
-        parts = []
-        for lo, hi in spans:
-            s = int(np.searchsorted(self._frame_start, lo, side="right") - 1)
-            base = int(self._frame_start[s])
-            parts.append(getattr(self.segments[s], what).rows(lo - base, hi - base))
-        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
-
-    def _decoded(self, spans: list[tuple[int, int]]) -> np.ndarray:
-        if self._frames_cache is None and self._frame_start[-1] <= CACHE_FRAMES:
+    def _gather(self, spans: list[tuple[int, int]], what: str = "frames") -> np.ndarray:
+        """Rows of global frame spans, in order, from the segments' `what` arrays: "frames"
+        decoded to float32 [rows, d] (one decode call per segment: a FAISS decode has a
+        fixed cost per call), "meta" as stored."""
+        decode = what == "frames"
+        if decode and self._frames_cache is None and self._frame_start[-1] <= CACHE_FRAMES:
             self._frames_cache = np.concatenate(
                 [s.codec.decode(s.frames.all()) for s in self.segments]
             ) if self.segments else np.zeros((0, self.dim), np.float32)
-        if self._frames_cache is not None:
+        if decode and self._frames_cache is not None:
             return np.concatenate([self._frames_cache[a:b] for a, b in spans]) if spans else \
                 np.zeros((0, self.dim), np.float32)
+        width = self.dim if decode else 2
         if not spans:
-            return np.zeros((0, self.dim), np.float32)
-        # one decode call per segment: a FAISS decode has a fixed cost per call
+            return np.zeros((0, width), np.float32)
         seg_of = np.searchsorted(self._frame_start, [lo for lo, _ in spans], side="right") - 1
         lengths = np.array([hi - lo for lo, hi in spans])
-        out = np.empty((int(lengths.sum()), self.dim), np.float32)
         start = np.concatenate([[0], np.cumsum(lengths)])
+        out = np.empty((int(start[-1]), width), np.float32)
         for s in np.unique(seg_of):
             base, seg = int(self._frame_start[s]), self.segments[s]
             which = np.flatnonzero(seg_of == s)
-            decoded = seg.codec.decode(seg.frames.take([(spans[j][0] - base, spans[j][1] - base) for j in which]))
+            rows = getattr(seg, what).take([(spans[j][0] - base, spans[j][1] - base) for j in which])
+            rows = seg.codec.decode(rows) if decode else rows
             at = 0
             for j in which:
-                out[start[j] : start[j + 1]] = decoded[at : at + lengths[j]]
+                out[start[j] : start[j + 1]] = rows[at : at + lengths[j]]
                 at += lengths[j]
         return out
 
     def video_frames(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video."""
         span = self._span(position)
-        meta = self._frame_rows([span], "meta").astype(np.float32)
-        return self._decoded([span]), meta[:, 0].copy(), meta[:, 1].copy()
+        meta = self._gather([span], "meta")
+        return self._gather([span]), meta[:, 0].copy(), meta[:, 1].copy()
 
     def video_vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 [len(positions) or N, d] decoded video embeddings of live positions."""
@@ -448,10 +423,6 @@ class VideoIndex:
             sel = seg_of == s
             out[sel] = self.segments[s].video_vectors(phys[sel] - self._video_start[s])
         return out
-
-    @property
-    def videos(self) -> np.ndarray:
-        return self.video_vectors()
 
     def source_path(self, position: int) -> Path:
         """Absolute path of the video file, resolved against the recorded root."""
@@ -476,9 +447,7 @@ class VideoIndex:
                 return self._bg_cache
             self._bg_phys = np.concatenate([s.background for s in self.segments])
             vb = np.concatenate([s.video_background for s in self.segments])
-            spans = [self._span(p) for p in range(len(self))]
-            fb = np.concatenate([self._bg_phys[a:b] for a, b in spans]) if spans else np.zeros(0, np.float32)
-            self._bg_cache = (fb, vb[self._live])
+            self._bg_cache = (self._bg_phys[self._live_frame_mask], vb[self._live])
         return self._bg_cache
 
     def frame_backgrounds(self, position: int) -> np.ndarray:
@@ -519,7 +488,7 @@ class VideoIndex:
             self._invalidate_derived()
             n = len(self)
             spans = [self._span(p) for p in range(n)]
-            frames = self._decoded(spans)
+            frames = self._gather(spans)
             offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
             videos = self.video_vectors()
             from .collection_map import fit_map
@@ -529,9 +498,7 @@ class VideoIndex:
             phys_fb = np.zeros(int(self._frame_start[-1]), np.float32)
             phys_vb = np.zeros(len(self._dead), np.float32)
             phys_map = np.zeros((len(self._dead), 2), np.float32)
-            for p, (a, b) in enumerate(spans):
-                phys_fb[a:b] = fb[offsets[p]:offsets[p + 1]]
-            phys_vb[self._live], phys_map[self._live] = vb, coords
+            phys_fb[self._live_frame_mask], phys_vb[self._live], phys_map[self._live] = fb, vb, coords
             for i, s in enumerate(self.segments):
                 fa, fz = int(self._frame_start[i]), int(self._frame_start[i + 1])
                 va, vz = int(self._video_start[i]), int(self._video_start[i + 1])
@@ -575,8 +542,6 @@ class VideoIndex:
             return self._ref
         spec = self.manifest.get("reference")
         if spec is not None:
-            import io
-
             data = np.load(io.BytesIO(verified_bytes(self.directory / spec["file"], spec)))
             self._ref = {k: data[k] for k in data.files}
             return self._ref
@@ -594,12 +559,10 @@ class VideoIndex:
         spans = [self._span(p) for p in chosen]
         videos = self.video_vectors(np.array(chosen, np.int64))
         self._ref = {"ids": np.array([self.records[p].id for p in chosen]),
-                     "frames": self._decoded(spans).astype(np.float16),
+                     "frames": self._gather(spans).astype(np.float16),
                      "offsets": np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64),
                      "videos": videos, "coords": fit_map(videos)}
         if persist:
-            import io
-
             buf = io.BytesIO()
             np.savez(buf, **self._ref)
             name = f"reference-{int(self.manifest['generation']) + 1}.npz"
@@ -650,7 +613,7 @@ class VideoIndex:
             if normalize:
                 self.background
                 bg = np.concatenate([self._bg_phys[a:b] for a, b in spans])
-            scores = chamfer_many(query_frames, self._decoded(spans), offsets,
+            scores = chamfer_many(query_frames, self._gather(spans), offsets,
                                   measure == Measure.SYMMETRIC_CHAMFER, background=bg)
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
@@ -674,8 +637,8 @@ class VideoIndex:
     @contextlib.contextmanager
     def writing(cls, directory: str | Path, new: "VideoIndex | None" = None) -> Iterator["VideoIndex"]:
         """Open (or create from `new`) the index at `directory` for writing, holding its
-        lock: a second writer gets a clear error naming this process. Format-1 indexes are
-        converted to one segment first."""
+        lock: a second writer gets a clear error naming this process. Nothing is written
+        before the first write (a format-1 index is converted to a segment then)."""
         directory = Path(directory)
         with folder_lock(directory):
             if (directory / MANIFEST).is_file():
@@ -688,16 +651,17 @@ class VideoIndex:
             else:
                 raise IndexFileError(f"{directory}: not an index (no {MANIFEST})")
             index._writable = True
-            if index.manifest.get("format_version") == 1:
-                index._convert_v1()
             try:
                 yield index
             finally:
                 index._writable = False
 
     def _require_writable(self) -> None:
+        """Every write starts here: inside `writing`, and a format-1 index converted first."""
         if not self._writable or self.directory is None:
             raise IndexFileError("write to an index inside `with VideoIndex.writing(directory):`")
+        if self.manifest.get("format_version") == 1:
+            self._convert_v1()
 
     def append(self, records: list[VideoRecord], embeddings: list, derive: bool = False) -> None:
         """Add videos (VideoEmbedding-like: frames [T, d], video [d], times [T] s, attention
@@ -763,7 +727,7 @@ class VideoIndex:
         have = int(self._frame_start[-1])
         if have + len(new_frames) < need:
             return False
-        old = self._decoded([(0, have)]) if have else np.zeros((0, self.dim), np.float32)
+        old = self._gather([(0, have)]) if have else np.zeros((0, self.dim), np.float32)
         sample = np.concatenate([old, new_frames])[:need]  # the first frames: deterministic
         self.codec = Codec.train(spec["train"], sample)
         gen = int(self.manifest["generation"]) + 1
@@ -836,7 +800,7 @@ class VideoIndex:
             records += [recs[i] for i in live]
             all_live = len(live) == seg.n
             if same:
-                vids.append(seg.videos.all() if all_live else np.concatenate([seg.videos.rows(i, i + 1) for i in live]))
+                vids.append(seg.videos.take([(i, i + 1) for i in live]))
             else:
                 vids.append(seg.video_vectors(live))
             spans = [(0, seg.f)] if all_live else [(int(seg.offsets[i]), int(seg.offsets[i + 1])) for i in live]
@@ -873,7 +837,7 @@ class VideoIndex:
             if same:
                 first = frames[0][0].frames
                 frames_all = ((sum(b - a for _, spans in frames for a, b in spans), *first.shape[1:]),
-                              first._array.dtype if hasattr(first, "_array") else np.float16, _blocks(frames))
+                              first.dtype, _blocks(frames))
             else:
                 frames_all = np.concatenate(frames) if len(frames) > 1 else frames[0]
             del frames

@@ -143,10 +143,8 @@ def build_index(
     started = time.perf_counter()
     root = os.path.relpath(video_dir.resolve(), index_dir.resolve())
     fresh = not (index_dir / MANIFEST).exists()
-    if not fresh:
-        check(VideoIndex.open(index_dir))  # a mismatch is an error before anything is locked or written
     with VideoIndex.writing(index_dir, new_index(root) if fresh else None) as index:
-        check(index)
+        check(index)  # a mismatch is an error before anything is written
         index.manifest["root"] = root
         plan = plan_update(video_dir, index)
         report = plan.report

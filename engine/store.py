@@ -81,17 +81,19 @@ class CheckedArray:
     """A .npy array opened memory-mapped whose reads are checked block by block.
 
     `rows(lo, hi)` returns a copy of rows lo:hi after verifying the blocks they lie in
-    (each block once per process); `all()` verifies and returns the whole array."""
+    (each block once per process); `all()` verifies and returns the whole array.
+    entry None: a file written without checksums (format-1 indexes), read unchecked."""
 
-    def __init__(self, path: Path, entry: dict):
-        _check_size(path, entry)
-        self.path, self._crc = path, list(entry["crc32"])
+    def __init__(self, path: Path, entry: dict | None):
+        if entry is not None:
+            _check_size(path, entry)
+        self.path, self._crc = path, list(entry["crc32"]) if entry is not None else []
         try:
             self._array = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as err:
             raise DamagedFileError(_damaged(path, f"unreadable: {err}")) from err
-        self._raw = np.memmap(path, np.uint8, "r") if entry["bytes"] else np.zeros(0, np.uint8)
-        self._header = entry["bytes"] - self._array.nbytes
+        self._raw = np.memmap(path, np.uint8, "r") if self._crc else np.zeros(0, np.uint8)
+        self._header = entry["bytes"] - self._array.nbytes if entry is not None else 0
         self._row_bytes = int(np.prod(self._array.shape[1:], dtype=np.int64)) * self._array.itemsize
         self._ok = np.zeros(len(self._crc), bool)
         self._verify(0, self._header)  # the header says the shape: check it at once
@@ -99,6 +101,10 @@ class CheckedArray:
     @property
     def shape(self) -> tuple[int, ...]:
         return self._array.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._array.dtype
 
     def __len__(self) -> int:
         return len(self._array)

@@ -264,23 +264,11 @@ def test_a_second_writer_is_told_who_holds_the_lock(small_folder, tmp_path):
         pass
 
 
-def _synthetic(n, d, frames_per_video, seed=0):
-    from types import SimpleNamespace
+def _synthetic(first, n, d, frames_per_video):
+    """n videos of random unit frames, ids v{first}.. (the scale benchmark's generator)."""
+    from engine.bench import synthetic_videos
 
-    from engine.index import VideoRecord
-
-    rng = np.random.default_rng(seed)
-    embs, records = [], []
-    for i in range(n):
-        f = rng.standard_normal((frames_per_video, d)).astype(np.float32)
-        f /= np.linalg.norm(f, axis=1, keepdims=True)
-        v = f.mean(0) / np.linalg.norm(f.mean(0))
-        t = np.arange(frames_per_video, dtype=np.float32)
-        embs.append(SimpleNamespace(frames=f, video=v, times=t, attention=np.full(frames_per_video, 1 / frames_per_video,
-                                                                                  np.float32)))
-        records.append(VideoRecord(f"v{seed}-{i}", f"v{i}.mp4", 0, 0, float(frames_per_video), 1.0, 8, 8,
-                                   frames_per_video))
-    return records, embs
+    return synthetic_videos(first, n, frames_per_video, d)
 
 
 def _new(d, **kw):
@@ -297,7 +285,7 @@ def test_damaged_or_truncated_files_are_clear_errors(tmp_path, monkeypatch):
 
     monkeypatch.setattr(store, "BLOCK", 256)  # many blocks: large files are checked as they are read
     d = 16
-    records, embs = _synthetic(12, d, 5)
+    records, embs = _synthetic(0, 12, d, 5)
     with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
         idx.append(records, embs, derive=True)
     frames = next((tmp_path / "idx").glob("*.frames.npy"))
@@ -328,7 +316,7 @@ def test_appends_write_only_new_segments_and_merge_in_tiers(tmp_path, monkeypatc
     monkeypatch.setattr(index_module, "MERGE_FACTOR", 3)
     d = 64  # random videos far enough apart that each is its own best match by cosine too
     with VideoIndex.writing(tmp_path / "idx", _new(d, exact_frames=50, reference_frames=30)) as idx:
-        batches = [_synthetic(4, d, 5, seed=s) for s in range(5)]
+        batches = [_synthetic(4 * s, 4, d, 5) for s in range(5)]
         idx.append(*batches[0], derive=True)
         idx.append(*batches[1], derive=True)
         first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "idx").glob("s*.frames.npy")}
@@ -340,13 +328,13 @@ def test_appends_write_only_new_segments_and_merge_in_tiers(tmp_path, monkeypatc
         assert {k: after[k] for k in big} == big and len(after) == 2  # the old segment was not rewritten
         assert not set(first) & set(big)
         assert "reference" in idx.manifest  # 80 frames > exact_frames: a fixed reference sample
-        idx.remove(["v0-1", "v3-2"])
+        idx.remove(["v1", "v14"])
         idx.append(*batches[4], derive=True)
     opened = VideoIndex.open(tmp_path / "idx")
-    assert len(opened) == 18 and "v0-1" not in opened and "v3-1" in opened
+    assert len(opened) == 18 and "v1" not in opened and "v13" in opened
     for recs, embs in batches:
         for r, e in zip(recs, embs):
-            if r.id in ("v0-1", "v3-2"):
+            if r.id in ("v1", "v14"):
                 continue
             for measure in ("chamfer", "cosine"):
                 hit = opened.search(e.frames, e.video, k=1, measure=measure)[0]
@@ -363,10 +351,10 @@ def test_codec_is_trained_once_there_are_enough_frames(tmp_path):
     d = 32
     with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
         idx.manifest["codec"]["train_frames"] = 300
-        first = _synthetic(20, d, 10, seed=1)  # 200 frames: float16
+        first = _synthetic(0, 20, d, 10)  # 200 frames: float16
         idx.append(*first, derive=True)
         assert idx.codec.spec == "float16" and idx.segments[0].frames.shape == (200, d)
-        second = _synthetic(20, d, 10, seed=2)  # 400 frames: the codec is trained and all is recoded
+        second = _synthetic(20, 20, d, 10)  # 400 frames: the codec is trained and all is recoded
         idx.append(*second, derive=True)
     opened = VideoIndex.open(tmp_path / "idx")
     assert opened.codec.spec == "PCAR24,SQ4" and opened.manifest["codec"]["file"]
@@ -390,7 +378,7 @@ def test_format_1_index_opens_and_converts(tmp_path):
     import faiss
 
     d, n, t = 16, 6, 4
-    records, embs = _synthetic(n, d, t)
+    records, embs = _synthetic(0, n, d, t)
     folder = tmp_path / "v1"
     folder.mkdir()
     videos = np.stack([e.video for e in embs])
@@ -409,7 +397,7 @@ def test_format_1_index_opens_and_converts(tmp_path):
         "videos": [asdict(r) for r in records]}))
     old = VideoIndex.open(folder)
     assert len(old) == n and old.search(embs[2].frames, embs[2].video, k=1)[0].position == 2
-    more_r, more_e = _synthetic(2, d, t, seed=9)
+    more_r, more_e = _synthetic(n, 2, d, t)
     with VideoIndex.writing(folder) as idx:
         idx.append(more_r, more_e, derive=True)
     new = VideoIndex.open(folder)
@@ -424,7 +412,7 @@ def test_ivf_branch_for_large_segments(tmp_path, monkeypatch):
 
     monkeypatch.setattr(index_module, "FLAT_LIMIT", 100)
     d = 16
-    records, embs = _synthetic(400, d, 1)
+    records, embs = _synthetic(0, 400, d, 1)
     with VideoIndex.writing(tmp_path / "ivf", _new(d)) as idx:
         idx.append(records, embs, derive=True)
     opened = VideoIndex.open(tmp_path / "ivf")

@@ -209,6 +209,7 @@ class Engine:
             self.index.use_device(device)
             fps = fps or float(self.index.manifest["sample_fps"])
         self.embedder = Embedder(bundle, backbone_weights, device, fps or 1.0, max_duration, max_pixels=max_pixels)
+        self.backbone_weights = str(backbone_weights) if backbone_weights else None
         self.candidates = candidates
         self.normalize = normalize
 
@@ -350,10 +351,13 @@ class Engine:
 
     # ------------------------------------------------------------------ indexing
     def build_index(self, video_dir: str | Path, index_dir: str | Path, progress: bool = True,
-                    commit_seconds: float = 0.0) -> BuildReport:
+                    commit_seconds: float = 0.0, ray: str | None = None, actors: int | None = None) -> BuildReport:
         """Index (or incrementally update) `index_dir` from every video under `video_dir`;
         finished videos are committed every `commit_seconds` (0: after each), so a killed
-        run keeps them; one writer at a time (a second gets a clear error)."""
+        run keeps them; one writer at a time (a second gets a clear error).
+        ray: embed on Ray Data actors instead of in this process ("local" starts Ray here,
+        else a cluster address such as "auto"; `actors` of them, default one per GPU or CPU);
+        the index is the same."""
         bundle = self.model
         index_dir = Path(index_dir)
         model_path = None
@@ -370,7 +374,17 @@ class Engine:
             index.check_model(bundle.identity, bundle.backbone.value)
             index.manifest["model_path"] = model_path
 
-        report = build_index(video_dir, index_dir, self.embed, new_index, check, progress, commit_seconds)
+        stage = None
+        if ray is not None:
+            from functools import partial
+
+            from .ray_embedding import embed_files_ray
+
+            e = self.embedder
+            stage = partial(embed_files_ray, bundle=bundle, backbone_weights=self.backbone_weights,
+                            device=str(e.device), fps=e.fps, max_duration=e.max_duration,
+                            max_pixels=e.max_pixels, address=ray, actors=actors)
+        report = build_index(video_dir, index_dir, self.embed, new_index, check, progress, commit_seconds, stage)
         self.index = VideoIndex.open(index_dir)
         self.index.use_device(str(self.embedder.device))
         return report

@@ -9,6 +9,9 @@
 3. Search latency against synthetic indexes of 10k and 100k videos (random unit vectors,
    float16 frame store on disk): FAISS top-100 + chamfer re-rank.
 
+`--scale N` runs only the scale part (build, open, search, append at N synthetic videos);
+`--ray VIDEO_DIR` only indexing throughput in this process against a local Ray.
+
 Runs with `pip install -r requirements.txt` alone. `--results FILE` also records the
 numbers in a results file (assets/results.json is what the demo's About panel shows).
 """
@@ -194,6 +197,38 @@ def scale(n: int, work: Path, fpv: int = 20, dim: int = 512, chunk: int = 10_000
     return {"bytes_per_indexed_minute": round(total / minutes, 1), "scale": [row]}
 
 
+def ray_throughput(video_dir: Path, work: Path, actors: list[int | None]) -> dict:
+    """Index `video_dir` in this process, then on a local Ray with each number of actors
+    (None: the default, one per CPU); video-seconds indexed per wall-second of each run.
+    Ray's start is timed apart (a cluster pays it once, not per run)."""
+    from . import Engine
+    from .ray_embedding import connect
+
+    from .indexing import scan_folder
+
+    for path in scan_folder(video_dir):  # every run then reads the files from the page cache
+        path.read_bytes()
+    eng = Engine()
+    rows = []
+    t = time.perf_counter()
+    connect()
+    ray_start = time.perf_counter() - t
+    for way in ["single process"] + actors:
+        out = work / f"index-{len(rows)}"
+        t = time.perf_counter()
+        if way == "single process":
+            report = eng.build_index(video_dir, out, progress=False)
+        else:
+            report = eng.build_index(video_dir, out, progress=False, ray="local", actors=way)
+        seconds = time.perf_counter() - t
+        name = way if isinstance(way, str) else f"Ray, {way or os.cpu_count()} actor(s)"
+        rows.append({"way": name, "videos": len(report.added), "video_seconds": round(report.video_seconds, 1),
+                     "seconds": round(seconds, 1), "video_seconds_per_second": round(report.video_seconds / seconds, 2)})
+        print(f"  {name:<22} {rows[-1]['videos']} videos, {report.video_seconds:.0f} video-s in {seconds:.1f} s "
+              f"= {rows[-1]['video_seconds_per_second']:.2f} video-s per s")
+    return {"ray_start_seconds": round(ray_start, 1), "cpus": os.cpu_count(), "runs": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     from . import Engine
     from .similarity import Measure
@@ -208,17 +243,24 @@ def main(argv: list[str] | None = None) -> None:
                     help="run only the scale part at N synthetic 20-s videos (build, open, search, append)")
     ap.add_argument("--reference-frames", type=int, default=2048,
                     help="with --scale: the background reference sample's size (frames)")
-    ap.add_argument("--json", type=Path, metavar="OUT", help="with --scale: write the numbers here")
+    ap.add_argument("--ray", type=Path, metavar="VIDEO_DIR",
+                    help="run only the indexing throughput of VIDEO_DIR: this process against a local Ray "
+                         "(needs requirements-ray.txt)")
+    ap.add_argument("--actors", default=",1", help="with --ray: actor counts to try (empty: one per CPU)")
+    ap.add_argument("--json", type=Path, metavar="OUT", help="with --scale or --ray: write the numbers here")
     ap.add_argument("--results", type=Path, metavar="FILE",
                     help="also record the numbers in this results file (e.g. assets/results.json)")
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
-    if args.scale:
+    if args.scale or args.ray:
         import json
 
         work = Path(tempfile.mkdtemp(prefix="tca-scale-"))
         try:
-            out = scale(args.scale, work, reference_frames=args.reference_frames)
+            if args.ray:
+                out = ray_throughput(args.ray, work, [int(a) if a else None for a in args.actors.split(",")])
+            else:
+                out = scale(args.scale, work, reference_frames=args.reference_frames)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(json.dumps(out, indent=1))

@@ -77,6 +77,12 @@ def arguments_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tca", action="store_true",
                    help="the model with its TCA replaced by mean pooling (recorded in the index), "
                         "to compare with and without TCA on your own collection")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="embed on Ray Data actors (pip install -r requirements-ray.txt): alone, a local "
+                        "Ray on this machine; with an address (auto, ray://HOST:10001), that cluster, "
+                        "whose nodes must see VIDEO_DIR at the same path")
+    p.add_argument("--actors", type=int, metavar="N",
+                   help="with --ray: how many embedding actors (default: one per GPU, else one per CPU)")
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -85,7 +91,10 @@ def run_index(args: argparse.Namespace) -> int:
     eng = Engine(model=args.model, backbone=args.backbone, backbone_weights=args.backbone_weights,
                  device=args.device, fps=args.fps, max_duration=args.max_duration, use_tca=not args.no_tca)
     print(f"model: {eng.model.name}", file=sys.stderr)
-    report = eng.build_index(args.video_dir, args.index_dir, progress=not args.quiet)
+    if args.actors is not None and (args.ray is None or args.actors < 1):
+        raise UsageError("--actors needs --ray and a count of at least 1")
+    report = eng.build_index(args.video_dir, args.index_dir, progress=not args.quiet, ray=args.ray,
+                             actors=args.actors)
     print(report.summary())
     print(f"index: {args.index_dir} ({len(eng.index)} videos, {eng.index.num_frames} frames)")
     return 0

@@ -3,7 +3,8 @@
 1. `plan_update`: scan the folder (recursive, by extension) and diff it with the index:
    files whose size and mtime are unchanged are kept, new and changed files are to embed,
    files gone from the folder are dropped.
-2. `embed_files`: embed each file; unreadable ones are reported and skipped, never fatal.
+2. `embed_files`: embed each file; unreadable ones are reported and skipped, never fatal
+   (or `engine.ray_embedding.embed_files_ray`: the same over a Ray cluster).
 3. committing: removed and changed files are tombstoned first (a changed file that then
    fails to embed leaves no stale vectors), new embeddings are appended as segments
    every `commit_seconds` (default: after every video), so a run that is killed keeps
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,25 +101,47 @@ def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
     )
 
 
+Outcome = tuple[str, Path, "VideoEmbedding | VideoError"]  # (id, path, embedding or why not)
+
+
 def embed_files(todo: list[tuple[str, Path]], embed: Callable[[Path], VideoEmbedding], report: BuildReport,
                 progress: bool = True) -> Iterator[tuple[VideoRecord, VideoEmbedding]]:
-    """Stage 2: embed each file; a VideoError is reported in `report` and the file skipped."""
+    """Stage 2, in this process: embed each file in turn (see `collect` for the rest)."""
+
+    def outcomes() -> Iterator[Outcome]:
+        for vid, path in todo:
+            try:
+                yield vid, path, embed(path)
+            except VideoError as err:
+                yield vid, path, err
+
+    return collect(outcomes(), len(todo), report, progress)
+
+
+def collect(outcomes: Iterable[Outcome], total: int, report: BuildReport,
+            progress: bool = True) -> Iterator[tuple[VideoRecord, VideoEmbedding]]:
+    """Embedding outcomes -> (record, embedding) of the files that worked; a VideoError is
+    reported in `report` and the file skipped. Shared by every way of embedding (this
+    process, engine.ray_embedding), so they report alike."""
     from tqdm import tqdm
 
-    bar = tqdm(todo, desc="indexing", unit="video", disable=not progress, dynamic_ncols=True)
-    for vid, path in bar:
-        bar.set_postfix_str(vid[-40:])
-        try:
-            emb = embed(path)
-        except VideoError as err:
-            report.skipped.append((vid, err.message))
-            for listed in (report.added, report.updated):
-                if vid in listed:
-                    listed.remove(vid)
-            continue
-        report.video_seconds += float(emb.duration)
-        report.warnings += [(vid, w) for w in emb.warnings]
-        yield record_for(vid, path, emb), emb
+    bar = tqdm(total=total, desc="indexing", unit="video", disable=not progress, dynamic_ncols=True)
+    with bar:
+        for vid, path, out in outcomes:
+            bar.update()
+            bar.set_postfix_str(vid[-40:])
+            if isinstance(out, VideoError):
+                report.skipped.append((vid, out.message))
+                for listed in (report.added, report.updated):
+                    if vid in listed:
+                        listed.remove(vid)
+                continue
+            report.video_seconds += float(out.duration)
+            report.warnings += [(vid, w) for w in out.warnings]
+            yield record_for(vid, path, out), out
+
+
+EmbedStage = Callable[[list[tuple[str, Path]], BuildReport, bool], Iterator[tuple[VideoRecord, VideoEmbedding]]]
 
 
 def build_index(
@@ -129,6 +152,7 @@ def build_index(
     check: Callable[[VideoIndex], None],
     progress: bool = True,
     commit_seconds: float = 0.0,
+    embed_stage: EmbedStage | None = None,
 ) -> BuildReport:
     """Index every video under `video_dir` into `index_dir`, incrementally.
 
@@ -136,7 +160,9 @@ def build_index(
     skipped); new_index(root) makes an empty index for this model; check(idx) raises
     IndexMismatchError if an existing index was built with another model. Finished
     videos are committed whenever `commit_seconds` have passed since the last commit
-    (0: after each one); derived state (backgrounds, map) is stored at the end."""
+    (0: after each one); derived state (backgrounds, map) is stored at the end.
+    embed_stage(todo, report, progress) replaces stage 2 (default: `embed_files` with
+    `embed`, in this process; engine.ray_embedding spreads it over a Ray cluster)."""
     video_dir, index_dir = Path(video_dir), Path(index_dir)
     if not video_dir.is_dir():
         raise IndexFileError(f"{video_dir}: not a folder; give the folder that holds your videos")
@@ -151,7 +177,8 @@ def build_index(
         index.remove(report.removed + report.updated)
         records, embeddings = [], []
         last = time.perf_counter()
-        for record, emb in embed_files(plan.todo, embed, report, progress):
+        stage = embed_stage or (lambda todo, rep, prog: embed_files(todo, embed, rep, prog))
+        for record, emb in stage(plan.todo, report, progress):
             records.append(record)
             embeddings.append(emb)
             if time.perf_counter() - last >= commit_seconds:

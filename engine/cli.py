@@ -83,6 +83,9 @@ def arguments_index(p: argparse.ArgumentParser) -> None:
                         "whose nodes must see VIDEO_DIR at the same path")
     p.add_argument("--actors", type=int, metavar="N",
                    help="with --ray: how many embedding actors (default: one per GPU, else one per CPU)")
+    p.add_argument("--commit-seconds", type=float, default=0.0, metavar="S",
+                   help="commit finished videos every S seconds (default 0: after each one; a large "
+                        "cluster sending hundreds of videos a second wants e.g. 30)")
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -93,8 +96,10 @@ def run_index(args: argparse.Namespace) -> int:
     print(f"model: {eng.model.name}", file=sys.stderr)
     if args.actors is not None and (args.ray is None or args.actors < 1):
         raise UsageError("--actors needs --ray and a count of at least 1")
-    report = eng.build_index(args.video_dir, args.index_dir, progress=not args.quiet, ray=args.ray,
-                             actors=args.actors)
+    if args.commit_seconds < 0:
+        raise UsageError("--commit-seconds cannot be negative")
+    report = eng.build_index(args.video_dir, args.index_dir, progress=not args.quiet,
+                             commit_seconds=args.commit_seconds, ray=args.ray, actors=args.actors)
     print(report.summary())
     print(f"index: {args.index_dir} ({len(eng.index)} videos, {eng.index.num_frames} frames)")
     return 0

@@ -13,6 +13,9 @@ same videos (one process, or Ray workers) write the same codes.
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import faiss
 import numpy as np
 
@@ -24,6 +27,21 @@ TRAIN_FRAMES = 4096
 def default_spec(dim: int) -> str:
     """The default codec for d-dimensional embeddings: PCA to 3d/4 dims, 4 bits each."""
     return f"PCAR{max(2, dim * 3 // 4 // 2 * 2)},SQ4"
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """FAISS on the calling thread only, for the small calls a search makes (decode a few
+    thousand codes, scan a segment for one query). Waking FAISS's OpenMP team costs more
+    than it saves there: on a 2-core machine a search took 20-90 ms with it (stalls in
+    scheduler quanta), 12 ms without. OpenMP's thread count is per calling thread, so
+    concurrent searches and index builds elsewhere keep theirs."""
+    n = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(n)
 
 
 class Codec:

@@ -48,7 +48,7 @@ import faiss
 import numpy as np
 
 from .background import DEFAULT_K, DEFAULT_SKIP, frame_background, video_background
-from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec
+from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .similarity import Measure, chamfer_many
@@ -411,7 +411,9 @@ class VideoIndex:
         """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video."""
         span = self._span(position)
         meta = self._gather([span], "meta")
-        return self._gather([span]), meta[:, 0].copy(), meta[:, 1].copy()
+        with one_thread():
+            frames = self._gather([span])
+        return frames, meta[:, 0].copy(), meta[:, 1].copy()
 
     def video_vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 [len(positions) or N, d] decoded video embeddings of live positions."""
@@ -594,7 +596,11 @@ class VideoIndex:
         The `candidates` best videos by cosine of the video vectors (all videos when the
         index is smaller) are re-ranked exactly by the measure, minus the backgrounds when
         `normalize` (cosine: the video's; chamfer: each frame's)."""
-        measure = Measure(measure)
+        with one_thread():
+            return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize)
+
+    def _search(self, query_frames: np.ndarray, query_video: np.ndarray, k: int, measure: Measure,
+                candidates: int, normalize: bool) -> list[Hit]:
         n = len(self)
         if n == 0 or k <= 0:
             return []

@@ -77,8 +77,7 @@ def connect(address: str | None = LOCAL) -> None:
     if address and address != LOCAL:
         # Workers on other nodes get this package shipped to them; the dependencies
         # (requirements.txt) must be installed there.
-        kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)],
-                                 "env_vars": {"TOKENIZERS_PARALLELISM": "false"}}
+        kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
     try:
         ray.init(address=None if not address or address == LOCAL else address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:

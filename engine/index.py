@@ -683,6 +683,7 @@ class VideoIndex:
         lengths = [len(e.times) for e in embeddings]
         merge = self._maybe_train_codec(frames)
         self._write_segment(list(records), videos, frames, meta, lengths, merge)
+        del frames, videos, meta  # written: not held through the merges below
         self._merge_tiers()
         if self._exact():  # the whole collection's backgrounds and map change
             self._invalidate_derived()
@@ -790,6 +791,11 @@ class VideoIndex:
         decoding: a merge of large segments costs their bytes, not their floats)."""
         if not which and extra is None:
             return
+        if extra is None and not self._exact():
+            # Members without derived state (a fresh append) get theirs now, O(their size),
+            # so the merged segment carries everyone's instead of recomputing them all
+            # (persisted: the reference sample, if drawn now, must reach the manifest).
+            self._fill_derived(persist=True)
         same = extra is None and all(self.segments[s].codec is self.codec for s in which)
         records, vids, frames, meta, lengths = [], [], [], [], []
         keep_derived = extra is None and not self._exact() and all(

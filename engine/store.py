@@ -9,6 +9,7 @@ never a garbage score, while opening a large index reads nothing but its small f
 """
 from __future__ import annotations
 
+import os
 import zlib
 from pathlib import Path
 
@@ -30,9 +31,14 @@ def _crcs(data: memoryview | bytes) -> list[int]:
 
 
 def entry_of(path: Path) -> dict:
-    """The manifest entry of a written file: {"bytes": size, "crc32": [one per block]}."""
-    data = np.memmap(path, np.uint8, "r") if path.stat().st_size else b""
-    return {"bytes": path.stat().st_size, "crc32": _crcs(data)}
+    """The manifest entry of a written file: {"bytes": size, "crc32": [one per block]}.
+    Read in 16-MiB chunks (not memory-mapped: a merge's multi-GB file would otherwise
+    count in the writer's resident memory)."""
+    crcs = []
+    with open(path, "rb") as f:
+        while chunk := f.read(256 * BLOCK):
+            crcs += _crcs(chunk)
+    return {"bytes": path.stat().st_size, "crc32": crcs or [0]}
 
 
 def write_array(path: Path, array: np.ndarray) -> dict:
@@ -78,11 +84,16 @@ def _check_size(path: Path, entry: dict) -> None:
 
 
 class CheckedArray:
-    """A .npy array opened memory-mapped whose reads are checked block by block.
+    """A .npy array whose reads are checked block by block.
 
     `rows(lo, hi)` returns a copy of rows lo:hi after verifying the blocks they lie in
-    (each block once per process); `all()` verifies and returns the whole array.
+    (each block once per process); `all()` verifies and returns the whole array. Small
+    reads (a search's candidates) come from a memory map; large ones (merges, derived
+    state) and the checks themselves are plain file reads, so a writer streaming
+    gigabytes does not hold them as resident mapped pages.
     entry None: a file written without checksums (format-1 indexes), read unchecked."""
+
+    LARGE = 1 << 20  # bytes: reads at least this big bypass the memory map
 
     def __init__(self, path: Path, entry: dict | None):
         if entry is not None:
@@ -90,10 +101,11 @@ class CheckedArray:
         self.path, self._crc = path, list(entry["crc32"]) if entry is not None else []
         try:
             self._array = np.load(path, mmap_mode="r")
+            self._file = open(path, "rb")
         except (OSError, ValueError) as err:
             raise DamagedFileError(_damaged(path, f"unreadable: {err}")) from err
-        self._raw = np.memmap(path, np.uint8, "r") if self._crc else np.zeros(0, np.uint8)
-        self._header = entry["bytes"] - self._array.nbytes if entry is not None else 0
+        self._header = int(getattr(self._array, "offset", 0))
+        self._size = self._header + self._array.nbytes
         self._row_bytes = int(np.prod(self._array.shape[1:], dtype=np.int64)) * self._array.itemsize
         self._ok = np.zeros(len(self._crc), bool)
         self._verify(0, self._header)  # the header says the shape: check it at once
@@ -109,17 +121,41 @@ class CheckedArray:
     def __len__(self) -> int:
         return len(self._array)
 
-    def _verify(self, lo_byte: int, hi_byte: int) -> None:
-        for b in range(lo_byte // BLOCK, min(-(-hi_byte // BLOCK), len(self._crc))):
+    def _read(self, lo_byte: int, hi_byte: int) -> np.ndarray:
+        """uint8 bytes lo_byte:hi_byte of the file, read (not mapped), checked."""
+        b0, b1 = lo_byte // BLOCK, -(-hi_byte // BLOCK)
+        a, z = b0 * BLOCK, min(b1 * BLOCK, self._size)
+        buf = np.empty(z - a, np.uint8)
+        if os.preadv(self._file.fileno(), [buf], a) != z - a:
+            raise DamagedFileError(_damaged(self.path, "shorter than written"))
+        for b in range(b0, min(b1, len(self._crc))):
             if not self._ok[b]:
-                if zlib.crc32(self._raw[b * BLOCK : (b + 1) * BLOCK]) != self._crc[b]:
+                if zlib.crc32(buf[(b - b0) * BLOCK : (b - b0 + 1) * BLOCK]) != self._crc[b]:
                     raise DamagedFileError(_damaged(self.path))
                 self._ok[b] = True
+        return buf[lo_byte - a : hi_byte - a]
+
+    def _verify(self, lo_byte: int, hi_byte: int) -> None:
+        if not self._crc:
+            return
+        b0, b1 = lo_byte // BLOCK, min(-(-hi_byte // BLOCK), len(self._crc))
+        todo = np.flatnonzero(~self._ok[b0:b1]) + b0
+        if len(todo):  # one read from the first block to check to the last
+            self._read(int(todo[0]) * BLOCK, min(int(todo[-1] + 1) * BLOCK, self._size))
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """A checked copy of rows lo:hi."""
-        self._verify(self._header + lo * self._row_bytes, self._header + hi * self._row_bytes)
+        lo_byte, hi_byte = self._header + lo * self._row_bytes, self._header + hi * self._row_bytes
+        if hi_byte - lo_byte >= self.LARGE:
+            data = self._read(lo_byte, hi_byte) if self._crc else self._plain(lo_byte, hi_byte)
+            return data.view(self._array.dtype).reshape(hi - lo, *self._array.shape[1:])
+        self._verify(lo_byte, hi_byte)
         return np.array(self._array[lo:hi])
+
+    def _plain(self, lo_byte: int, hi_byte: int) -> np.ndarray:
+        buf = np.empty(hi_byte - lo_byte, np.uint8)
+        os.preadv(self._file.fileno(), [buf], lo_byte)
+        return buf
 
     def take(self, spans: list[tuple[int, int]]) -> np.ndarray:
         """Rows of several (lo, hi) spans, concatenated, each checked."""
@@ -134,14 +170,15 @@ class CheckedArray:
 def write_array_chunks(path: Path, shape: tuple[int, ...], dtype, chunks) -> dict:
     """Write a .npy file of `shape` from an iterable of row blocks (never the whole array
     in memory), atomically; return its manifest entry."""
-    with atomic_write(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, "w+", dtype, shape)
+    dtype = np.dtype(dtype)
+    header = np.lib.format.header_data_from_array_1_0(np.empty((0, *shape[1:]), dtype))
+    header["shape"] = tuple(shape)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:  # written, not mapped (resident memory)
+        np.lib.format.write_array_header_1_0(f, header)
         at = 0
         for block in chunks:
-            out[at : at + len(block)] = block
+            f.write(np.ascontiguousarray(block, dtype).data)
             at += len(block)
         if at != shape[0]:
             raise ValueError(f"{path}: {at} rows written, {shape[0]} expected")
-        out.flush()
-        del out
     return entry_of(path)

@@ -102,8 +102,11 @@ def synthetic_videos(first: int, n: int, frames_per_video: int, dim: int, seed: 
     """(records, embeddings) of n synthetic videos (random unit frame vectors), ids first.."""
     from .index import VideoRecord
 
-    rng = np.random.default_rng(seed + first)
-    frames = rng.standard_normal((n * frames_per_video, dim), dtype=np.float32)
+    # one generator per video: video i is the same whichever batch makes it (the scale
+    # bench's copies of indexed videos must be copies)
+    frames = np.concatenate([np.random.default_rng([seed, first + i]).standard_normal((frames_per_video, dim),
+                                                                                     dtype=np.float32)
+                             for i in range(n)]) if n else np.zeros((0, dim), np.float32)
     frames /= np.linalg.norm(frames, axis=1, keepdims=True)
     times = np.arange(frames_per_video, dtype=np.float32)
     att = np.full(frames_per_video, 1 / frames_per_video, np.float32)

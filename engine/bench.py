@@ -104,9 +104,11 @@ def synthetic_videos(first: int, n: int, frames_per_video: int, dim: int, seed: 
 
     # one generator per video: video i is the same whichever batch makes it (the scale
     # bench's copies of indexed videos must be copies)
-    frames = np.concatenate([np.random.default_rng([seed, first + i]).standard_normal((frames_per_video, dim),
-                                                                                     dtype=np.float32)
-                             for i in range(n)]) if n else np.zeros((0, dim), np.float32)
+    frames = np.empty((n * frames_per_video, dim), np.float32)
+    for i in range(n):
+        rng = np.random.default_rng([seed, first + i])
+        frames[i * frames_per_video : (i + 1) * frames_per_video] = rng.standard_normal((frames_per_video, dim),
+                                                                                        dtype=np.float32)
     frames /= np.linalg.norm(frames, axis=1, keepdims=True)
     times = np.arange(frames_per_video, dtype=np.float32)
     att = np.full(frames_per_video, 1 / frames_per_video, np.float32)
@@ -209,30 +211,29 @@ def ray_throughput(video_dir: Path, work: Path, actors: list[int | None]) -> dic
     (None: the default, one per CPU); video-seconds indexed per wall-second of each run.
     Ray's start is timed apart (a cluster pays it once, not per run)."""
     from . import Engine
-    from .ray_embedding import connect
-
     from .indexing import scan_folder
+    from .ray_embedding import connect
 
     for path in scan_folder(video_dir):  # every run then reads the files from the page cache
         path.read_bytes()
     eng = Engine()
     rows = []
-    t = time.perf_counter()
-    connect()
-    ray_start = time.perf_counter() - t
-    for way in ["single process"] + actors:
-        out = work / f"index-{len(rows)}"
+
+    def run(name: str, **ray) -> None:
         t = time.perf_counter()
-        if way == "single process":
-            report = eng.build_index(video_dir, out, progress=False)
-        else:
-            report = eng.build_index(video_dir, out, progress=False, ray="local", actors=way)
+        report = eng.build_index(video_dir, work / f"index-{len(rows)}", progress=False, **ray)
         seconds = time.perf_counter() - t
-        name = way if isinstance(way, str) else f"Ray, {way or os.cpu_count()} actor(s)"
         rows.append({"way": name, "videos": len(report.added), "video_seconds": round(report.video_seconds, 1),
                      "seconds": round(seconds, 1), "video_seconds_per_second": round(report.video_seconds / seconds, 2)})
         print(f"  {name:<22} {rows[-1]['videos']} videos, {report.video_seconds:.0f} video-s in {seconds:.1f} s "
               f"= {rows[-1]['video_seconds_per_second']:.2f} video-s per s")
+
+    t = time.perf_counter()
+    connect()
+    ray_start = time.perf_counter() - t
+    run("single process")
+    for n in actors:
+        run(f"Ray, {n or os.cpu_count()} actor(s)", ray="local", actors=n)
     return {"ray_start_seconds": round(ray_start, 1), "cpus": os.cpu_count(), "runs": rows}
 
 

@@ -122,7 +122,8 @@ class CheckedArray:
         return len(self._array)
 
     def _read(self, lo_byte: int, hi_byte: int) -> np.ndarray:
-        """uint8 bytes lo_byte:hi_byte of the file, read (not mapped), checked."""
+        """uint8 bytes lo_byte:hi_byte of the file, read (not mapped), checked (when the
+        file has checksums)."""
         b0, b1 = lo_byte // BLOCK, -(-hi_byte // BLOCK)
         a, z = b0 * BLOCK, min(b1 * BLOCK, self._size)
         buf = np.empty(z - a, np.uint8)
@@ -147,15 +148,9 @@ class CheckedArray:
         """A checked copy of rows lo:hi."""
         lo_byte, hi_byte = self._header + lo * self._row_bytes, self._header + hi * self._row_bytes
         if hi_byte - lo_byte >= self.LARGE:
-            data = self._read(lo_byte, hi_byte) if self._crc else self._plain(lo_byte, hi_byte)
-            return data.view(self._array.dtype).reshape(hi - lo, *self._array.shape[1:])
+            return self._read(lo_byte, hi_byte).view(self._array.dtype).reshape(hi - lo, *self._array.shape[1:])
         self._verify(lo_byte, hi_byte)
         return np.array(self._array[lo:hi])
-
-    def _plain(self, lo_byte: int, hi_byte: int) -> np.ndarray:
-        buf = np.empty(hi_byte - lo_byte, np.uint8)
-        os.preadv(self._file.fileno(), [buf], lo_byte)
-        return buf
 
     def take(self, spans: list[tuple[int, int]]) -> np.ndarray:
         """Rows of several (lo, hi) spans, concatenated, each checked."""

@@ -378,8 +378,9 @@ class Engine:
         if ray is not None:
             from functools import partial
 
-            from .ray_embedding import embed_files_ray
+            from .ray_embedding import connect, embed_files_ray
 
+            connect(ray)  # a missing Ray or an unreachable cluster fails before the index is touched
             e = self.embedder
             stage = partial(embed_files_ray, bundle=bundle, backbone_weights=self.backbone_weights,
                             device=str(e.device), fps=e.fps, max_duration=e.max_duration,

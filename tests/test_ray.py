@@ -62,3 +62,4 @@ def test_without_ray_installed_the_flag_says_what_to_install(tmp_path, monkeypat
     assert main(["index", str(tmp_path / "videos"), str(tmp_path / "idx"), "--backbone", "efficientnet-lite0",
                  "--ray", "--quiet"]) == 2
     assert "pip install -r requirements-ray.txt" in capsys.readouterr().err
+    assert not (tmp_path / "idx").exists(), "nothing is written before Ray is there"

@@ -9,6 +9,8 @@ import pytest
 from conftest import ROOT
 from engine.evaluation import collection
 from engine.evaluation.benchmarks import load_benchmark
+from engine.model import load_model
+from engine.training.pairs import read_pairs
 from engine.video import probe
 
 
@@ -92,6 +94,74 @@ def test_evaluate_collection_cli(tiny, tmp_path):
     r = data["results"]["chamfer"]
     assert r["queries_all"] == 6 and 0 < r["mAP_all"] <= 1 and "span_F1_all" in r
     assert data["edits_test"]["original"][1] >= 1
+    dist = json.loads(subprocess.run(cmd[:-3] + ["--measure", "cosine", "--json", "--pooling", "distinctive"],
+                                     cwd=ROOT, capture_output=True, text=True).stdout)
+    assert dist["model"].endswith("pooled by distinctiveness") and 0 < dist["results"]["cosine"]["mAP_all"] <= 1
     raw = subprocess.run(cmd + ["--no-normalize"], cwd=ROOT, capture_output=True, text=True)
     assert json.loads(raw.stdout)["model"].endswith("raw cosine")
     assert json.loads(raw.stdout)["results"]["chamfer"] != r
+
+
+def test_training_pairs_agree_with_the_benchmark_and_hard_negatives_share_only_the_channel(tiny):
+    out, labels = tiny
+    bench = load_benchmark("collection", out / "labels.json")
+    plan = read_pairs(out / "labels.json")
+    paired = {}
+    for a, b in plan.pairs:
+        paired.setdefault(a, set()).add(b)
+        paired.setdefault(b, set()).add(a)
+    for q in bench.queries:  # two derivations of "shows the same content" agree
+        assert paired.get(q, set()) == bench.positives(q)
+    channel = {**{v: lab["channel"] for v, lab in labels["videos"].items()},
+               **{q: lab["channel"] for q, lab in labels["queries"].items()}}
+    assert any(plan.hard.values())
+    for vid, hard in plan.hard.items():
+        for h in hard:
+            assert channel[h] == channel[vid] and not plan.content[h] & plan.content[vid]
+            assert h not in paired.get(vid, set())
+    assert set(plan.distractors).isdisjoint(paired)
+
+
+def test_train_on_a_collection(tiny, tmp_path):
+    out, _ = tiny
+    model = tmp_path / "m.safetensors"
+    res = subprocess.run([sys.executable, "-m", "engine", "train", str(out), "--pairs", str(out / "labels.json"),
+                          "--out", str(model), "--steps", "3", "--batch", "4", "--dim", "16", "--bank", "8",
+                          "--pooling", "attention", "--input-scale", "4"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    bundle = load_model(model)
+    assert (bundle.tca.pooling, bundle.tca.input_scale) == ("attention", 4.0)
+    assert bundle.info["config"]["hard_fraction"] == 0.5
+    ev = subprocess.run([sys.executable, "-m", "engine", "evaluate", "collection", str(out / "labels.json"),
+                         "--videos", str(out), "--cache", str(tmp_path / "f.npz"), "--model", str(model),
+                         "--measure", "cosine", "--json"], cwd=ROOT, capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr
+    r = json.loads(ev.stdout)["results"]["cosine"]
+    assert 0 <= r["attention_wrapper"] < 10 and "attention_black" in r
+
+
+def test_attention_share_by_hand(tiny):
+    out, labels = tiny
+    bench = load_benchmark("collection", out / "labels.json")
+    uploads = {v: lab for v, lab in labels["videos"].items() if lab["kind"] == "upload"}
+    frames = {v: int(lab["duration"]) for v, lab in uploads.items()}
+    uniform = {v: np.full(t, 1 / t) for v, t in frames.items()}
+    black = {v: np.arange(t) == t // 2 for v, t in frames.items()}
+    share = bench.attention_share(uniform, black)
+    assert share == pytest.approx({"attention_wrapper": 1.0, "attention_black": 1.0})
+    body_only = {}
+    for v, t in frames.items():
+        a, b = uploads[v]["body"]
+        w = np.array([a <= i < b and i != t // 2 for i in range(t)], float)
+        body_only[v] = w / w.sum()
+    assert bench.attention_share(body_only, black) == pytest.approx({"attention_wrapper": 0.0, "attention_black": 0.0})
+
+
+def test_distinctive_pooling_weighs_common_frames_down():
+    from engine.evaluation.score import distinctive_pooling
+
+    frames = np.eye(4, dtype=np.float32)[:3]
+    v = distinctive_pooling(frames, np.array([0.2, 0.2, 1.0]))  # the third frame matches everything
+    np.testing.assert_allclose(v, [2 ** -0.5, 2 ** -0.5, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(distinctive_pooling(frames, np.ones(3)), [3 ** -0.5] * 3 + [0], atol=1e-6)

@@ -130,6 +130,22 @@ def test_tca_mask_and_attention():
     assert torch.allclose(b.frames[:, :7].norm(dim=-1), torch.ones(1, 7), atol=1e-5)
 
 
+def test_tca_input_scale_moves_attention_and_attention_pooling_uses_it():
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(1, 9, 64), dim=-1)  # what the PCA hands TCA
+    plain = TCA(dim=64, heads=4, ff_dim=64, dropout=0.0).eval()
+    scaled = TCA(dim=64, heads=4, ff_dim=64, dropout=0.0, input_scale=8.0, pooling="attention").eval()
+    scaled.load_state_dict(plain.state_dict())
+    with torch.inference_mode():
+        a, b = plain(x), scaled(x)
+    spread = lambda out: (out.attention.max() / out.attention.min()).item()  # noqa: E731
+    assert spread(a) < 1.02 < 1.2 < spread(b)  # unit-norm input: uniform; sqrt(d) scale: not
+    pooled = torch.nn.functional.normalize((b.frames * b.attention[..., None]).sum(1), dim=-1)
+    torch.testing.assert_close(b.video, pooled)
+    with pytest.raises(ValueError, match="pooling"):
+        TCA(dim=64, heads=4, ff_dim=64, pooling="max")
+
+
 def test_model_bundle_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     tca = TCA(dim=16, heads=2, ff_dim=32).eval()
@@ -141,6 +157,13 @@ def test_model_bundle_round_trip(tmp_path):
     x = torch.randn(1, 5, 16)
     with torch.inference_mode():
         torch.testing.assert_close(tca(x).frames, back.tca(x).frames)
+    assert back.tca.config() == {"dim": 16, "heads": 2, "ff_dim": 32, "input_scale": 1.0, "pooling": "mean"}
+    tca2 = TCA(dim=16, heads=2, ff_dim=32, input_scale=4.0, pooling="attention").eval()
+    save_model(ModelBundle(bundle.backbone, bundle.pooling, bundle.pca, tca2), tmp_path / "m2.safetensors")
+    back2 = load_model(tmp_path / "m2.safetensors").tca
+    assert (back2.input_scale, back2.pooling) == (4.0, "attention")
+    with torch.inference_mode():
+        torch.testing.assert_close(tca2(x).video, back2(x).video)
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="bad.safetensors"):
         load_model(tmp_path / "bad.safetensors")

@@ -109,6 +109,20 @@ def test_training_is_deterministic_and_finite(loss):
     assert all(torch.isfinite(v).all() for v in m1.state_dict().values())
 
 
+def test_attention_only_trains_only_what_attends():
+    views = _toy_views()
+    pca = fit_pca(np.concatenate([v.reshape(-1, 48) for v in views]).astype(np.float32), 16, 0.5)
+    cfg = TrainConfig(dim=16, heads=2, ff_dim=32, steps=5, batch=6, bank=16, clip_frames=6, lr=1e-2,
+                      attention_only=True, input_scale=4.0, pooling="attention", frame_weight=0.0)
+    model, _ = train_tca(views, pca, cfg, progress=False)
+    torch.manual_seed(cfg.seed)
+    start = TCA(16, 2, 32, cfg.dropout).start_at_identity()  # the same initial weights as training's
+    for name, value in model.state_dict().items():
+        moved = not torch.equal(value, start.state_dict()[name])
+        assert moved == name.startswith("layer.self_attn.in_proj"), name
+    assert (model.pooling, model.input_scale) == ("attention", 4.0)
+
+
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     d = tmp_path_factory.mktemp("train_videos")

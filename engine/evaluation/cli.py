@@ -25,6 +25,9 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure", action="append", choices=MEASURES, help="repeatable; default: all three")
     p.add_argument("--no-normalize", action="store_true",
                    help="compare raw cosines (no corpus-aware background subtraction)")
+    p.add_argument("--pooling", choices=["model", "distinctive"], default="model",
+                   help="video vectors (cosine): the model's, or the parameter-free context baseline that "
+                        "weights each frame by how distinctive it is in the database (1 - its background)")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
@@ -58,6 +61,21 @@ def coded_database(embs: dict, database: list[str], queries: set[str], spec: str
     return out
 
 
+def attention_share(bench, bundle, feats: dict, device: str, fps: float, weights=None) -> dict[str, float]:
+    """The benchmark's `attention_share` for the bundle's TCA, black frames found by the
+    backbone's descriptor of a black image."""
+    import numpy as np
+
+    from ..backbone import load_backbone
+    from .features import attention_of, black_frames
+
+    encoder = load_backbone(bundle.backbone, weights, bundle.pooling, device)
+    black = encoder.describe(np.zeros((1, 224, 224, 3), np.uint8))[0]
+    uploads = [v for v, lab in bench.videos.items() if lab["kind"] == "upload"]
+    return bench.attention_share(attention_of(bundle, feats, uploads, device),
+                                 black_frames({v: feats[v] for v in uploads if v in feats}, black), fps)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..api import resolve_model
     from ..embedding import Embedder
@@ -85,13 +103,21 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize)  # backgrounds once
+    if args.pooling == "distinctive":
+        db, embs = db.distinctive(embs)
     results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser, fps, db)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")
     if args.no_normalize:
         model_name += ", raw cosine"
     if args.codec:
         model_name += f", database stored as {args.codec}"
+    if args.pooling == "distinctive":
+        model_name += ", video vectors pooled by distinctiveness"
     edits = {}
+    if hasattr(bench, "attention_share") and bundle.tca is not None and not args.no_tca:
+        attention = attention_share(bench, bundle, feats, args.device, fps, args.backbone_weights)
+        for r in results.values():
+            r.update(attention)
     if hasattr(bench, "edit_table"):
         measure = "chamfer" if "chamfer" in (args.measure or list(MEASURES)) else args.measure[0]
         edits = bench.edit_table(similarities(embs, bench.queries, db, measure), "test")

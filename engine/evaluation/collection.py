@@ -64,7 +64,11 @@ CHANNELS = [
     ("mixed-bag", ("landscape", "fractal", "screencast")),
     ("fractal-nights", ("fractal", "landscape")),
 ]
-REACTORS = ("desk-diaries", "studio-cam", "morning-show")
+REACTORS = ("desk-diaries", "studio-cam", "morning-show")  # webcam channels; in this order, as drawn
+# `--rename`: channels of other names (a training collection whose bumpers and end cards
+# spell no channel of the benchmark's)
+WORDS = (("north", "quiet", "bright", "urban", "lucky", "silver", "rapid", "golden", "hidden", "open", "little", "wild"),
+         ("signal", "notes", "garage", "orbit", "kitchen", "harbor", "pixel", "atlas", "canvas", "lab", "river", "studio"))
 # The layout of a copy, cycled over query sources; spatial edits are drawn per copy.
 LAYOUTS = ["reupload", "partial", "insertion", "pip", "reaction", "vertical", "compilation"]
 EDITS = ["none", "crop", "flip", "grayscale", "colour", "reencode", "caption", "crop+flip", "grayscale+reencode"]
@@ -274,17 +278,36 @@ def _frames(up: Upload, span: tuple[float, float]) -> list[np.ndarray]:
     return up.frames[int(round(span[0] * FPS)) : int(round(span[1] * FPS))]
 
 
+def channel_names(seed: int, rename: bool, count: int = len(CHANNELS)) -> list[tuple[str, tuple[str, ...]]]:
+    """(name, genres) of each channel: `CHANNELS`, or with `rename` `count` channels with
+    the genres of `CHANNELS` in turn, under names drawn from `WORDS` with the seed."""
+    if not rename:
+        if count != len(CHANNELS):
+            raise ValueError(f"{count} channels need rename=True (there are {len(CHANNELS)} named ones)")
+        return list(CHANNELS)
+    if not 2 <= count <= len(WORDS[0]) * len(WORDS[1]):
+        raise ValueError(f"channels: 2 to {len(WORDS[0]) * len(WORDS[1])}, not {count}")
+    rng = np.random.default_rng([seed, 7])
+    picks = rng.permutation(len(WORDS[0]) * len(WORDS[1]))[:count]
+    return [(f"{WORDS[0][p // len(WORDS[1])]}-{WORDS[1][p % len(WORDS[1])]}", CHANNELS[k % len(CHANNELS)][1])
+            for k, p in enumerate(picks)]
+
+
 def build(out: str | Path, seed: int = 0, uploads_per_channel: int = 24,
-          query_sources: dict[str, int] | None = None, progress: bool = True) -> dict:
+          query_sources: dict[str, int] | None = None, progress: bool = True, rename: bool = False,
+          channels: int = len(CHANNELS)) -> dict:
     """Write videos/ (the database), queries/ and labels.json under `out`; return the labels.
 
     query_sources: how many query sources to draw per split (default train 18, val 36,
-    test 36); their copies go in the database."""
+    test 36); their copies go in the database. rename, channels: channels of other names,
+    and how many (`channel_names`), for training collections."""
     out = Path(out)
     rng = np.random.default_rng(seed)
     quota = dict(query_sources or {"train": 18, "val": 36, "test": 36})
     say = print if progress else (lambda *a, **k: None)
-    channels = {name: _channel(name, genres, seed * 1000 + k) for k, (name, genres) in enumerate(CHANNELS)}
+    named = channel_names(seed, rename, channels)
+    channels = {name: _channel(name, genres, seed * 1000 + k) for k, (name, genres) in enumerate(named)}
+    reactors = list(REACTORS) if not rename else [n for n, ch in channels.items() if ch.genres[0] == "webcam"]
     labels: dict = {"seed": seed, "fps": FPS, "channels": sorted(channels), "videos": {}, "queries": {}}
 
     def save(vid: str, frames: list[np.ndarray], crf: int = 30, **label) -> None:
@@ -335,7 +358,7 @@ def build(out: str | Path, seed: int = 0, uploads_per_channel: int = 24,
                 same = layout == "vertical" and rng.random() < 0.5
                 by = up.channel if same else str(rng.choice([n for n in names if n != up.channel]))
                 if layout == "reaction":
-                    by = str(rng.choice([n for n in REACTORS if n != up.channel]))
+                    by = str(rng.choice([n for n in reactors if n != up.channel]))
                 host = channels[by]
                 t = spatial_edit(edit, rng)
                 segments: list[dict] = []
@@ -405,11 +428,17 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build", help="write the collection (videos/, queries/, labels.json)")
     b.add_argument("out", type=Path)
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--uploads", type=int, default=24, help="uploads per channel (12 channels)")
+    b.add_argument("--uploads", type=int, default=24, help="uploads per channel")
+    b.add_argument("--channels", type=int, default=len(CHANNELS),
+                   help=f"how many channels (default {len(CHANNELS)}; another number needs --rename)")
     b.add_argument("--queries", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), default=[18, 36, 36],
                    help="query sources per split")
+    b.add_argument("--rename", action="store_true",
+                   help="give the channels other names (for a training collection: its bumpers and end cards "
+                        "then spell no channel of the benchmark's)")
     args = p.parse_args(argv)
-    labels = build(args.out, args.seed, args.uploads, dict(zip(("train", "val", "test"), args.queries)))
+    labels = build(args.out, args.seed, args.uploads, dict(zip(("train", "val", "test"), args.queries)),
+                   rename=args.rename, channels=args.channels)
     total = sum(f.stat().st_size for f in args.out.rglob("*.mp4"))
     print(f"{len(labels['videos'])} videos, {len(labels['queries'])} queries; {total / 2**20:.1f} MiB in {args.out}")
     return 0

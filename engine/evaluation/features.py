@@ -97,3 +97,23 @@ def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], devi
         frames, video, _ = embed_sequence(bundle, x, device, use_tca)
         out[vid] = (frames, video)
     return out
+
+
+def attention_of(bundle: ModelBundle, features: Mapping[str, np.ndarray], ids: Iterable[str],
+                 device: str = "cpu") -> dict[str, np.ndarray]:
+    """{id: the attention [T] each frame receives} under the bundle's TCA (uniform without one)."""
+    return {v: embed_sequence(bundle, features[v], device)[2] for v in ids if v in features}
+
+
+def black_frames(features: Mapping[str, np.ndarray], black: np.ndarray, threshold: float = 0.95) -> dict[str, np.ndarray]:
+    """{id: bool [T]} True where a frame's raw descriptor is within `threshold` cosine of
+    `black` [D], the backbone's descriptor of an all-black image (on the collection
+    benchmark, black gaps give >= 0.99 and every other frame < 0.95)."""
+    b = np.asarray(black, np.float32) / max(float(np.linalg.norm(black)), 1e-12)
+    out = {}
+    for vid, x in features.items():
+        x = np.asarray(x, np.float32)
+        if x.shape[1] != b.shape[0]:
+            return {}  # already-whitened features: no raw descriptors to compare
+        out[vid] = (x @ b) / np.maximum(np.linalg.norm(x, axis=1), 1e-12) >= threshold
+    return out

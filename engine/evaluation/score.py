@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..background import backgrounds
+from ..background import backgrounds, frame_background, video_background
 from ..similarity import Measure, chamfer_many, frame_similarity
 from ..spans import Localiser, matched_segments
 from .benchmarks import Benchmark, ranking
@@ -41,6 +41,25 @@ class Database:
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         return cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg)
 
+    def distinctive(self, embeddings: Embeddings) -> tuple["Database", dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The parameter-free context baseline: every video vector re-pooled from its frames
+        weighted by how distinctive each is in this database (`distinctive_pooling`), the
+        database's and the queries' alike. Returns (this database with those video vectors
+        and their backgrounds, the embeddings with them)."""
+        position = {v: i for i, v in enumerate(self.ids)}
+        fbg = self.frame_bg if self.frame_bg is not None else frame_background(self.frames, self.offsets)
+        out = dict(embeddings)
+        for vid, (frames, _) in embeddings.items():
+            if vid in position:
+                p = position[vid]
+                bg = fbg[self.offsets[p] : self.offsets[p + 1]]
+            else:
+                bg = frame_background(frames, np.array([0, len(frames)]), reference=(self.frames, self.offsets))
+            out[vid] = (frames, distinctive_pooling(frames, bg))
+        videos = np.stack([out[v][1] for v in self.ids]) if self.ids else self.videos
+        vbg = video_background(videos) if self.video_bg is not None else None
+        return Database(self.ids, self.frames, self.offsets, videos, self.frame_bg, vbg), out
+
     def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
         if measure is Measure.COSINE:
             s = self.videos @ query[1]
@@ -53,6 +72,16 @@ class Database:
         lo, hi = self.offsets[position], self.offsets[position + 1]
         bg = self.frame_bg[lo:hi] if self.frame_bg is not None else None
         return frame_similarity(query, self.frames[lo:hi], bg)
+
+
+def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """frames [T, d] (L2-normalised), background [T] (`engine.background.frame_background`)
+    -> the video vector [d]: frames weighted by 1 - background (a frame that matches the
+    collection as well as itself weighs nothing), L2-normalised; the plain mean when every
+    weight is 0."""
+    w = np.clip(1.0 - np.asarray(background, np.float32), 0.0, None)
+    v = (w[:, None] * frames).sum(0) if w.sum() > 0 else frames.mean(0)
+    return (v / max(np.linalg.norm(v), 1e-12)).astype(np.float32)
 
 
 def similarities(embeddings: Embeddings, queries: Iterable[str], database: Iterable[str] | Database,

@@ -15,6 +15,8 @@ FLAG_HELP = {
     "match_weight": "weight of the frame-to-frame loss on matching moments (self-supervised)",
     "views": "spatial views per video", "clip_frames": "longest training window (frames)",
     "dropout": "TCA dropout",
+    "input_scale": "TCA input multiplier; sqrt(dim) lets attention move off uniform (tca.py)",
+    "hard_fraction": "--pairs: share of extra negatives that are the anchor's hard negatives",
     "pca_shrinkage": "PCA whitening shrinkage, a fraction of the mean eigenvalue (0 = full)",
     "seed": "random seed (runs are deterministic)",
 }
@@ -67,8 +69,12 @@ def arguments_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", type=Path, help="train only on these videos: a text file of ids "
                                              "(paths relative to VIDEO_DIR), one per line")
     p.add_argument("--pairs", type=Path, help='supervised: JSON {"pairs": [[id, id], ...], '
-                                              '"distractors": [id, ...]}')
+                                              '"distractors": [id, ...]}, or a collection\'s labels.json '
+                                              '(python -m engine.evaluation.collection build DIR --rename)')
     p.add_argument("--loss", choices=[x.value for x in Loss], default=TrainConfig.loss.value)
+    p.add_argument("--pooling", choices=["mean", "attention"], default=TrainConfig.pooling,
+                   help="TCA video vector: mean of the refined frames, or weighted by the attention each "
+                        f"receives (default {TrainConfig.pooling})")
     for name, help_ in FLAG_HELP.items():
         default = getattr(TrainConfig, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
@@ -76,6 +82,10 @@ def arguments_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity-init", action="store_true",
                    help="start the transformer at the identity (zeroed residual outputs), so training "
                         "only adds context where it helps")
+    p.add_argument("--attention-only", action="store_true",
+                   help="start at the identity and train only the attention's query and key projections: the "
+                        "frames stay as they came, the video vector is what the attention makes of them "
+                        "(with --pooling attention)")
     p.add_argument("--views-cache", type=Path, help="keep the CNN descriptors of the views here (.npz) "
                                                      "and reuse them while the videos and settings match")
     add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
@@ -104,13 +114,13 @@ def run_train(args: argparse.Namespace) -> int:
     from .loop import train, train_pairs
 
     cfg = TrainConfig(**{k: getattr(args, k) for k in FLAG_HELP}, identity_init=args.identity_init,
-                      loss=Loss(args.loss))
+                      attention_only=args.attention_only, loss=Loss(args.loss), pooling=args.pooling)
     base = builtin_model(args.backbone)
     encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device)
     try:
         if args.pairs:
             bundle = train_pairs(args.video_dir, args.pairs, args.out, encoder, base, cfg,
-                                 backbone_weights=args.backbone_weights)
+                                 backbone_weights=args.backbone_weights, views_cache=args.views_cache)
         else:
             bundle = train(_train_paths(args), args.out, encoder, base, cfg, args.views_cache,
                            backbone_weights=args.backbone_weights)

@@ -27,6 +27,10 @@ class TrainConfig:
     frame_weight: float = 1.0  # weight of the in-batch chamfer InfoNCE (0 = video level only)
     match_weight: float = 0.0  # weight of the frame-to-frame InfoNCE on matching moments (self-supervised)
     identity_init: bool = False  # start the transformer at the identity (zeroed residual outputs)
+    attention_only: bool = False  # start at the identity and train only the attention's query/key projections
+    input_scale: float = 1.0   # TCA input multiplier (sqrt(dim): attention logits that can move, see tca.py)
+    pooling: str = "mean"      # TCA video vector: "mean" of refined frames, or weighted by "attention"
+    hard_fraction: float = 0.5  # supervised: share of extra negatives that are an anchor's hard negatives
     match_tolerance: float = 1.0  # seconds apart two frames of one video may be and still match
     bank: int = 4096
     batch: int = 32

@@ -16,7 +16,6 @@ views show the same moments, a frame-to-frame InfoNCE (`--match-weight`).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -34,7 +33,8 @@ from ..pca import PCA
 from ..tca import TCA
 from .config import TrainConfig
 from .losses import chamfer_matrix, contrastive, info_nce, match_loss
-from .sampling import MAX_SEGMENTS, PairSampler, Sampler, overlaps, pad, segment_array
+from .pairs import read_pairs
+from .sampling import MAX_SEGMENTS, PairSampler, Sampler, overlaps, pad
 from .views import describe_views, fit_training_pca, load_views, save_views, views_key, whiten
 
 SamplerFactory = Callable[[list[torch.Tensor], TrainConfig, np.random.Generator], Sampler]
@@ -43,10 +43,10 @@ SamplerFactory = Callable[[list[torch.Tensor], TrainConfig, np.random.Generator]
 class Bank:
     """FIFO memory bank of detached video embeddings and the content they hold."""
 
-    def __init__(self, size: int, dim: int):
+    def __init__(self, size: int, dim: int, width: int = MAX_SEGMENTS):
         self.size = size
         self.vectors = torch.zeros(0, dim)
-        self.segments = np.zeros((0, MAX_SEGMENTS, 3), np.int64)
+        self.segments = np.zeros((0, width, 3), np.int64)
 
     def push(self, vectors: torch.Tensor, segments: np.ndarray) -> None:
         if self.size <= 0:
@@ -67,9 +67,9 @@ class Trainer:
     cfg: TrainConfig
 
     def __post_init__(self) -> None:
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.opt = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, self.cfg.steps)
-        self.bank = Bank(self.cfg.bank, self.cfg.dim)
+        self.bank = Bank(self.cfg.bank, self.cfg.dim, self.sampler.width)
         self.tolerance = max(1, round(self.cfg.match_tolerance * self.cfg.view_fps))
 
     def step(self) -> float:
@@ -80,14 +80,16 @@ class Trainer:
         (a, am), (p, pm) = pad([x for x, _ in va]), pad([x for x, _ in vp])
         out_a, out_p = model(a, am), model(p, pm)
         sim = out_a.video @ out_p.video.T  # [B, B]; the diagonal are the positives
-        segs = segment_array(insts)
+        segs = sampler.content(insts)
         same = torch.from_numpy(overlaps(segs, segs))
         neg = sim.masked_fill(same, -math.inf)
-        extra = sampler.extra_negatives()
+        extra = sampler.extra_negatives(insts)
         if extra:
             d, dm = pad([x for _, x in extra])
             out_d = model(d, dm)
-            neg = torch.cat([neg, out_a.video @ out_d.video.T], dim=1)
+            extra_segs = sampler.content([i for i, _ in extra])
+            shared = torch.from_numpy(overlaps(segs, extra_segs))
+            neg = torch.cat([neg, (out_a.video @ out_d.video.T).masked_fill(shared, -math.inf)], dim=1)
         if len(self.bank):
             shared = torch.from_numpy(overlaps(segs, self.bank.segments))
             neg = torch.cat([neg, (out_a.video @ self.bank.vectors.T).masked_fill(shared, -math.inf)], dim=1)
@@ -105,7 +107,7 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         if extra:
-            self.bank.push(out_d.video, segment_array([i for i, _ in extra]))
+            self.bank.push(out_d.video, extra_segs)
         else:
             self.bank.push(out_p.video, segs)
         return loss.item()
@@ -124,9 +126,12 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
     sampler = make_sampler(whiten(views, pca), cfg, rng)
     if len(sampler.usable) < 2:
         raise ValueError("training needs at least 2 readable videos of a few seconds or more")
-    model = TCA(cfg.dim, cfg.heads, cfg.ff_dim, cfg.dropout)
-    if cfg.identity_init:
+    model = TCA(cfg.dim, cfg.heads, cfg.ff_dim, cfg.dropout, cfg.input_scale, cfg.pooling)
+    if cfg.identity_init or cfg.attention_only:
         model.start_at_identity()
+    if cfg.attention_only:  # frames stay the input (normalised); only what attends to what is learned
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("layer.self_attn.in_proj"))
     trainer = Trainer(model, sampler, cfg)
     losses: list[float] = []
     model.train()
@@ -146,7 +151,8 @@ def training_views(paths: list[Path], encoder: FrameEncoder, weights: str | Path
                    cache: Path | None = None, progress: bool = True) -> list[np.ndarray]:
     """The views of `paths` (see views.py), from `cache` when it was made with the same
     files and settings, else computed (and cached)."""
-    key = views_key(paths, encoder, weights, cfg.views, cfg.view_fps, cfg.seed)
+    # clean views alone do not depend on the seed: one cache serves every seed
+    key = views_key(paths, encoder, weights, cfg.views, cfg.view_fps, cfg.seed if cfg.views > 1 else 0)
     views = load_views(cache, key) if cache else None
     if views is None:
         views = describe_views(encoder, paths, cfg.views, cfg.view_fps, cfg.seed, progress=progress)
@@ -177,32 +183,28 @@ def train(paths: list[Path], out: Path, encoder: FrameEncoder, bundle_base: Mode
     return save(tca, final_loss=float(np.mean(losses[-50:])))
 
 
-def read_pairs(path: Path) -> tuple[list[tuple[str, str]], list[str]]:
-    """A pairs file: {"pairs": [[id, id], ...], "distractors": [id, ...]}."""
-    try:
-        data = json.loads(Path(path).read_text())
-        pairs = [(str(a), str(b)) for a, b in data["pairs"]]
-        return pairs, [str(d) for d in data.get("distractors", [])]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: expected JSON {{\"pairs\": [[id, id], ...], \"distractors\": [id, ...]}} ({err})") from err
-
-
 def train_pairs(video_dir: Path, pairs_file: Path, out: Path, encoder: FrameEncoder, bundle_base: ModelBundle,
-                cfg: TrainConfig, progress: bool = True, backbone_weights: str | Path | None = None) -> ModelBundle:
-    """Supervised training from labelled pairs (ids relative to `video_dir`): clean views
-    only (the labels supply the variation), distractors as negatives."""
-    pairs, distractors = read_pairs(pairs_file)
-    ids = sorted({i for p in pairs for i in p} | set(distractors))
+                cfg: TrainConfig, progress: bool = True, backbone_weights: str | Path | None = None,
+                views_cache: Path | None = None) -> ModelBundle:
+    """Supervised training from labelled pairs (`pairs.read_pairs`: a pairs file or a
+    collection's labels.json; ids relative to `video_dir`): clean views only (the labels
+    supply the variation), distractors and hard negatives as negatives."""
+    plan = read_pairs(pairs_file)
+    ids = plan.ids
     missing = [i for i in ids if not (Path(video_dir) / i).is_file()]
     if missing:
         raise ValueError(f"{pairs_file}: {len(missing)} videos not found under {video_dir}, e.g. {missing[0]}")
-    if not pairs or not distractors:
+    if not plan.pairs or not plan.distractors:
         raise ValueError(f"{pairs_file}: needs at least one pair and one distractor")
     pos = {v: k for k, v in enumerate(ids)}
+    keys: dict[str, int] = {}
+    content = [{keys.setdefault(c, len(keys)) for c in plan.content.get(v, {v})} for v in ids]
+    hard = [[pos[h] for h in plan.hard.get(v, [])] for v in ids]
     cfg = TrainConfig(**{**asdict(cfg), "views": 1})
 
     def make_sampler(whitened: list[torch.Tensor], c: TrainConfig, rng: np.random.Generator) -> Sampler:
-        return PairSampler(whitened, [(pos[a], pos[b]) for a, b in pairs], [pos[d] for d in distractors], c, rng)
+        return PairSampler(whitened, [(pos[a], pos[b]) for a, b in plan.pairs], [pos[d] for d in plan.distractors],
+                           c, rng, content, hard)
 
-    return train([Path(video_dir) / i for i in ids], out, encoder, bundle_base, cfg, progress=progress,
+    return train([Path(video_dir) / i for i in ids], out, encoder, bundle_base, cfg, views_cache, progress=progress,
                  backbone_weights=backbone_weights, make_sampler=make_sampler)

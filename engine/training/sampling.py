@@ -8,7 +8,10 @@ can be matched frame by frame. Two samplers share one interface:
 - `Sampler` (self-supervised): an instance is a random window of one to three videos;
   its two views are two augmentations of it.
 - `PairSampler` (supervised, the paper's recipe): an instance is a labelled pair of
-  videos; distractor videos are extra negatives each step.
+  videos; distractor videos, and hard negatives of the anchors where the labels name
+  them (`pairs.py`), are extra negatives each step.
+
+What an instance shows (`Sampler.content`) decides what may not be its negative.
 """
 from __future__ import annotations
 
@@ -68,6 +71,7 @@ class Sampler:
     """Self-supervised: instances are windows of 1-3 videos, views are augmentations of them."""
 
     matching_frames = True  # an instance's two views show the same moments (frame matching applies)
+    width = MAX_SEGMENTS  # rows of a `content` array
 
     def __init__(self, views: list[torch.Tensor], cfg: TrainConfig, rng: np.random.Generator):
         self.views = views  # per video: [V, T, d] whitened descriptors
@@ -115,22 +119,42 @@ class Sampler:
         n = self.cfg.clip_frames * 2
         return x[:n], ids[:n]
 
-    def extra_negatives(self) -> list[tuple[Instance, torch.Tensor]]:
+    def content(self, instances: list[Instance]) -> np.ndarray:
+        """What each instance shows, as a segment array (see `overlaps`): instances that
+        overlap are never each other's negatives."""
+        return segment_array(instances)
+
+    def extra_negatives(self, instances: list[Instance]) -> list[tuple[Instance, torch.Tensor]]:
         """Negatives beyond the batch for this step (none: the batch and the bank suffice)."""
         return []
 
 
 class PairSampler(Sampler):
     """The paper's recipe: an instance is a labelled positive pair (anchor video, positive
-    video), each seen through a random clean window; `batch` distractor windows per step
-    are extra negatives."""
+    video), each seen through a random clean window; one extra negative window per
+    instance each step: a hard negative of its anchor (`hard[v]`, with probability
+    `cfg.hard_fraction`) or a random distractor.
+
+    content[v]: content keys (ints) of video v; videos that share one are never each
+    other's negatives (default: each video its own key)."""
 
     matching_frames = False  # a pair's two videos show the same content at unknown moments
 
     def __init__(self, views: list[torch.Tensor], pairs: list[tuple[int, int]], distractors: list[int],
-                 cfg: TrainConfig, rng: np.random.Generator):
+                 cfg: TrainConfig, rng: np.random.Generator, content: list[set[int]] | None = None,
+                 hard: list[list[int]] | None = None):
         super().__init__(views, cfg, rng)
         self.pairs, self.distractors = pairs, distractors
+        self.keys = content or [{v} for v in range(len(views))]
+        self.hard = hard or [[] for _ in views]
+        self.width = 2 * max(len(k) for k in self.keys)
+
+    def content(self, instances: list[Instance]) -> np.ndarray:
+        arr = np.full((len(instances), self.width, 3), -1, np.int64)
+        for i, inst in enumerate(instances):
+            keys = sorted(set().union(*(self.keys[v] for v, _, _ in inst.segments)))
+            arr[i, : len(keys), 0] = keys
+        return arr
 
     def _window(self, v: int) -> tuple[int, int, int]:
         t = self.views[v].shape[1]
@@ -147,10 +171,14 @@ class PairSampler(Sampler):
         idx = torch.arange(a, b)[int(self.rng.integers(self.step)) :: self.step]
         return self.views[v][0, idx], v * ID_STRIDE + idx
 
-    def extra_negatives(self) -> list[tuple[Instance, torch.Tensor]]:
+    def extra_negatives(self, instances: list[Instance]) -> list[tuple[Instance, torch.Tensor]]:
         out = []
-        for _ in range(self.cfg.batch):
-            v = self.distractors[int(self.rng.integers(len(self.distractors)))]
+        for anchor in instances:
+            hard = self.hard[anchor.segments[0][0]]
+            if hard and self.rng.random() < self.cfg.hard_fraction:
+                v = hard[int(self.rng.integers(len(hard)))]
+            else:
+                v = self.distractors[int(self.rng.integers(len(self.distractors)))]
             inst = Instance([self._window(v)])
             out.append((inst, self.view(Instance([inst.segments[0], inst.segments[0]]), False)[0]))
         return out

@@ -30,6 +30,9 @@ def describe_views(encoder: FrameEncoder, paths: list[Path], views: int, fps: fl
     augmented versions (view 0 untouched), sampled at `fps`. Unreadable videos give an
     empty [views, 0, D] entry and a note on stderr. logo_rgba: the logo overlay's image
     (default `augment.drawn_logo()`)."""
+    if views == 1:  # clean views only: no video needs the others' frames, so none are kept
+        return [_describe_clean(encoder, p, fps) for p in tqdm(paths, desc="describing", unit="video",
+                                                              disable=not progress)]
     logo_rgba = augment.drawn_logo() if logo_rgba is None else logo_rgba
     rng = np.random.default_rng(seed)
     decoded: list[list[np.ndarray]] = []
@@ -57,6 +60,18 @@ def describe_views(encoder: FrameEncoder, paths: list[Path], views: int, fps: fl
             per_view.append(encoder.describe(imgs))
         out.append(np.stack(per_view).astype(np.float16))
     return out
+
+
+def _describe_clean(encoder: FrameEncoder, path: Path, fps: float) -> np.ndarray:
+    """float16 [1, T, D]: view 0 of `describe_views` for one video (empty when unreadable)."""
+    try:
+        frames = [_centre(img) for _, img in iter_frames(path, fps, short_side=256, crop=None)]
+    except VideoError as err:
+        print(f"skipped {err}", file=sys.stderr)
+        frames = []
+    if not frames:
+        return np.zeros((1, 0, encoder.dim), np.float16)
+    return encoder.describe(np.stack(frames))[None].astype(np.float16)
 
 
 def _centre(img: np.ndarray, short_side: int = 256, crop: int = 224) -> np.ndarray:

@@ -12,7 +12,10 @@ clip; copies through their segments). Reported per split (pick methods on `val`,
 - span P / R / F1 (VCSL style, see `evaluate_segments`) over the true positives in each
   query's top 10;
 - a per-edit table (`edit_table`): of the (query, copy) pairs of each layout and edit,
-  how many reach the top 10.
+  how many reach the top 10;
+- where the model has attention (`attention_share`): the attention that the uploads'
+  intro bumpers, end cards and black frames receive, as a multiple of their share of the
+  frames (1.0: uniform attention; the goal is below 0.5).
 """
 from __future__ import annotations
 
@@ -137,6 +140,27 @@ class CollectionBenchmark:
                     row[0] += v in ranked
                     row[1] += 1
         return dict(sorted(table.items()))
+
+
+    def attention_share(self, attention: Mapping[str, Sequence[float]], black: Mapping[str, Sequence[bool]],
+                        fps: float = 1.0, split: str = "all") -> dict[str, float]:
+        """Over the database's uploads of `split`: attention [T] per video (sums to 1),
+        black [T] True where a frame is black. Returns the attention that the wrapper frames
+        (intro and end card, from the labels' `body`) and the black frames receive, each
+        summed over videos and divided by the same sum of their frame shares."""
+        got = {"wrapper": [0.0, 0.0], "black": [0.0, 0.0]}
+        for vid, lab in self.videos.items():
+            if lab["kind"] != "upload" or vid not in attention or split not in ("all", lab["split"]):
+                continue
+            a = list(attention[vid])
+            t = [i / fps for i in range(len(a))]
+            body = lab["body"]
+            masks = {"wrapper": [x < body[0] or x >= body[1] for x in t], "black": list(black.get(vid, []))}
+            for key, m in masks.items():
+                if len(m) == len(a) and any(m):
+                    got[key][0] += sum(x for x, w in zip(a, m) if w)
+                    got[key][1] += sum(m) / len(m)
+        return {f"attention_{k}": (float(x / share) if share else float("nan")) for k, (x, share) in got.items()}
 
 
 def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -232,3 +232,13 @@ def test_evaluate_reads_hdf5(tmp_path):
         f["b"] = np.zeros((2, 8), np.float32)
     feats = load_features(tmp_path / "f.h5", ["a"])
     assert list(feats) == ["a"] and feats["a"].shape == (3, 8)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--input-scale", "0"], "--input-scale must be positive"),
+    (["--hard-fraction", "1.5"], "--hard-fraction is a share"),
+    (["--attention-only"], "--attention-only needs --pooling attention"),
+])
+def test_bad_attention_flags_are_clear_errors(tiny_folder, tmp_path, capsys, flags, message):
+    code, _, err = run_cli(capsys, "train", tiny_folder, "--out", tmp_path / "m.safetensors", *flags)
+    assert code == 2 and message in err and not (tmp_path / "m.safetensors").exists()

@@ -61,15 +61,16 @@ def coded_database(embs: dict, database: list[str], queries: set[str], spec: str
     return out
 
 
-def attention_share(bench, bundle, feats: dict, device: str, fps: float, weights=None) -> dict[str, float]:
+def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder=None,
+                    weights=None) -> dict[str, float]:
     """The benchmark's `attention_share` for the bundle's TCA, black frames found by the
-    backbone's descriptor of a black image."""
+    backbone's descriptor of a black image (`encoder`: the backbone already loaded, if any)."""
     import numpy as np
 
     from ..backbone import load_backbone
     from .features import attention_of, black_frames
 
-    encoder = load_backbone(bundle.backbone, weights, bundle.pooling, device)
+    encoder = encoder or load_backbone(bundle.backbone, weights, bundle.pooling, device)
     black = encoder.describe(np.zeros((1, 224, 224, 3), np.uint8))[0]
     uploads = [v for v, lab in bench.videos.items() if lab["kind"] == "upload"]
     return bench.attention_share(attention_of(bundle, feats, uploads, device),
@@ -90,6 +91,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     wanted = sorted(set(bench.queries) | set(bench.database)) if bench.database else []
     bundle, _ = resolve_model(args.model)
     fps = 1.0  # feature files: one frame per second, as the paper's released features
+    embedder = None
     if args.features:
         feats = load_features(args.features, wanted or None)
     else:
@@ -115,7 +117,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model_name += ", video vectors pooled by distinctiveness"
     edits = {}
     if hasattr(bench, "attention_share") and bundle.tca is not None and not args.no_tca:
-        attention = attention_share(bench, bundle, feats, args.device, fps, args.backbone_weights)
+        attention = attention_share(bench, bundle, feats, args.device, fps,
+                                    embedder.encoder if embedder else None, args.backbone_weights)
         for r in results.values():
             r.update(attention)
     if hasattr(bench, "edit_table"):

@@ -283,10 +283,10 @@ def channel_names(seed: int, rename: bool, count: int = len(CHANNELS)) -> list[t
     the genres of `CHANNELS` in turn, under names drawn from `WORDS` with the seed."""
     if not rename:
         if count != len(CHANNELS):
-            raise ValueError(f"{count} channels need rename=True (there are {len(CHANNELS)} named ones)")
+            raise ValueError(f"{count} channels need --rename (there are {len(CHANNELS)} named ones)")
         return list(CHANNELS)
     if not 2 <= count <= len(WORDS[0]) * len(WORDS[1]):
-        raise ValueError(f"channels: 2 to {len(WORDS[0]) * len(WORDS[1])}, not {count}")
+        raise ValueError(f"--channels: 2 to {len(WORDS[0]) * len(WORDS[1])}, not {count}")
     rng = np.random.default_rng([seed, 7])
     picks = rng.permutation(len(WORDS[0]) * len(WORDS[1]))[:count]
     return [(f"{WORDS[0][p // len(WORDS[1])]}-{WORDS[1][p % len(WORDS[1])]}", CHANNELS[k % len(CHANNELS)][1])
@@ -437,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="give the channels other names (for a training collection: its bumpers and end cards "
                         "then spell no channel of the benchmark's)")
     args = p.parse_args(argv)
+    try:
+        channel_names(args.seed, args.rename, args.channels)
+    except ValueError as err:
+        p.error(str(err))
     labels = build(args.out, args.seed, args.uploads, dict(zip(("train", "val", "test"), args.queries)),
                    rename=args.rename, channels=args.channels)
     total = sum(f.stat().st_size for f in args.out.rglob("*.mp4"))

@@ -115,6 +115,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(**{k: getattr(args, k) for k in FLAG_HELP}, identity_init=args.identity_init,
                       attention_only=args.attention_only, loss=Loss(args.loss), pooling=args.pooling)
+    if cfg.input_scale <= 0:
+        raise UsageError(f"--input-scale must be positive, not {cfg.input_scale}")
+    if not 0 <= cfg.hard_fraction <= 1:
+        raise UsageError(f"--hard-fraction is a share of the negatives, 0 to 1, not {cfg.hard_fraction}")
+    if cfg.attention_only and cfg.pooling != "attention":
+        raise UsageError("--attention-only needs --pooling attention (with mean pooling the attention "
+                         "changes nothing a loss can see, so nothing would be trained)")
     base = builtin_model(args.backbone)
     encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device)
     try:

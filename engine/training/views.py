@@ -35,13 +35,7 @@ def describe_views(encoder: FrameEncoder, paths: list[Path], views: int, fps: fl
                                                               disable=not progress)]
     logo_rgba = augment.drawn_logo() if logo_rgba is None else logo_rgba
     rng = np.random.default_rng(seed)
-    decoded: list[list[np.ndarray]] = []
-    for p in tqdm(paths, desc="decoding", unit="video", disable=not progress):
-        try:
-            decoded.append([img for _, img in iter_frames(p, fps, short_side=256, crop=None)])
-        except VideoError as err:
-            print(f"skipped {err}", file=sys.stderr)
-            decoded.append([])
+    decoded = [_decode(p, fps) for p in tqdm(paths, desc="decoding", unit="video", disable=not progress)]
     out = []
     for k, frames in enumerate(tqdm(decoded, desc="augmented views", unit="video", disable=not progress)):
         if not frames:
@@ -62,16 +56,22 @@ def describe_views(encoder: FrameEncoder, paths: list[Path], views: int, fps: fl
     return out
 
 
-def _describe_clean(encoder: FrameEncoder, path: Path, fps: float) -> np.ndarray:
-    """float16 [1, T, D]: view 0 of `describe_views` for one video (empty when unreadable)."""
+def _decode(path: Path, fps: float) -> list[np.ndarray]:
+    """The frames of `path` at `fps` (short side 256, uncropped); none, with a note on
+    stderr, when it cannot be read."""
     try:
-        frames = [_centre(img) for _, img in iter_frames(path, fps, short_side=256, crop=None)]
+        return [img for _, img in iter_frames(path, fps, short_side=256, crop=None)]
     except VideoError as err:
         print(f"skipped {err}", file=sys.stderr)
-        frames = []
+        return []
+
+
+def _describe_clean(encoder: FrameEncoder, path: Path, fps: float) -> np.ndarray:
+    """float16 [1, T, D]: view 0 of `describe_views` for one video (empty when unreadable)."""
+    frames = _decode(path, fps)
     if not frames:
         return np.zeros((1, 0, encoder.dim), np.float16)
-    return encoder.describe(np.stack(frames))[None].astype(np.float16)
+    return encoder.describe(np.stack([_centre(img) for img in frames]))[None].astype(np.float16)
 
 
 def _centre(img: np.ndarray, short_side: int = 256, crop: int = 224) -> np.ndarray:

@@ -141,7 +141,6 @@ class CollectionBenchmark:
                     row[1] += 1
         return dict(sorted(table.items()))
 
-
     def attention_share(self, attention: Mapping[str, Sequence[float]], black: Mapping[str, Sequence[bool]],
                         fps: float = 1.0, split: str = "all") -> dict[str, float]:
         """Over the database's uploads of `split`: attention [T] per video (sums to 1),

@@ -307,14 +307,19 @@ class Engine:
             normalize: bool | None = None) -> tuple[IndexedVideo, Comparison | None]:
         """The indexed video at `pos` and (with a query) its comparison, from one read of its frames."""
         index = self._require_index()
-        frames, times, attention = index.video_frames(pos)
+        frames, times, attention = index.video_frames(pos, pictures=query is not None)
         rec = index.records[pos]
         video = IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec)
         if query is None:
             return video, None
         norm = self.normalize if normalize is None else normalize
-        bg = index.frame_backgrounds(pos) if norm else np.zeros(len(times), np.float32)
-        sim = frame_similarity(query.frames, frames, bg)
+        views, t = frames.shape[:2]
+        bg = index.frame_backgrounds(pos) if norm else np.zeros((views, t), np.float32)
+        # each query frame against the whole frame and every inner picture at each time: the
+        # best of them, as the search's chamfer takes it; `raw` stays the whole frames' cosine
+        sim = frame_similarity(query.frames, frames.reshape(views * t, -1), bg.reshape(-1))
+        sim = sim.reshape(len(query.frames), views, t).max(axis=1)
+        bg = bg[0]
         segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration)
         best = segments[0]  # the strongest alignment
         segments.sort(key=lambda s: (s.start, s.query_start))
@@ -351,13 +356,17 @@ class Engine:
 
     # ------------------------------------------------------------------ indexing
     def build_index(self, video_dir: str | Path, index_dir: str | Path, progress: bool = True,
-                    commit_seconds: float = 0.0, ray: str | None = None, actors: int | None = None) -> BuildReport:
+                    commit_seconds: float = 0.0, ray: str | None = None, actors: int | None = None,
+                    inner_pictures: bool = True) -> BuildReport:
         """Index (or incrementally update) `index_dir` from every video under `video_dir`;
         finished videos are committed every `commit_seconds` (0: after each), so a killed
         run keeps them; one writer at a time (a second gets a clear error).
         ray: embed on Ray Data actors instead of in this process ("local" starts Ray here,
         else a cluster address such as "auto"; `actors` of them, default one per GPU or CPU);
-        the index is the same."""
+        the index is the same. inner_pictures: also store each video's inner pictures
+        (picture-in-picture boxes, side-by-side halves, vertical bands; `engine.inner_pictures`), so
+        that a copy shown inside another video's frame is found: costs a second small decode
+        and one CNN pass per picture found at index time, nothing at query time."""
         bundle = self.model
         index_dir = Path(index_dir)
         model_path = None
@@ -373,6 +382,7 @@ class Engine:
         def check(index: VideoIndex) -> None:
             index.check_model(bundle.identity, bundle.backbone.value)
             index.manifest["model_path"] = model_path
+            index.manifest["inner_pictures"] = inner_pictures
 
         stage = None
         if ray is not None:
@@ -384,8 +394,9 @@ class Engine:
             e = self.embedder
             stage = partial(embed_files_ray, bundle=bundle, backbone_weights=self.backbone_weights,
                             device=str(e.device), fps=e.fps, max_duration=e.max_duration,
-                            max_pixels=e.max_pixels, address=ray, actors=actors)
-        report = build_index(video_dir, index_dir, self.embed, new_index, check, progress, commit_seconds, stage)
+                            max_pixels=e.max_pixels, address=ray, actors=actors, inner_pictures=inner_pictures)
+        report = build_index(video_dir, index_dir, lambda p: self.embedder.embed(p, inner_pictures), new_index,
+                             check, progress, commit_seconds, stage)
         self.index = VideoIndex.open(index_dir)
         self.index.use_device(str(self.embedder.device))
         return report

@@ -77,6 +77,10 @@ def arguments_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tca", action="store_true",
                    help="the model with its TCA replaced by mean pooling (recorded in the index), "
                         "to compare with and without TCA on your own collection")
+    p.add_argument("--no-inner-pictures", action="store_true",
+                   help="store whole frames only: skip finding picture-in-picture boxes, side-by-side "
+                        "halves and vertical bands (faster indexing; copies shown inside another "
+                        "video's frame are then mostly missed)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="embed on Ray Data actors (pip install -r requirements-ray.txt): alone, a local "
                         "Ray on this machine; with an address (auto, ray://HOST:10001), that cluster, "
@@ -99,7 +103,8 @@ def run_index(args: argparse.Namespace) -> int:
     if args.commit_seconds < 0:
         raise UsageError("--commit-seconds cannot be negative")
     report = eng.build_index(args.video_dir, args.index_dir, progress=not args.quiet,
-                             commit_seconds=args.commit_seconds, ray=args.ray, actors=args.actors)
+                             commit_seconds=args.commit_seconds, ray=args.ray, actors=args.actors,
+                             inner_pictures=not args.no_inner_pictures)
     print(report.summary())
     print(f"index: {args.index_dir} ({len(eng.index)} videos, {eng.index.num_frames} frames)")
     return 0

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .backbone import FrameEncoder, load_backbone
+from .inner_pictures import crop, grey, inner_boxes
 from .model import ModelBundle
 from .tca import aggregate
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frames
@@ -28,6 +29,9 @@ class VideoEmbedding:
     attention: float32 [T], attention each frame receives, sums to 1 (uniform without TCA).
     duration: seconds covered; warnings: notes for the user (capped, truncated);
     capped: True when the video was cut at the engine's max_duration.
+    pictures: float32 [V, T, d]: the frame embeddings of V inner pictures (picture-in-picture
+    boxes, side-by-side halves, vertical bands: `engine.inner_pictures`) at the same times, or None
+    when they were not looked for.
     """
 
     times: np.ndarray
@@ -40,6 +44,7 @@ class VideoEmbedding:
     info: VideoInfo | None = None
     warnings: list[str] = field(default_factory=list)
     capped: bool = False
+    pictures: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -142,8 +147,29 @@ class Embedder:
         """Backbone descriptors [T, D] -> (frames [T, d], video [d], attention [T]), float32."""
         return embed_sequence(self.bundle, descriptors, self.device)
 
-    def embed(self, path: str | Path) -> VideoEmbedding:
-        """Embed one video file. Raises engine.video.VideoError for files that cannot be used."""
+    def picture_descriptors(self, path: str | Path, times: np.ndarray) -> np.ndarray:
+        """Backbone descriptors float32 [V, T, D] of a video's inner pictures (`engine.inner_pictures`)
+        at `times` [T] s (those of `descriptors`); V = 0 when there are none. A second,
+        small decode of the whole frames (180 px high, no crop) finds the boxes."""
+        step = 1.0 / self.fps
+        shown = {int(round(t / step)): img for t, img in iter_frames(
+            path, self.fps, short_side=180, crop=None, max_duration=self.max_duration,
+            max_pixels=self.max_pixels)}
+        keys = [int(round(float(t) / step)) for t in times]
+        out = []
+        if keys and all(k in shown for k in keys):  # else a damaged file: whole frames only
+            images = [shown[k] for k in keys]
+            for box in inner_boxes(grey(np.stack(images))):
+                out.append(self.encoder.describe(np.stack([crop(img, box) for img in images]), self.batch_size))
+        return np.stack(out) if out else np.zeros((0, len(times), self.encoder.dim), np.float32)
+
+    def inner_pictures(self, path: str | Path, times: np.ndarray) -> np.ndarray:
+        """Frame embeddings float32 [V, T, d] of a video's inner pictures at `times` [T] s."""
+        return embed_pictures(self.bundle, self.picture_descriptors(path, times), self.device)
+
+    def embed(self, path: str | Path, inner_pictures: bool = False) -> VideoEmbedding:
+        """Embed one video file; with `inner_pictures`, its inner pictures too (for indexing:
+        a query is compared whole). Raises engine.video.VideoError for files that cannot be used."""
         report = DecodeReport()
         times, desc = self.descriptors(path, report)
         frames, video, attention = self.embed_descriptors(desc)
@@ -158,7 +184,15 @@ class Embedder:
             info=report.info,
             warnings=report.warnings,
             capped=report.capped,
+            pictures=self.inner_pictures(path, times) if inner_pictures else None,
         )
+
+
+def embed_pictures(bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
+    """Inner pictures' backbone descriptors [V, T, D] -> frame embeddings float32 [V, T, d],
+    each picture's sequence embedded like a whole video's frames."""
+    out = [embed_sequence(bundle, d, device)[0] for d in np.asarray(descriptors, np.float32)]
+    return np.stack(out) if out else np.zeros((0, descriptors.shape[1], bundle.dim or descriptors.shape[2]), np.float32)
 
 
 @torch.inference_mode()

@@ -84,6 +84,9 @@ class VideoRecord:
     height: int
     num_frames: int  # sampled frames stored
     warnings: list[str] = field(default_factory=list)
+    # rows stored per sampled time: the whole frame, then each inner picture (engine.inner_pictures),
+    # in blocks of num_frames rows
+    views: int = 1
 
 
 @dataclass
@@ -92,6 +95,21 @@ class Hit:
 
     position: int
     score: float
+
+
+def _rows(emb) -> tuple[np.ndarray, np.ndarray]:
+    """What one video stores: frames float32 [V * T, d] (the whole frames, then each inner
+    picture's, `VideoEmbedding.pictures`) and meta float32 [V * T, 2] (time s, attention;
+    inner pictures get the whole frame's times and no attention)."""
+    frames = [np.asarray(emb.frames, np.float32)]
+    times = np.asarray(emb.times, np.float32)
+    meta = [np.stack([times, np.asarray(emb.attention, np.float32)], 1)]
+    pictures = getattr(emb, "pictures", None)
+    if pictures is not None:
+        for p in np.asarray(pictures, np.float32):
+            frames.append(p)
+            meta.append(np.stack([times, np.zeros_like(times)], 1))
+    return np.concatenate(frames), np.concatenate(meta)
 
 
 # ------------------------------------------------------------------------------ segments
@@ -407,13 +425,17 @@ class VideoIndex:
                 at += lengths[j]
         return out
 
-    def video_frames(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video."""
-        span = self._span(position)
-        meta = self._gather([span], "meta")
+    def video_frames(self, position: int, pictures: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video's
+        whole frames; with `pictures`, frames [V, T, d] of the whole frames (view 0) and
+        each inner picture stored with them."""
+        lo, hi = self._span(position)
+        views = max(int(self.records[position].views), 1)
+        t = (hi - lo) // views
+        meta = self._gather([(lo, lo + t)], "meta")
         with one_thread():
-            frames = self._gather([span])
-        return frames, meta[:, 0].copy(), meta[:, 1].copy()
+            frames = self._gather([(lo, hi) if pictures else (lo, lo + t)])
+        return (frames.reshape(views, t, -1) if pictures else frames), meta[:, 0].copy(), meta[:, 1].copy()
 
     def video_vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 [len(positions) or N, d] decoded video embeddings of live positions."""
@@ -453,10 +475,11 @@ class VideoIndex:
         return self._bg_cache
 
     def frame_backgrounds(self, position: int) -> np.ndarray:
-        """float32 [T]: the backgrounds of one video's frames."""
+        """float32 [V, T]: the backgrounds of one video's stored rows, whole frames (view 0)
+        and inner pictures (`video_frames(position, pictures=True)`)."""
         self.background
         lo, hi = self._span(position)
-        return self._bg_phys[lo:hi].copy()
+        return self._bg_phys[lo:hi].reshape(max(int(self.records[position].views), 1), -1).copy()
 
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the live videos."""
@@ -677,10 +700,14 @@ class VideoIndex:
         self._require_writable()
         if not records:
             return
-        frames = np.concatenate([np.asarray(e.frames, np.float32) for e in embeddings])
+        rows = [_rows(e) for e in embeddings]
+        frames = np.concatenate([r[0] for r in rows])
         videos = np.stack([np.asarray(e.video, np.float32).reshape(-1) for e in embeddings])
-        meta = np.concatenate([np.stack([e.times, e.attention], 1) for e in embeddings]).astype(np.float32)
-        lengths = [len(e.times) for e in embeddings]
+        meta = np.concatenate([r[1] for r in rows])
+        lengths = [len(r[0]) for r in rows]
+        for rec, e in zip(records, embeddings):
+            # a record made elsewhere (not `record_for`) still says how its rows are laid out
+            rec.views = 1 + (len(e.pictures) if getattr(e, "pictures", None) is not None else 0)
         merge = self._maybe_train_codec(frames)
         self._write_segment(list(records), videos, frames, meta, lengths, merge)
         del frames, videos, meta  # written: not held through the merges below

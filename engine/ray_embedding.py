@@ -44,16 +44,17 @@ class EmbedActor:
     (empty when it worked), "embedding": [B] (a pickled VideoEmbedding, empty on error)}."""
 
     def __init__(self, bundle: ModelBundle, backbone_weights: str | None, device: str, fps: float,
-                 max_duration: float | None, max_pixels: int):
+                 max_duration: float | None, max_pixels: int, inner_pictures: bool = True):
         from .embedding import Embedder
 
         self.embedder = Embedder(bundle, backbone_weights, device, fps, max_duration, max_pixels=max_pixels)
+        self.inner_pictures = inner_pictures
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         errors, embeddings = [], []
         for path in batch["path"]:
             try:
-                emb = self.embedder.embed(str(path))
+                emb = self.embedder.embed(str(path), self.inner_pictures)
                 errors.append("")
                 embeddings.append(pickle.dumps(emb, protocol=pickle.HIGHEST_PROTOCOL))
             except VideoError as err:
@@ -112,6 +113,7 @@ def embed_files_ray(
     max_pixels: int = MAX_PIXELS,
     address: str | None = LOCAL,
     actors: int | None = None,
+    inner_pictures: bool = True,
 ) -> Iterator[tuple]:
     """Stage 2 on Ray: like `indexing.embed_files`, (record, embedding) of each file that
     worked, in the order of `todo`; bad files are reported in `report` and skipped."""
@@ -131,7 +133,8 @@ def embed_files_ray(
         EmbedActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
         num_cpus=cpus, num_gpus=gpus or None,
         fn_constructor_kwargs={"bundle": bundle, "backbone_weights": backbone_weights, "device": actor_device,
-                               "fps": fps, "max_duration": max_duration, "max_pixels": max_pixels},
+                               "fps": fps, "max_duration": max_duration, "max_pixels": max_pixels,
+                               "inner_pictures": inner_pictures},
     )
     paths = dict(todo)
 

@@ -28,6 +28,10 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", choices=["model", "distinctive"], default="model",
                    help="video vectors (cosine): the model's, or the parameter-free context baseline that "
                         "weights each frame by how distinctive it is in the database (1 - its background)")
+    p.add_argument("--inner-pictures", action="store_true",
+                   help="with --videos: database videos also get their inner pictures (picture-in-picture "
+                        "boxes, side-by-side halves, vertical bands), as `index` stores them by default; "
+                        "their descriptors are cached beside --cache as CACHE.pictures.npz")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
@@ -78,7 +82,10 @@ def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ..api import resolve_model
+    from ..cli import UsageError
     from ..embedding import Embedder
     from ..indexing import scan_folder
     from ..results import record_results
@@ -102,9 +109,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
         feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache)
     missing = len(set(wanted) - set(feats))
     embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
+    pictures = None
+    if args.inner_pictures:
+        if embedder is None:
+            raise UsageError("--inner-pictures needs --videos (the pictures are found in the frames)")
+        from ..embedding import embed_pictures
+
+        queries = set(bench.queries)
+        db_ids = [v for v in (bench.database or sorted(embs)) if v in embs and v not in queries]
+        cache = args.cache.with_suffix(".pictures.npz") if args.cache else None
+        step = 1.0 / fps
+        pic_feats = extract_features(args.videos, db_ids, lambda p: embedder.picture_descriptors(
+            p, np.arange(len(feats[str(p.relative_to(args.videos))])) * step), cache)
+        view_bundle = bundle.without_tca() if args.no_tca else bundle
+        pictures = {v: embed_pictures(view_bundle, x, args.device) for v, x in pic_feats.items()}
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
-    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize)  # backgrounds once
+    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures)  # backgrounds once
     if args.pooling == "distinctive":
         db, embs = db.distinctive(embs)
     results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser, fps, db)
@@ -115,6 +136,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model_name += f", database stored as {args.codec}"
     if args.pooling == "distinctive":
         model_name += ", video vectors pooled by distinctiveness"
+    if args.inner_pictures:
+        model_name += ", with inner pictures"
     edits = {}
     if hasattr(bench, "attention_share") and bundle.tca is not None and not args.no_tca:
         attention = attention_share(bench, bundle, feats, args.device, fps,

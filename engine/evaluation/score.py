@@ -30,16 +30,28 @@ class Database:
     videos: np.ndarray  # [N, d]
     frame_bg: np.ndarray | None  # [F]
     video_bg: np.ndarray | None  # [N]
+    views: np.ndarray | None = None  # [N]: rows per time (whole frame + inner pictures), as the index stores them
 
     @classmethod
-    def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True) -> "Database":
+    def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
+           pictures: Mapping[str, np.ndarray] | None = None) -> "Database":
+        """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
+        videos, stored after their whole frames as the index stores them."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
-        frames = np.concatenate([embeddings[v][0] for v in ids]) if ids else np.zeros((0, dim), np.float32)
-        offsets = np.concatenate([[0], np.cumsum([len(embeddings[v][0]) for v in ids])]).astype(np.int64)
+        rows = [_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
+        frames = np.concatenate(rows) if ids else np.zeros((0, dim), np.float32)
+        offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        views = np.array([len(r) // max(len(embeddings[v][0]), 1) for r, v in zip(rows, ids)], np.int64)
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
-        return cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg)
+        return cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
+
+    def _whole(self, position: int) -> tuple[int, int]:
+        """Rows [lo, hi) of a database video's whole frames (its inner pictures follow)."""
+        lo, hi = int(self.offsets[position]), int(self.offsets[position + 1])
+        views = int(self.views[position]) if self.views is not None else 1
+        return lo, lo + (hi - lo) // views
 
     def distinctive(self, embeddings: Embeddings) -> tuple["Database", dict[str, tuple[np.ndarray, np.ndarray]]]:
         """The parameter-free context baseline: every video vector re-pooled from its frames
@@ -51,14 +63,14 @@ class Database:
         out = dict(embeddings)
         for vid, (frames, _) in embeddings.items():
             if vid in position:
-                p = position[vid]
-                bg = fbg[self.offsets[p] : self.offsets[p + 1]]
+                lo, hi = self._whole(position[vid])
+                bg = fbg[lo:hi]
             else:
                 bg = frame_background(frames, np.array([0, len(frames)]), reference=(self.frames, self.offsets))
             out[vid] = (frames, distinctive_pooling(frames, bg))
         videos = np.stack([out[v][1] for v in self.ids]) if self.ids else self.videos
         vbg = video_background(videos) if self.video_bg is not None else None
-        return Database(self.ids, self.frames, self.offsets, videos, self.frame_bg, vbg), out
+        return Database(self.ids, self.frames, self.offsets, videos, self.frame_bg, vbg, self.views), out
 
     def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
         if measure is Measure.COSINE:
@@ -68,10 +80,20 @@ class Database:
                             background=self.frame_bg)
 
     def similarity(self, query: np.ndarray, position: int) -> np.ndarray:
-        """The (normalised) frame similarity matrix of a query and one database video."""
+        """The (normalised) frame similarity matrix [Tq, T] of a query and one database
+        video: at each time, the best of its whole frame and inner pictures."""
         lo, hi = self.offsets[position], self.offsets[position + 1]
         bg = self.frame_bg[lo:hi] if self.frame_bg is not None else None
-        return frame_similarity(query, self.frames[lo:hi], bg)
+        views = int(self.views[position]) if self.views is not None else 1
+        sim = frame_similarity(query, self.frames[lo:hi], bg)
+        return sim.reshape(len(query), views, -1).max(axis=1)
+
+
+def _rows(frames: np.ndarray, pictures: np.ndarray | None) -> np.ndarray:
+    """A video's stored rows: its whole frames [T, d], then each inner picture's [T, d]."""
+    if pictures is None or len(pictures) == 0:
+        return np.asarray(frames, np.float32)
+    return np.concatenate([np.asarray(frames, np.float32), *np.asarray(pictures, np.float32)])
 
 
 def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:

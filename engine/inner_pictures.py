@@ -1,0 +1,120 @@
+"""Inner pictures: the rectangles of a frame that show another video.
+
+A copy is often not the whole frame: picture-in-picture puts the source in a box over
+other footage, a reaction layout beside a webcam, a vertical repost in a band across a
+9:16 frame. The frame's descriptor then describes mostly the other footage and the copy
+is not found (collection benchmark, val: 1 of 13 picture-in-picture copies in the top 10).
+Such a box has edges that stay put while the content inside it changes; this module
+finds them, and the index stores each box's crop, described like a whole frame, as
+extra rows of the video (`Embedder.embed(..., inner_pictures=True)`).
+
+Detection is plain image arithmetic on small grey frames: per pixel, the share of
+frames with a strong vertical (horizontal) gradient; rows (columns) where that share
+stays high over a long run are persistent lines; two parallel lines of the same extent
+make a box; a box must hold moving content and cover 6-80% of the frame.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the frame's width/height
+
+EDGE = 6.0  # grey levels (0-255) between neighbouring pixels that make an edge
+SHARE = 0.3  # share of the frames that must have the edge (bumpers and end cards have none)
+MIN_SIDE = 0.2  # a line spans at least this share of the frame; a box's sides too
+MIN_AREA, MAX_AREA = 0.06, 0.8  # a box's area as a share of the frame
+MOTION = 1.0  # mean absolute grey change between samples inside a box (static art has none)
+GAP = 6  # pixels of a line that may be missing (the content on both sides matches there)
+MAX_BOXES = 3
+
+
+def _runs(mask: np.ndarray, min_len: int) -> list[tuple[int, int]]:
+    """[start, end) of the True runs of a 1-d bool array at least min_len long."""
+    d = np.flatnonzero(np.diff(np.r_[False, mask, False].astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(d[::2], d[1::2]) if b - a >= min_len]
+
+
+def _close(mask: np.ndarray, gap: int) -> np.ndarray:
+    """The mask with False gaps of at most `gap` between True values filled."""
+    out = mask.copy()
+    idx = np.flatnonzero(mask)
+    for a, b in zip(idx[:-1], idx[1:]):
+        if 1 < b - a <= gap + 1:
+            out[a:b] = True
+    return out
+
+
+def _lines(share: np.ndarray, min_len: int) -> list[tuple[int, int, int]]:
+    """(row, start, end) of persistent lines in share [H, W] (a line may wobble by a row)."""
+    out = []
+    for y in range(share.shape[0]):
+        row = np.maximum(share[y], share[y - 1]) if y else share[y]
+        out.extend((y, a, b) for a, b in _runs(_close(row >= SHARE, GAP), min_len))
+    return out
+
+
+def _pairs(lines: list[tuple[int, int, int]], min_gap: int, tol: int = 4) -> list[tuple[int, int, int, int]]:
+    """(start, lo, end, hi): two parallel lines of the same extent, at least min_gap apart."""
+    out = []
+    for i, (ya, a0, a1) in enumerate(lines):
+        for yb, b0, b1 in lines[i + 1:]:
+            if yb - ya >= min_gap and abs(a0 - b0) <= tol and abs(a1 - b1) <= tol:
+                out.append((max(a0, b0), ya + 1, min(a1, b1), yb + 1))
+    return out
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def inner_boxes(gray: np.ndarray, top: int = MAX_BOXES) -> list[Box]:
+    """Boxes that frame moving content across a video.
+
+    gray: float32 [T, H, W] grey frames (0-255) sampled over the video, any small size
+    (180 px high is plenty) -> up to `top` boxes (x0, y0, x1, y1) as fractions of the
+    width and height, largest first, none overlapping by more than 60% IoU. Fewer than 3
+    frames give none."""
+    gray = np.asarray(gray, np.float32)
+    if gray.ndim != 3 or len(gray) < 3:
+        return []
+    _, h, w = gray.shape
+    horizontal = (np.abs(np.diff(gray, axis=1)) > EDGE).mean(0)  # [H-1, W]
+    vertical = (np.abs(np.diff(gray, axis=2)) > EDGE).mean(0)  # [H, W-1]
+    found = _pairs(_lines(horizontal, int(MIN_SIDE * w)), int(MIN_SIDE * h))
+    found += [(x0, y0, x1, y1) for y0, x0, y1, x1 in _pairs(_lines(vertical.T, int(MIN_SIDE * h)), int(MIN_SIDE * w))]
+    motion = np.abs(np.diff(gray, axis=0)).mean(0)  # [H, W]
+    scored = []
+    for x0, y0, x1, y1 in found:
+        area = (x1 - x0) * (y1 - y0) / (h * w)
+        if MIN_AREA <= area <= MAX_AREA and motion[y0:y1, x0:x1].mean() >= MOTION:
+            scored.append((area, (x0 / w, y0 / h, x1 / w, y1 / h)))
+    out: list[Box] = []
+    for _, box in sorted(scored, reverse=True):
+        if all(_iou(box, b) < 0.6 for b in out):
+            out.append(box)
+        if len(out) == top:
+            break
+    return out
+
+
+def grey(images: np.ndarray) -> np.ndarray:
+    """uint8 RGB [T, H, W, 3] -> float32 grey [T, H, W] (ITU-R 601 luma)."""
+    return np.asarray(images, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def crop(image: np.ndarray, box: Box, short_side: int = 256, size: int = 224) -> np.ndarray:
+    """The box of one uint8 RGB frame [H, W, 3], prepared as the decoder prepares a whole
+    frame (short side resized to `short_side`, centre square of `size`) -> uint8 [size, size, 3]."""
+    h, w = image.shape[:2]
+    y0, y1 = int(box[1] * h), max(int(box[3] * h), int(box[1] * h) + 1)
+    x0, x1 = int(box[0] * w), max(int(box[2] * w), int(box[0] * w) + 1)
+    part = np.ascontiguousarray(image[y0:y1, x0:x1])
+    s = short_side / min(part.shape[:2])
+    nw, nh = max(size, round(part.shape[1] * s)), max(size, round(part.shape[0] * s))
+    big = np.asarray(Image.fromarray(part).resize((nw, nh), Image.BILINEAR))
+    y, x = (nh - size) // 2, (nw - size) // 2
+    return big[y : y + size, x : x + size]

@@ -1,0 +1,77 @@
+"""Inner pictures: a copy shown in a box of another video's frame is found by its box."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import media
+from engine import Engine
+from engine.inner_pictures import crop, grey, inner_boxes
+
+
+def pip(source: list[np.ndarray], background: list[np.ndarray], box: tuple[int, int, int, int]) -> list[np.ndarray]:
+    """The source scaled into box (x0, y0, x1, y1, pixels) over the background, frame by frame."""
+    from PIL import Image
+
+    x0, y0, x1, y1 = box
+    out = []
+    for s, b in zip(source, background):
+        f = b.copy()
+        f[y0:y1, x0:x1] = np.asarray(Image.fromarray(s).resize((x1 - x0, y1 - y0), Image.BILINEAR))
+        out.append(f)
+    return out
+
+
+def test_finds_the_box_of_a_picture_in_picture_and_nothing_in_a_plain_video():
+    src = media.scene_frames(21, 8, fps=2, size=(320, 180))
+    bg = media.scene_frames(22, 8, fps=2, size=(320, 180))
+    frames = pip(src, bg, (176, 90, 304, 162))
+    boxes = inner_boxes(grey(np.stack(frames)))
+    assert boxes, "no box found"
+    x0, y0, x1, y1 = boxes[0]
+    assert abs(x0 - 176 / 320) < 0.03 and abs(x1 - 304 / 320) < 0.03, boxes
+    assert abs(y0 - 90 / 180) < 0.03 and abs(y1 - 162 / 180) < 0.03, boxes
+    assert inner_boxes(grey(np.stack(bg))) == []
+    assert inner_boxes(grey(np.stack(frames[:2]))) == []  # too few frames to tell
+    assert crop(frames[0], boxes[0]).shape == (224, 224, 3)
+
+
+@pytest.fixture(scope="module")
+def pip_corpus(tmp_path_factory):
+    """Eight plain videos and one that shows scene 31 in a corner box over scene 32."""
+    root = tmp_path_factory.mktemp("pip")
+    size = (320, 180)
+    for i in range(8):
+        media.write_video(root / "videos" / f"plain{i}.mp4", media.scene_frames(40 + i, 10, fps=4, size=size), fps=4)
+    src = media.scene_frames(31, 10, fps=4, size=size)
+    media.write_video(root / "videos" / "pip.mp4", pip(src, media.scene_frames(32, 10, fps=4, size=size),
+                                                        (160, 80, 304, 161)), fps=4)
+    query = media.write_video(root / "query.mp4", src, fps=4)
+    return root, query
+
+
+@pytest.mark.parametrize("inner", [True, False])
+def test_an_index_with_inner_pictures_finds_the_copy_in_the_box(pip_corpus, pca_model, tmp_path, inner):
+    root, query = pip_corpus
+    eng = Engine(model=pca_model)
+    eng.build_index(root / "videos", tmp_path / "idx", progress=False, inner_pictures=inner)
+    index = eng.index
+    assert index.manifest["inner_pictures"] is inner
+    pos = index.position("pip.mp4")
+    rec = index.records[pos]
+    frames, times, attention = index.video_frames(pos)
+    assert frames.shape[0] == len(times) == rec.num_frames  # the whole frames, as before
+    rows, _, _ = index.video_frames(pos, pictures=True)
+    assert rows.shape == (rec.views, rec.num_frames, frames.shape[1])
+    assert index.frame_backgrounds(pos).shape == (rec.views, rec.num_frames)
+    result = eng.search(query, k=9)
+    rank = [m.id for m in result.matches].index("pip.mp4") + 1
+    top = result.matches[0]
+    assert top.comparison.similarity.shape == (len(result.query.times), len(top.video.times))
+    if inner:
+        assert rec.views >= 2
+        assert rank == 1, [(m.id, m.score) for m in result.matches]
+        assert all(r.views == 1 for r in index.records if r.id.startswith("plain"))
+    else:
+        assert rec.views == 1
+        assert rank > 1  # the whole frames alone miss it (rank 7 of 9 when written)

@@ -27,6 +27,7 @@ MIN_AREA, MAX_AREA = 0.06, 0.8  # a box's area as a share of the frame
 MOTION = 1.0  # mean absolute grey change between samples inside a box (static art has none)
 GAP = 6  # pixels of a line that may be missing (the content on both sides matches there)
 MAX_BOXES = 3
+AROUND, THIN = 4, 2.0  # a side's edge share is >= THIN x the median of the AROUND rows beyond its neighbours
 
 
 def _runs(mask: np.ndarray, min_len: int) -> list[tuple[int, int]]:
@@ -46,11 +47,20 @@ def _close(mask: np.ndarray, gap: int) -> np.ndarray:
 
 
 def _lines(share: np.ndarray, min_len: int) -> list[tuple[int, int, int]]:
-    """(row, start, end) of persistent lines in share [H, W] (a line may wobble by a row)."""
+    """(row, start, end) of persistent lines in share [H, W] (a line may wobble by a row).
+
+    A box's side is a thin line: the rows a few pixels away have far fewer edges there. A
+    static textured shot (a wall, a city from the air) has edges in every row, so its rows
+    do not count as lines."""
+    h = share.shape[0]
+    pad = np.pad(share, ((AROUND + 1, AROUND + 1), (0, 0)), mode="edge")
     out = []
-    for y in range(share.shape[0]):
+    for y in range(h):
         row = np.maximum(share[y], share[y - 1]) if y else share[y]
-        out.extend((y, a, b) for a, b in _runs(_close(row >= SHARE, GAP), min_len))
+        c = y + AROUND + 1
+        near = np.concatenate([pad[c - AROUND - 1 : c - 1], pad[c + 2 : c + AROUND + 2]])
+        thin = row >= THIN * np.median(near, axis=0)
+        out.extend((y, a, b) for a, b in _runs(_close((row >= SHARE) & thin, GAP), min_len))
     return out
 
 

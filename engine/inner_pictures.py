@@ -10,8 +10,9 @@ extra rows of the video (`Embedder.embed(..., inner_pictures=True)`).
 
 Detection is plain image arithmetic on small grey frames: per pixel, the share of
 frames with a strong vertical (horizontal) gradient; rows (columns) where that share
-stays high over a long run are persistent lines; two parallel lines of the same extent
-make a box; a box must hold moving content and cover 6-80% of the frame.
+stays high over a long run, and far higher than a few pixels away, are persistent thin
+lines (a static textured shot has edges in every row); two parallel lines of the same
+extent make a box; a box must hold moving content and cover 6-80% of the frame.
 """
 from __future__ import annotations
 

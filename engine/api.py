@@ -315,10 +315,9 @@ class Engine:
         norm = self.normalize if normalize is None else normalize
         views, t = frames.shape[:2]
         bg = index.frame_backgrounds(pos) if norm else np.zeros((views, t), np.float32)
-        # each query frame against the whole frame and every inner picture at each time: the
-        # best of them, as the search's chamfer takes it; `raw` stays the whole frames' cosine
-        sim = frame_similarity(query.frames, frames.reshape(views * t, -1), bg.reshape(-1))
-        sim = sim.reshape(len(query.frames), views, t).max(axis=1)
+        # the best of the whole frame and its inner pictures at each time, as the search's
+        # chamfer takes it; `raw` stays the whole frames' cosine
+        sim = frame_similarity(query.frames, frames.reshape(views * t, -1), bg.reshape(-1), views)
         bg = bg[0]
         segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration)
         best = segments[0]  # the strongest alignment

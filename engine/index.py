@@ -51,6 +51,7 @@ from .background import DEFAULT_K, DEFAULT_SKIP, frame_background, video_backgro
 from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
+from .inner_pictures import stored_rows
 from .similarity import Measure, chamfer_many
 from .store import CheckedArray, DamagedFileError, verified_bytes, write_array, write_array_chunks, write_bytes
 
@@ -97,19 +98,16 @@ class Hit:
     score: float
 
 
-def _rows(emb) -> tuple[np.ndarray, np.ndarray]:
-    """What one video stores: frames float32 [V * T, d] (the whole frames, then each inner
-    picture's, `VideoEmbedding.pictures`) and meta float32 [V * T, 2] (time s, attention;
-    inner pictures get the whole frame's times and no attention)."""
-    frames = [np.asarray(emb.frames, np.float32)]
+def _rows(emb) -> tuple[np.ndarray, np.ndarray, int]:
+    """What one video stores: frames float32 [V * T, d] (`stored_rows`), meta float32
+    [V * T, 2] (time s, attention; inner pictures get the whole frame's times and no
+    attention) and V, the record's `views`."""
+    frames = stored_rows(emb.frames, getattr(emb, "pictures", None))
     times = np.asarray(emb.times, np.float32)
-    meta = [np.stack([times, np.asarray(emb.attention, np.float32)], 1)]
-    pictures = getattr(emb, "pictures", None)
-    if pictures is not None:
-        for p in np.asarray(pictures, np.float32):
-            frames.append(p)
-            meta.append(np.stack([times, np.zeros_like(times)], 1))
-    return np.concatenate(frames), np.concatenate(meta)
+    views = len(frames) // len(times) if len(times) else 1
+    meta = np.stack([np.tile(times, views), np.zeros(len(frames), np.float32)], 1)
+    meta[: len(times), 1] = emb.attention
+    return frames, meta, views
 
 
 # ------------------------------------------------------------------------------ segments
@@ -705,9 +703,8 @@ class VideoIndex:
         videos = np.stack([np.asarray(e.video, np.float32).reshape(-1) for e in embeddings])
         meta = np.concatenate([r[1] for r in rows])
         lengths = [len(r[0]) for r in rows]
-        for rec, e in zip(records, embeddings):
-            # a record made elsewhere (not `record_for`) still says how its rows are laid out
-            rec.views = 1 + (len(e.pictures) if getattr(e, "pictures", None) is not None else 0)
+        for rec, (_, _, views) in zip(records, rows):
+            rec.views = views  # the layout just written
         merge = self._maybe_train_codec(frames)
         self._write_segment(list(records), videos, frames, meta, lengths, merge)
         del frames, videos, meta  # written: not held through the merges below

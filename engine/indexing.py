@@ -98,7 +98,6 @@ def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
         duration=round(float(emb.duration), 3), fps=round(float(info.fps), 3) if info else 0.0,
         width=info.width if info else 0, height=info.height if info else 0,
         num_frames=emb.num_frames, warnings=list(emb.warnings),
-        views=1 + (len(emb.pictures) if emb.pictures is not None else 0),
     )
 
 

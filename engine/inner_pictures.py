@@ -112,6 +112,15 @@ def inner_boxes(gray: np.ndarray, top: int = MAX_BOXES) -> list[Box]:
     return out
 
 
+def stored_rows(frames: np.ndarray, pictures: np.ndarray | None) -> np.ndarray:
+    """A video's rows as the index stores them: its whole frames [T, d], then each inner
+    picture's (pictures [V, T, d] or None) -> float32 [(1 + V) * T, d]."""
+    frames = np.asarray(frames, np.float32)
+    if pictures is None or len(pictures) == 0:
+        return frames
+    return np.concatenate([frames, *np.asarray(pictures, np.float32)])
+
+
 def grey(images: np.ndarray) -> np.ndarray:
     """uint8 RGB [T, H, W, 3] -> float32 grey [T, H, W] (ITU-R 601 luma)."""
     return np.asarray(images, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)

@@ -27,13 +27,16 @@ def cosine(query: np.ndarray, videos: np.ndarray) -> np.ndarray:
     return np.asarray(videos, np.float32) @ np.asarray(query, np.float32)
 
 
-def frame_similarity(query: np.ndarray, target: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
-    """Frame-to-frame cosine matrix: query [Tq, d], target [Tt, d] -> [Tq, Tt]; minus each
-    target frame's background [Tt] when given (see `engine.background`)."""
+def frame_similarity(query: np.ndarray, target: np.ndarray, background: np.ndarray | None = None,
+                     views: int = 1) -> np.ndarray:
+    """Frame-to-frame cosine matrix: query [Tq, d], target [views * Tt, d] -> [Tq, Tt]; minus
+    each target row's background [views * Tt] when given (see `engine.background`). With
+    views > 1 the target rows are the index's layout, the whole frames then each inner
+    picture's (`engine.inner_pictures.stored_rows`), and each cell is the best of them at that time."""
     s = np.asarray(query, np.float32) @ np.asarray(target, np.float32).T
     if background is not None:
         s -= np.asarray(background, np.float32)[None, :]
-    return s
+    return s.reshape(len(s), views, -1).max(axis=1) if views > 1 else s
 
 
 def chamfer(query: np.ndarray, target: np.ndarray) -> float:

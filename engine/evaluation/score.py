@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..background import backgrounds, frame_background, video_background
+from ..inner_pictures import stored_rows
 from ..similarity import Measure, chamfer_many, frame_similarity
 from ..spans import Localiser, matched_segments
 from .benchmarks import Benchmark, ranking
@@ -39,7 +40,7 @@ class Database:
         videos, stored after their whole frames as the index stores them."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
-        rows = [_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
+        rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
         frames = np.concatenate(rows) if ids else np.zeros((0, dim), np.float32)
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
         views = np.array([len(r) // max(len(embeddings[v][0]), 1) for r, v in zip(rows, ids)], np.int64)
@@ -85,15 +86,7 @@ class Database:
         lo, hi = self.offsets[position], self.offsets[position + 1]
         bg = self.frame_bg[lo:hi] if self.frame_bg is not None else None
         views = int(self.views[position]) if self.views is not None else 1
-        sim = frame_similarity(query, self.frames[lo:hi], bg)
-        return sim.reshape(len(query), views, -1).max(axis=1)
-
-
-def _rows(frames: np.ndarray, pictures: np.ndarray | None) -> np.ndarray:
-    """A video's stored rows: its whole frames [T, d], then each inner picture's [T, d]."""
-    if pictures is None or len(pictures) == 0:
-        return np.asarray(frames, np.float32)
-    return np.concatenate([np.asarray(frames, np.float32), *np.asarray(pictures, np.float32)])
+        return frame_similarity(query, self.frames[lo:hi], bg, views)
 
 
 def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:

@@ -1,10 +1,15 @@
 """Inner pictures: a copy shown in a box of another video's frame is found by its box."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import media
+from conftest import ROOT
 from engine import Engine
 from engine.inner_pictures import crop, grey, inner_boxes
 
@@ -75,3 +80,22 @@ def test_an_index_with_inner_pictures_finds_the_copy_in_the_box(pip_corpus, pca_
     else:
         assert rec.views == 1
         assert rank > 1  # the whole frames alone miss it (rank 7 of 9 when written)
+
+
+def test_evaluate_with_inner_pictures_describes_every_ranked_video(pip_corpus, tmp_path):
+    """A benchmark without a database list ranks every video, queries too: each gets its
+    inner pictures (a query that is also in the database once got none)."""
+    root, _ = pip_corpus
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"pip.mp4": ["plain0.mp4"]}))
+    cmd = [sys.executable, "-m", "engine", "evaluate", "generic", str(gt), "--videos", str(root / "videos"),
+           "--cache", str(tmp_path / "f.npz"), "--measure", "chamfer", "--inner-pictures", "--json"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["model"].endswith("with inner pictures")
+    with np.load(tmp_path / "f.pictures.npz") as cached:
+        assert sorted(cached.files) == sorted(p.name for p in (root / "videos").iterdir())
+        assert cached["pip.mp4"].shape[0] >= 1
+    bad = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--inner-pictures"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--inner-pictures needs --videos" in bad.stderr

@@ -115,8 +115,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise UsageError("--inner-pictures needs --videos (the pictures are found in the frames)")
         from ..embedding import embed_pictures
 
-        queries = set(bench.queries)
-        db_ids = [v for v in (bench.database or sorted(embs)) if v in embs and v not in queries]
+        # every video that is ranked (a benchmark without a database list ranks all, queries too)
+        db_ids = [v for v in (bench.database or sorted(embs)) if v in embs]
         cache = args.cache.with_suffix(".pictures.npz") if args.cache else None
         step = 1.0 / fps
         pic_feats = extract_features(args.videos, db_ids, lambda p: embedder.picture_descriptors(

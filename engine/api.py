@@ -27,6 +27,7 @@ from .indexing import BuildReport, build_index
 from .model import ModelBundle, ModelError, builtin_model, load_model
 from .similarity import Measure, evidence, frame_similarity
 from .spans import Segment, Span, matched_segments
+from .variants import DEFAULT_VARIANTS, Variant, parse_variants
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, probe, write_preview
 
 
@@ -111,6 +112,7 @@ class SearchResult:
             "query": self.query.path,
             "measure": self.measure.value,
             "normalized": self.normalized,
+            "variants": [v.value for v in self.query.variants],
             "results": [m.as_dict() for m in self.matches],
         }
 
@@ -172,6 +174,9 @@ class Engine:
     frames are refused with a clear error before decoding. normalize: corpus-aware scores
     (each indexed frame's background subtracted, see engine.background) unless False.
     use_tca=False: the model's TCA replaced by mean pooling (an index built so records it).
+    variants: the query variants a search also describes (greyscale, low detail...: see
+    engine.variants; names or Variant, () for none): each query frame counts with its best
+    look, so greyscale and degraded copies rank; one more backbone pass per variant.
     """
 
     def __init__(
@@ -187,6 +192,7 @@ class Engine:
         max_pixels: int = MAX_PIXELS,
         normalize: bool = True,
         use_tca: bool = True,
+        variants: tuple[Variant | str, ...] | str | None = DEFAULT_VARIANTS,
     ):
         self.index: VideoIndex | None = open_index(index) if index else None
         self.model_path: Path | None = None
@@ -212,6 +218,7 @@ class Engine:
         self.backbone_weights = str(backbone_weights) if backbone_weights else None
         self.candidates = candidates
         self.normalize = normalize
+        self.variants = parse_variants(variants)
 
     def _index_model(self, index: VideoIndex) -> ModelBundle:
         m = index.manifest
@@ -271,10 +278,12 @@ class Engine:
         return write_preview(path, out, max_duration=max_duration or self.embedder.max_duration)
 
     # ------------------------------------------------------------------ embedding
-    def embed(self, path: str | Path) -> VideoEmbedding:
-        """Embed a video file (decode at the engine's fps, backbone, PCA, TCA); the file is
+    def embed(self, path: str | Path, variants: tuple[Variant | str, ...] | str | None = None) -> VideoEmbedding:
+        """Embed a video file (decode at the engine's fps, backbone, PCA, TCA) as a query:
+        with the engine's query variants, or `variants` ('none' or () for none); the file is
         opened once. Raises VideoError subclasses for files that cannot be used."""
-        return self.embedder.embed(path)
+        chosen = self.variants if variants is None else parse_variants(variants)
+        return self.embedder.embed(path, variants=chosen)
 
     # ------------------------------------------------------------------ search
     def _require_index(self) -> VideoIndex:
@@ -290,13 +299,14 @@ class Engine:
         normalize: bool | None = None,
     ) -> SearchResult:
         """Rank indexed videos against a query file or embedding. k >= index size ranks all.
-        Each match carries its frame similarity matrix and every copied segment.
-        normalize: None = the engine's setting."""
+        Each match carries its frame similarity matrix and every copied segment. A query
+        file is described with the engine's variants (an embedding is searched with those it
+        carries). normalize: None = the engine's setting."""
         index = self._require_index()
         measure = Measure(measure)
         norm = self.normalize if normalize is None else normalize
         q = query if isinstance(query, VideoEmbedding) else self.embed(query)
-        hits = index.search(q.frames, q.video, k, measure, self.candidates, norm)
+        hits = index.search(*q.looks, k, measure, self.candidates, norm)
         matches = []
         for rank, hit in enumerate(hits, 1):
             video, cmp = self._at(hit.position, q, norm)
@@ -317,7 +327,7 @@ class Engine:
         bg = index.frame_backgrounds(pos) if norm else np.zeros((views, t), np.float32)
         # the best of the whole frame and its inner pictures at each time, as the search's
         # chamfer takes it; `raw` stays the whole frames' cosine
-        sim = frame_similarity(query.frames, frames.reshape(views * t, -1), bg.reshape(-1), views)
+        sim = frame_similarity(query.looks[0], frames.reshape(views * t, -1), bg.reshape(-1), views)
         bg = bg[0]
         segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration)
         best = segments[0]  # the strongest alignment

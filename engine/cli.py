@@ -123,6 +123,11 @@ def arguments_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-normalize", action="store_true",
                    help="rank by raw cosine similarities (default: corpus-aware, each indexed frame's "
                         "background subtracted, so intros, end cards and watermarks do not decide)")
+    p.add_argument("--variants", metavar="NAMES", default=None,
+                   help="query variants also described, each query frame counting with its best look "
+                        "(comma-separated: grey, low-detail, grey-low-detail, flip, zoom; 'none' for "
+                        "none; default grey,low-detail,grey-low-detail, so greyscale and heavily "
+                        "re-encoded copies rank)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_model_flags(p, backbone=False)
 
@@ -133,7 +138,8 @@ def run_search(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UsageError("--top-k must be at least 1")
-    eng = Engine(model=args.model, index=args.index_dir, backbone_weights=args.backbone_weights, device=args.device)
+    eng = Engine(model=args.model, index=args.index_dir, backbone_weights=args.backbone_weights, device=args.device,
+                 **({"variants": args.variants} if args.variants is not None else {}))
     result = eng.search(args.query, k=args.top_k, measure=args.measure, normalize=not args.no_normalize)
     if args.json:
         print(json.dumps(result.as_dict()))
@@ -168,7 +174,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
     eng = Engine(model=args.model, backbone=args.backbone, backbone_weights=args.backbone_weights,
                  device=args.device)
-    e = eng.embed(args.video)
+    e = eng.embed(args.video, variants=())
     if args.out:
         with atomic_write(args.out) as tmp:
             np.savez(tmp, times=e.times, frames=e.frames, video=e.video, attention=e.attention)

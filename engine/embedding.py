@@ -17,6 +17,7 @@ from .backbone import FrameEncoder, load_backbone
 from .inner_pictures import crop, grey, inner_boxes
 from .model import ModelBundle
 from .tca import aggregate
+from .variants import Variant, apply_variant
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frames
 
 
@@ -32,6 +33,8 @@ class VideoEmbedding:
     pictures: float32 [V, T, d]: the frame embeddings of V inner pictures (picture-in-picture
     boxes, side-by-side halves, vertical bands: `engine.inner_pictures`) at the same times, or None
     when they were not looked for.
+    variants: the query variants described (`engine.variants`), with variant_frames float32
+    [W, T, d] and variant_videos float32 [W, d], each variant's sequence embedded like the frames.
     """
 
     times: np.ndarray
@@ -45,10 +48,22 @@ class VideoEmbedding:
     warnings: list[str] = field(default_factory=list)
     capped: bool = False
     pictures: np.ndarray | None = None
+    variants: tuple[Variant, ...] = ()
+    variant_frames: np.ndarray | None = None
+    variant_videos: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
         return int(len(self.times))
+
+    @property
+    def looks(self) -> tuple[np.ndarray, np.ndarray]:
+        """What a search compares: (frames [L, T, d], videos [L, d]), the video itself then
+        each of its variants (L = 1 + W)."""
+        if self.variant_frames is None or not len(self.variant_frames):
+            return self.frames[None], self.video[None]
+        return (np.concatenate([self.frames[None], self.variant_frames]),
+                np.concatenate([self.video[None], self.variant_videos]))
 
 
 class Embedder:
@@ -91,6 +106,13 @@ class Embedder:
 
         The file is opened once; what decoding found (container facts, cap, duration
         covered, notes) is filled into `report`."""
+        times, descs, _ = self.variant_descriptors(path, (), report)
+        return times, descs
+
+    def variant_descriptors(self, path: str | Path, variants: tuple[Variant, ...],
+                            report: DecodeReport | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`descriptors` and, from the same decode, those of each query variant
+        (`engine.variants`): (times [T] s, float32 [T, D], float32 [W, T, D])."""
         report = report if report is not None else DecodeReport()
         batches: queue.Queue = queue.Queue(maxsize=4)
         stop = threading.Event()
@@ -136,12 +158,15 @@ class Embedder:
                 if isinstance(item, BaseException):
                     raise item
                 times.extend(item[0])
-                descs.append(self.encoder.describe(item[1], self.batch_size))
+                descs.append(np.stack([self.encoder.describe(item[1], self.batch_size)]
+                                      + [self.encoder.describe(apply_variant(v, item[1]), self.batch_size)
+                                         for v in variants]))
         finally:
             stop.set()  # a consumer error must not leave the decoder blocked on a full queue
             torch.set_num_threads(threads)
             thread.join()
-        return np.asarray(times, np.float32), np.concatenate(descs)
+        out = np.concatenate(descs, axis=1)
+        return np.asarray(times, np.float32), out[0], out[1:]
 
     def embed_descriptors(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Backbone descriptors [T, D] -> (frames [T, d], video [d], attention [T]), float32."""
@@ -167,12 +192,15 @@ class Embedder:
         """Frame embeddings float32 [V, T, d] of a video's inner pictures at `times` [T] s."""
         return embed_pictures(self.bundle, self.picture_descriptors(path, times), self.device)
 
-    def embed(self, path: str | Path, inner_pictures: bool = False) -> VideoEmbedding:
+    def embed(self, path: str | Path, inner_pictures: bool = False,
+              variants: tuple[Variant, ...] = ()) -> VideoEmbedding:
         """Embed one video file; with `inner_pictures`, its inner pictures too (for indexing:
-        a query is compared whole). Raises engine.video.VideoError for files that cannot be used."""
+        a query is compared whole); with `variants`, those query variants too (for searching:
+        `engine.variants`). Raises engine.video.VideoError for files that cannot be used."""
         report = DecodeReport()
-        times, desc = self.descriptors(path, report)
+        times, desc, variant_desc = self.variant_descriptors(path, tuple(variants), report)
         frames, video, attention = self.embed_descriptors(desc)
+        variant_frames, variant_videos = embed_sequences(self.bundle, variant_desc, self.device)
         return VideoEmbedding(
             times=times,
             frames=frames,
@@ -185,14 +213,28 @@ class Embedder:
             warnings=report.warnings,
             capped=report.capped,
             pictures=self.inner_pictures(path, times) if inner_pictures else None,
+            variants=tuple(variants),
+            variant_frames=variant_frames if len(variants) else None,
+            variant_videos=variant_videos if len(variants) else None,
         )
 
 
+def embed_sequences(bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """V sequences of one video's backbone descriptors [V, T, D] (its inner pictures, or its
+    query variants) -> (frame embeddings float32 [V, T, d], video vectors float32 [V, d]),
+    each sequence embedded like a whole video's frames."""
+    descriptors = np.asarray(descriptors, np.float32)
+    out = [embed_sequence(bundle, d, device)[:2] for d in descriptors]
+    if not out:
+        dim = bundle.dim or descriptors.shape[2]
+        return np.zeros((0, descriptors.shape[1], dim), np.float32), np.zeros((0, dim), np.float32)
+    return np.stack([f for f, _ in out]), np.stack([v for _, v in out])
+
+
 def embed_pictures(bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
-    """Inner pictures' backbone descriptors [V, T, D] -> frame embeddings float32 [V, T, d],
-    each picture's sequence embedded like a whole video's frames."""
-    out = [embed_sequence(bundle, d, device)[0] for d in np.asarray(descriptors, np.float32)]
-    return np.stack(out) if out else np.zeros((0, descriptors.shape[1], bundle.dim or descriptors.shape[2]), np.float32)
+    """Inner pictures' backbone descriptors [V, T, D] -> frame embeddings float32 [V, T, d]."""
+    return embed_sequences(bundle, descriptors, device)[0]
 
 
 @torch.inference_mode()

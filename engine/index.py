@@ -52,7 +52,7 @@ from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
-from .similarity import Measure, chamfer_many
+from .similarity import Measure, chamfer_many, cosine
 from .store import CheckedArray, DamagedFileError, verified_bytes, write_array, write_array_chunks, write_bytes
 
 FORMAT_VERSION = 2
@@ -186,13 +186,14 @@ class Segment:
         return self._faiss
 
     def candidates(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(local ids, approximate scores) of the k best videos by cosine of video vectors."""
+        """(local ids, approximate scores) of the k best videos by cosine of video vectors,
+        for each row of q [d] or [L, d] (so a video may come back once per row)."""
         k = min(k, self.n)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores, ids = self.faiss_index().search(q.reshape(1, -1), k)
-        keep = ids[0] >= 0
-        return ids[0][keep].astype(np.int64), scores[0][keep]
+        scores, ids = self.faiss_index().search(np.ascontiguousarray(np.atleast_2d(q), np.float32), k)
+        keep = ids >= 0  # [L, k]: each of the query's looks
+        return ids[keep].astype(np.int64), scores[keep]
 
 
 # ------------------------------------------------------------------------------ the index
@@ -614,9 +615,12 @@ class VideoIndex:
     ) -> list[Hit]:
         """Top-k videos for a query, best first. k >= len(index) ranks the whole index.
 
-        The `candidates` best videos by cosine of the video vectors (all videos when the
-        index is smaller) are re-ranked exactly by the measure, minus the backgrounds when
-        `normalize` (cosine: the video's; chamfer: each frame's)."""
+        query_frames [Tq, d], query_video [d]; or the query's looks, itself then its variants
+        (`engine.variants`): [L, Tq, d] and [L, d], each query frame (and the video vector)
+        counting with its best look. The `candidates` best videos by cosine of the video
+        vectors, of any look (all videos when the index is smaller), are re-ranked exactly by
+        the measure, minus the backgrounds when `normalize` (cosine: the video's; chamfer:
+        each frame's)."""
         with one_thread():
             return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize)
 
@@ -626,11 +630,11 @@ class VideoIndex:
         if n == 0 or k <= 0:
             return []
         k = min(k, n)
-        q = np.ascontiguousarray(query_video.reshape(-1), np.float32)
+        q = np.ascontiguousarray(np.atleast_2d(query_video), np.float32)  # [L, d]
         n_cand = max(k, min(candidates, n))
         pos = np.arange(n) if n_cand >= n else self._candidates(q, n_cand)
         if measure == Measure.COSINE:
-            scores = self.video_vectors(pos) @ q
+            scores = cosine(q, self.video_vectors(pos))
             if normalize:
                 scores = scores - self.background[1][pos]
         else:
@@ -646,7 +650,8 @@ class VideoIndex:
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
 
     def _candidates(self, q: np.ndarray, n_cand: int) -> np.ndarray:
-        """Live positions of the n_cand best videos by (approximate) video cosine."""
+        """Live positions of the n_cand best videos by (approximate) video cosine of the
+        best of the query's looks q [L, d]."""
         phys, scores = [], []
         tomb = self.manifest.get("tombstones", {})
         for s, seg in enumerate(self.segments):
@@ -656,7 +661,9 @@ class VideoIndex:
         phys, scores = np.concatenate(phys), np.concatenate(scores)
         alive = ~self._dead[phys]
         phys, scores = phys[alive], scores[alive]
-        best = phys[np.argsort(-scores, kind="stable")[:n_cand]]
+        phys = phys[np.argsort(-scores, kind="stable")]
+        first = np.unique(phys, return_index=True)[1]  # a video once, at its best look
+        best = phys[np.sort(first)][:n_cand]
         return np.sort(np.searchsorted(self._live, best))
 
     # ---------------------------------------------------------------- writing

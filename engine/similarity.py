@@ -8,6 +8,10 @@
 
 Many targets are scored at once from one concatenated frame matrix with offsets (the
 index's frame store layout): one matrix product, then segment max/mean with reduceat.
+
+A query may come with its variants (`engine.variants`): its frames [L, Tq, d] and video
+vectors [L, d], the query itself first. Each query frame (or the video vector) then counts
+with its best match over the L looks, a variant's less `VARIANT_MARGIN`.
 """
 from __future__ import annotations
 
@@ -16,24 +20,50 @@ import enum
 import numpy as np
 
 
+# A variant look (greyscale, low detail) is less specific than the query itself: degraded,
+# two slides of one template or two shots of one set look more alike, so it must beat
+# the query's own look by this much (cosine) to count. Chosen on the collection benchmark's
+# train and validation splits of two draws (notebooks/RESULTS.md, round 11).
+VARIANT_MARGIN = 0.03
+
+
 class Measure(str, enum.Enum):
     COSINE = "cosine"
     CHAMFER = "chamfer"
     SYMMETRIC_CHAMFER = "symmetric_chamfer"
 
 
-def cosine(query: np.ndarray, videos: np.ndarray) -> np.ndarray:
-    """query [d], videos [N, d] (all L2-normalised) -> [N]."""
-    return np.asarray(videos, np.float32) @ np.asarray(query, np.float32)
+def cosine(query: np.ndarray, videos: np.ndarray, margin: float = VARIANT_MARGIN) -> np.ndarray:
+    """query [d] (or its looks [L, d]), videos [N, d] (all L2-normalised) -> [N] (the best
+    look's, variants less `margin`)."""
+    q = np.asarray(query, np.float32)
+    s = np.asarray(videos, np.float32) @ q.T
+    if q.ndim == 1:
+        return s
+    s[:, 1:] -= margin
+    return s.max(axis=1)
+
+
+def _looks_similarity(query: np.ndarray, target: np.ndarray, margin: float = VARIANT_MARGIN) -> np.ndarray:
+    """query [Tq, d] or its looks [L, Tq, d], target [F, d] -> [Tq, F], the best look per
+    cell (variants less `margin`)."""
+    q = np.asarray(query, np.float32)
+    t = np.asarray(target, np.float32)
+    if q.ndim == 2:
+        return q @ t.T
+    s = (q.reshape(-1, q.shape[-1]) @ t.T).reshape(q.shape[0], q.shape[1], -1)
+    s[1:] -= margin
+    return s.max(axis=0)
 
 
 def frame_similarity(query: np.ndarray, target: np.ndarray, background: np.ndarray | None = None,
                      views: int = 1) -> np.ndarray:
-    """Frame-to-frame cosine matrix: query [Tq, d], target [views * Tt, d] -> [Tq, Tt]; minus
+    """Frame-to-frame cosine matrix: query [Tq, d] (or its looks [L, Tq, d], each cell then the
+    best look's), target [views * Tt, d] -> [Tq, Tt]; minus
     each target row's background [views * Tt] when given (see `engine.background`). With
     views > 1 the target rows are the index's layout, the whole frames then each inner
     picture's (`engine.inner_pictures.stored_rows`), and each cell is the best of them at that time."""
-    s = np.asarray(query, np.float32) @ np.asarray(target, np.float32).T
+    s = _looks_similarity(query, target)
     if background is not None:
         s -= np.asarray(background, np.float32)[None, :]
     return s.reshape(len(s), views, -1).max(axis=1) if views > 1 else s
@@ -66,15 +96,20 @@ def chamfer_many(
 ) -> np.ndarray:
     """Chamfer of one query against N videos stored back to back.
 
-    query [Tq, d]; frames [F, d] (any float dtype, e.g. a float16 memmap); offsets [N + 1]
-    with video n at frames[offsets[n]:offsets[n+1]] (every video non-empty) -> float32 [N].
+    query [Tq, d], or its looks [L, Tq, d] (each query frame's best match over them counts,
+    a variant's less VARIANT_MARGIN); frames [F, d] (any float dtype, e.g. a float16
+    memmap); offsets [N + 1] with video n at frames[offsets[n]:offsets[n+1]] (every video
+    non-empty) -> float32 [N].
     background [F]: each frame's background, subtracted from its similarities (corpus-aware
     similarity, `engine.background`), each frame's best match then counting only as far
     as it is above 0 (`evidence`); None compares raw cosines. Works through the frames in
     chunks of whole videos so memory stays bounded.
     """
     q = np.asarray(query, np.float32)
+    looks, tq = (q.shape[0], q.shape[1]) if q.ndim == 3 else (1, len(q))
+    q = q.reshape(looks * tq, q.shape[-1])
     offsets = np.asarray(offsets, np.int64)
+    chunk_frames = max(chunk_frames // looks, 1)  # the same memory whatever the looks
     n = len(offsets) - 1
     out = np.empty(n, np.float32)
     a = 0
@@ -83,11 +118,15 @@ def chamfer_many(
         while b < n and offsets[b + 1] - offsets[a] <= chunk_frames:
             b += 1
         lo, hi = offsets[a], offsets[b]
-        s = q @ np.asarray(frames[lo:hi], np.float32).T  # [Tq, F_chunk]
+        s = q @ np.asarray(frames[lo:hi], np.float32).T  # [L * Tq, F_chunk]
+        s[tq:] -= VARIANT_MARGIN
         if background is not None:
             s -= np.asarray(background[lo:hi], np.float32)[None, :]
         starts = offsets[a:b] - lo
-        score = evidence(np.maximum.reduceat(s, starts, axis=1), background is not None).mean(axis=0)
+        best = np.maximum.reduceat(s, starts, axis=1)  # [L * Tq, videos]
+        if looks > 1:
+            best = best.reshape(looks, tq, -1).max(axis=0)
+        score = evidence(best, background is not None).mean(axis=0)
         if symmetric:
             lengths = np.diff(offsets[a : b + 1])
             col = evidence(s.max(axis=0), background is not None)

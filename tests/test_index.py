@@ -100,7 +100,7 @@ def test_cli_contract(engine_and_index, corpus, tmp_path):
            "--top-k", "50", "--json"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     data = json.loads(out)
-    assert set(data) == {"query", "measure", "normalized", "results"} and data["measure"] == "chamfer"
+    assert set(data) == {"query", "measure", "normalized", "variants", "results"} and data["measure"] == "chamfer"
     assert data["normalized"] is True
     assert len(data["results"]) == 9  # more than the index holds: everything, ranked
     first = data["results"][0]

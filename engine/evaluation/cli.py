@@ -32,6 +32,10 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                    help="with --videos: database videos also get their inner pictures (picture-in-picture "
                         "boxes, side-by-side halves, vertical bands), as `index` stores them by default; "
                         "their descriptors are cached beside --cache as CACHE.pictures.npz")
+    p.add_argument("--query-variants", nargs="?", const="default", metavar="NAMES",
+                   help="with --videos: queries also described as `search` describes them, greyscale and "
+                        "low-detail (engine.variants; or the comma-separated NAMES), each query frame "
+                        "counting with its best look; cached beside --cache as CACHE.variants.NAMES.npz")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
@@ -90,7 +94,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..indexing import scan_folder
     from ..results import record_results
     from .benchmarks import load_benchmark
-    from .features import embed_features, extract_features, load_features
+    from ..variants import DEFAULT_VARIANTS, parse_variants
+    from .features import embed_features, extract_features, load_features, with_variants
     from .score import Database, evaluate, similarities
 
     bench = load_benchmark(args.benchmark, args.annotations, args.subset)
@@ -128,6 +133,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures)  # backgrounds once
     if args.pooling == "distinctive":
         db, embs = db.distinctive(embs)
+    variants = ()
+    if args.query_variants:
+        if embedder is None:
+            raise UsageError("--query-variants needs --videos (the variants are made from the frames)")
+        if args.pooling == "distinctive":
+            raise UsageError("--query-variants cannot be combined with --pooling distinctive")
+        variants = DEFAULT_VARIANTS if args.query_variants == "default" else parse_variants(args.query_variants)
+        cache = args.cache.with_suffix(".variants." + "-".join(v.value for v in variants) + ".npz") if args.cache else None
+        var_feats = extract_features(args.videos, [q for q in bench.queries if q in embs],
+                                     lambda p: embedder.variant_descriptors(p, variants)[2], cache)
+        embs = with_variants(embs, var_feats, bundle, args.device, not args.no_tca)
     results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser, fps, db)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")
     if args.no_normalize:
@@ -138,6 +154,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model_name += ", video vectors pooled by distinctiveness"
     if args.inner_pictures:
         model_name += ", with inner pictures"
+    if variants:
+        model_name += ", queries with variants " + ",".join(v.value for v in variants)
     edits = {}
     if hasattr(bench, "attention_share") and bundle.tca is not None and not args.no_tca:
         attention = attention_share(bench, bundle, feats, args.device, fps,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..embedding import embed_sequence
+from ..embedding import embed_sequence, embed_sequences
 from ..errors import UserError
 from ..files import atomic_write
 from ..model import ModelBundle
@@ -96,6 +96,22 @@ def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], devi
             )
         frames, video, _ = embed_sequence(bundle, x, device, use_tca)
         out[vid] = (frames, video)
+    return out
+
+
+def with_variants(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], variant_features: Mapping[str, np.ndarray],
+                  bundle: ModelBundle, device: str = "cpu", use_tca: bool = True
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The embeddings with each video of `variant_features` ({id: backbone descriptors of
+    its query variants [W, T, D]}) given as its looks, as a search compares a query:
+    (frames [1 + W, T, d], videos [1 + W, d]), itself first (`engine.variants`). Use them
+    as queries only: a database is built from plain embeddings."""
+    view_bundle = bundle if use_tca else bundle.without_tca()
+    out = dict(embeddings)
+    for vid, x in variant_features.items():
+        if vid in out and len(x):
+            frames, videos = embed_sequences(view_bundle, x, device)
+            out[vid] = (np.concatenate([out[vid][0][None], frames]), np.concatenate([out[vid][1][None], videos]))
     return out
 
 

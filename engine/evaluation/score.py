@@ -14,10 +14,12 @@ import numpy as np
 
 from ..background import backgrounds, frame_background, video_background
 from ..inner_pictures import stored_rows
-from ..similarity import Measure, chamfer_many, frame_similarity
+from ..similarity import Measure, chamfer_many, cosine, frame_similarity
 from ..spans import Localiser, matched_segments
 from .benchmarks import Benchmark, ranking
 
+# {id: (frames [T, d], video [d])}; a query may come as its looks, ([L, T, d], [L, d])
+# (`features.with_variants`), each query frame then counting with its best look
 Embeddings = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
@@ -75,7 +77,7 @@ class Database:
 
     def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
         if measure is Measure.COSINE:
-            s = self.videos @ query[1]
+            s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s
         return chamfer_many(query[0], self.frames, self.offsets, measure is Measure.SYMMETRIC_CHAMFER,
                             background=self.frame_bg)
@@ -120,8 +122,8 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
     position = {v: i for i, v in enumerate(db.ids)}
     out: dict = {}
     for q, scores in sims.items():
-        qf = embeddings[q][0]
-        qt = np.arange(len(qf)) / fps
+        qf = embeddings[q][0]  # [Tq, d], or a query's looks [L, Tq, d]
+        qt = np.arange(qf.shape[-2]) / fps
         for v in ranking(scores, exclude=q)[:top]:
             p = position[v]
             sim = db.similarity(qf, p)

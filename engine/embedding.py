@@ -200,7 +200,8 @@ class Embedder:
         report = DecodeReport()
         times, desc, variant_desc = self.variant_descriptors(path, tuple(variants), report)
         frames, video, attention = self.embed_descriptors(desc)
-        variant_frames, variant_videos = embed_sequences(self.bundle, variant_desc, self.device)
+        variant_frames, variant_videos = embed_sequences(self.bundle, variant_desc, self.device) if variants \
+            else (None, None)
         return VideoEmbedding(
             times=times,
             frames=frames,
@@ -214,8 +215,8 @@ class Embedder:
             capped=report.capped,
             pictures=self.inner_pictures(path, times) if inner_pictures else None,
             variants=tuple(variants),
-            variant_frames=variant_frames if len(variants) else None,
-            variant_videos=variant_videos if len(variants) else None,
+            variant_frames=variant_frames,
+            variant_videos=variant_videos,
         )
 
 

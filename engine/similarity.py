@@ -33,26 +33,21 @@ class Measure(str, enum.Enum):
     SYMMETRIC_CHAMFER = "symmetric_chamfer"
 
 
-def cosine(query: np.ndarray, videos: np.ndarray, margin: float = VARIANT_MARGIN) -> np.ndarray:
+def cosine(query: np.ndarray, videos: np.ndarray) -> np.ndarray:
     """query [d] (or its looks [L, d]), videos [N, d] (all L2-normalised) -> [N] (the best
-    look's, variants less `margin`)."""
-    q = np.asarray(query, np.float32)
-    s = np.asarray(videos, np.float32) @ q.T
-    if q.ndim == 1:
-        return s
-    s[:, 1:] -= margin
-    return s.max(axis=1)
+    look's, variants less VARIANT_MARGIN)."""
+    return _looks_similarity(np.asarray(query, np.float32)[..., None, :], videos)[0]
 
 
-def _looks_similarity(query: np.ndarray, target: np.ndarray, margin: float = VARIANT_MARGIN) -> np.ndarray:
+def _looks_similarity(query: np.ndarray, target: np.ndarray) -> np.ndarray:
     """query [Tq, d] or its looks [L, Tq, d], target [F, d] -> [Tq, F], the best look per
-    cell (variants less `margin`)."""
+    cell (variants less VARIANT_MARGIN)."""
     q = np.asarray(query, np.float32)
     t = np.asarray(target, np.float32)
     if q.ndim == 2:
         return q @ t.T
     s = (q.reshape(-1, q.shape[-1]) @ t.T).reshape(q.shape[0], q.shape[1], -1)
-    s[1:] -= margin
+    s[1:] -= VARIANT_MARGIN
     return s.max(axis=0)
 
 
@@ -106,10 +101,8 @@ def chamfer_many(
     chunks of whole videos so memory stays bounded.
     """
     q = np.asarray(query, np.float32)
-    looks, tq = (q.shape[0], q.shape[1]) if q.ndim == 3 else (1, len(q))
-    q = q.reshape(looks * tq, q.shape[-1])
     offsets = np.asarray(offsets, np.int64)
-    chunk_frames = max(chunk_frames // looks, 1)  # the same memory whatever the looks
+    chunk_frames = max(chunk_frames // (len(q) if q.ndim == 3 else 1), 1)  # the same memory whatever the looks
     n = len(offsets) - 1
     out = np.empty(n, np.float32)
     a = 0
@@ -118,15 +111,11 @@ def chamfer_many(
         while b < n and offsets[b + 1] - offsets[a] <= chunk_frames:
             b += 1
         lo, hi = offsets[a], offsets[b]
-        s = q @ np.asarray(frames[lo:hi], np.float32).T  # [L * Tq, F_chunk]
-        s[tq:] -= VARIANT_MARGIN
+        s = _looks_similarity(q, frames[lo:hi])  # [Tq, F_chunk]
         if background is not None:
             s -= np.asarray(background[lo:hi], np.float32)[None, :]
         starts = offsets[a:b] - lo
-        best = np.maximum.reduceat(s, starts, axis=1)  # [L * Tq, videos]
-        if looks > 1:
-            best = best.reshape(looks, tq, -1).max(axis=0)
-        score = evidence(best, background is not None).mean(axis=0)
+        score = evidence(np.maximum.reduceat(s, starts, axis=1), background is not None).mean(axis=0)
         if symmetric:
             lengths = np.diff(offsets[a : b + 1])
             col = evidence(s.max(axis=0), background is not None)

@@ -77,16 +77,20 @@ def about_markdown(service: Service) -> str:
 second) into an ImageNet CNN descriptor, whitens it, and lets a small
 transformer layer re-describe each frame in the context of the whole video. Videos are
 compared frame by frame: **chamfer similarity** averages, over the query's frames, the
-best similarity in the other video. The heat strips show how much attention each frame
-receives from the others (frames that say a lot about the video get more).
+best similarity in the other video. With a TCA model the heat strips show how much
+attention each frame receives from the others (frames that say a lot about the video get more).
 
 - Model: `{a.model}` (backbone {a.backbone}, {'with' if a.tca else 'without'} TCA).{trained}
 - Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device}.
 - Search: FAISS over video vectors, then chamfer re-ranking of the candidates' frames.
 
-Read the numbers below honestly: the shipped model was trained on 9 short videos; it is
-far ahead on copies of that footage (train) but does not beat the no-TCA baseline on
-footage it never saw (test).
+Read the numbers below honestly: the default model is PCA whitening with mean pooling,
+no TCA. The TCA trained on the demo's 9 short videos (`assets/model-tca.safetensors`) is
+far ahead on copies of that footage (train) but does not beat mean pooling on footage it
+never saw at the frame level (chamfer: level on the demo's test split, behind on the
+collection benchmark). Without TCA every frame counts the same and the heat strips are
+flat. To see TCA's attention, index with it (`python -m engine index assets/demo/videos
+tca-index --model assets/model-tca.safetensors`) and run `python app.py --index tca-index`.
 
 {results_markdown(load_results())}
 """

@@ -15,7 +15,11 @@ import importlib
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# The default: PCA whitening without TCA, which on footage it was not trained on does not
+# beat mean pooling at the frame level (notebooks/RESULTS.md, round 12). The same PCA with
+# the TCA trained on the demo footage is TCA_MODEL (`--model assets/model-tca.safetensors`).
 DEFAULT_MODEL = ASSETS / "model.safetensors"
+TCA_MODEL = ASSETS / "model-tca.safetensors"
 DEFAULT_INDEX = ASSETS / "index"
 
 # name -> submodule that defines it
@@ -31,7 +35,7 @@ _EXPORTS = {
     "clock": "timefmt", "span_text": "timefmt", "load_results": "results",
 }
 
-__all__ = ["ASSETS", "DEFAULT_MODEL", "DEFAULT_INDEX", *_EXPORTS]
+__all__ = ["ASSETS", "DEFAULT_MODEL", "TCA_MODEL", "DEFAULT_INDEX", *_EXPORTS]
 
 
 def __getattr__(name: str):

@@ -460,14 +460,14 @@ def test_a_failed_download_is_a_model_error(monkeypatch):
 
 
 def test_index_without_tca_is_recorded_and_reopened_so(small_folder, tmp_path):
-    from engine import DEFAULT_MODEL
+    from engine import TCA_MODEL
 
-    eng = Engine(model=DEFAULT_MODEL, use_tca=False)
+    eng = Engine(model=TCA_MODEL, use_tca=False)
     assert eng.model.tca is None and "TCA off" in eng.model.name
     eng.build_index(small_folder, tmp_path / "idx", progress=False)
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["tca"] is False and manifest["model_id"].endswith("+no-tca")
     reopened = Engine(index=tmp_path / "idx")  # the index's own model, TCA off again
     assert reopened.model.tca is None and reopened.search(small_folder / "a.mp4", k=1).matches[0].id == "a.mp4"
-    with_tca = Engine(model=DEFAULT_MODEL)
+    with_tca = Engine(model=TCA_MODEL)
     assert with_tca.model.tca is not None and with_tca.model.identity != manifest["model_id"]

@@ -220,22 +220,23 @@ class Embedder:
         )
 
 
-def embed_sequences(bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu"
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def embed_sequences(bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu",
+                    use_tca: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """V sequences of one video's backbone descriptors [V, T, D] (its inner pictures, or its
     query variants) -> (frame embeddings float32 [V, T, d], video vectors float32 [V, d]),
-    each sequence embedded like a whole video's frames."""
+    each sequence embedded like a whole video's frames (`embed_sequence`, `use_tca` alike)."""
     descriptors = np.asarray(descriptors, np.float32)
-    out = [embed_sequence(bundle, d, device)[:2] for d in descriptors]
+    out = [embed_sequence(bundle, d, device, use_tca)[:2] for d in descriptors]
     if not out:
         dim = bundle.dim or descriptors.shape[2]
         return np.zeros((0, descriptors.shape[1], dim), np.float32), np.zeros((0, dim), np.float32)
     return np.stack([f for f, _ in out]), np.stack([v for _, v in out])
 
 
-def embed_pictures(bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
+def embed_pictures(bundle: ModelBundle, descriptors: np.ndarray, device: str | torch.device = "cpu",
+                   use_tca: bool = True) -> np.ndarray:
     """Inner pictures' backbone descriptors [V, T, D] -> frame embeddings float32 [V, T, d]."""
-    return embed_sequences(bundle, descriptors, device)[0]
+    return embed_sequences(bundle, descriptors, device, use_tca)[0]
 
 
 @torch.inference_mode()

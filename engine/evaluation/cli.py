@@ -126,8 +126,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         step = 1.0 / fps
         pic_feats = extract_features(args.videos, db_ids, lambda p: embedder.picture_descriptors(
             p, np.arange(len(feats[str(p.relative_to(args.videos))])) * step), cache)
-        view_bundle = bundle.without_tca() if args.no_tca else bundle
-        pictures = {v: embed_pictures(view_bundle, x, args.device) for v, x in pic_feats.items()}
+        pictures = {v: embed_pictures(bundle, x, args.device, not args.no_tca) for v, x in pic_feats.items()}
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures)  # backgrounds once

@@ -106,11 +106,10 @@ def with_variants(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], varia
     its query variants [W, T, D]}) given as its looks, as a search compares a query:
     (frames [1 + W, T, d], videos [1 + W, d]), itself first (`engine.variants`). Use them
     as queries only: a database is built from plain embeddings."""
-    view_bundle = bundle if use_tca else bundle.without_tca()
     out = dict(embeddings)
     for vid, x in variant_features.items():
         if vid in out and len(x):
-            frames, videos = embed_sequences(view_bundle, x, device)
+            frames, videos = embed_sequences(bundle, x, device, use_tca)
             out[vid] = (np.concatenate([out[vid][0][None], frames]), np.concatenate([out[vid][1][None], videos]))
     return out
 

@@ -43,8 +43,9 @@ class Localiser(str, enum.Enum):
 
 
 MAX_SEGMENTS = 8
-THRESHOLD = 0.85
+THRESHOLD = 0.6
 MERGE_GAP = 6  # frames
+ONE_TO_ONE = 0.5  # share of the diagonal that must match to cut a box to 1:1 time
 
 
 def matched_span(
@@ -131,8 +132,11 @@ def matched_segments(
     covering `step` s. min_similarity: the similarity a frame pair needs to count as a
     match (default: the matrix mean plus THRESHOLD of the way to the mean row maximum;
     relative, so it suits raw and background-normalised matrices alike). Segments other
-    than the best must score at least a third of it. The method and THRESHOLD were chosen
-    by span F1 on the collection benchmark's validation split (notebooks/RESULTS.md).
+    than the best must score at least a third of it. A TN box much longer on one axis is
+    cut to 1:1 time where that diagonal matches (`_one_to_one`). The method, THRESHOLD and
+    ONE_TO_ONE were chosen by
+    span F1 on the collection benchmark's train and validation splits (notebooks/RESULTS.md,
+    rounds 6 and 13).
     """
     sim = np.asarray(sim, np.float32)
     if sim.size == 0:
@@ -227,6 +231,25 @@ def _tn_boxes(sim: np.ndarray, thr: float, top_k: int = 3, max_step: int = 3
             path.append(prev[path[-1]])
         i0, i1 = path[-1][0], path[0][0]
         j0, j1 = min(n[1] for n in path), max(n[1] for n in path)
-        out.append(((i0, i1, j0, j1), total))
         alive -= {n for n in alive if i0 <= n[0] <= i1 and j0 <= n[1] <= j1}
+        out.append((_one_to_one((i0, i1, j0, j1), path, sim, thr), total))
     return out
+
+
+def _one_to_one(box: tuple[int, int, int, int], path: list[tuple[int, int]], sim: np.ndarray, thr: float
+                ) -> tuple[int, int, int, int]:
+    """A path longer on one axis than the other is usually a still shot that every frame
+    of the other video's shot matches (slides, a webcam set), not a speed change: cut the
+    box to the diagonal at the path's median offset when most of that diagonal is a match
+    (above thr); a real speed change leaves that diagonal mostly below it."""
+    i0, i1, j0, j1 = box
+    if i1 - i0 == j1 - j0:
+        return box
+    off = int(np.round(np.median([j - i for i, j in path])))
+    a, b = max(i0, j0 - off), min(i1, j1 - off)
+    if a > b:
+        return box
+    rows = np.arange(a, b + 1)
+    if np.mean(sim[rows, rows + off] > thr) < ONE_TO_ONE:
+        return box
+    return a, b, a + off, b + off

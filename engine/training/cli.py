@@ -23,11 +23,11 @@ FLAG_HELP = {
 
 
 def arguments_pca(p: argparse.ArgumentParser) -> None:
-    p.description = ("Fit the PCA whitening of frame descriptors on the videos under VIDEO_DIR and "
-                     "write a model bundle (no TCA) to OUT.")
-    p.add_argument("video_dir", metavar="VIDEO_DIR", type=Path)
+    p.description = ("Fit the PCA whitening of frame descriptors on the videos under VIDEO_DIR (one "
+                     "folder or several) and write a model bundle (no TCA) to OUT.")
+    p.add_argument("video_dirs", metavar="VIDEO_DIR", type=Path, nargs="+")
     p.add_argument("out", metavar="OUT", type=Path)
-    p.add_argument("--dim", type=int, default=512, help="output dimensions (default 512)")
+    p.add_argument("--dim", type=int, default=1024, help="output dimensions (default 1024)")
     p.add_argument("--shrinkage", type=float, default=0.1,
                    help="eigenvalue shrinkage, fraction of the mean eigenvalue (default 0.1)")
     add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
@@ -44,17 +44,24 @@ def run_pca(args: argparse.Namespace) -> int:
 
     embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device)
     descs = []
-    for path in scan_folder(args.video_dir) if args.video_dir.is_dir() else []:
-        try:
-            descs.append(embedder.descriptors(path)[1])
-        except VideoError as err:
-            print(f"skipped {err}", file=sys.stderr)
+    for folder in args.video_dirs:
+        found = scan_folder(folder) if folder.is_dir() else []
+        for path in found:
+            try:
+                descs.append(embedder.descriptors(path)[1])
+            except VideoError as err:
+                print(f"skipped {err}", file=sys.stderr)
+        if not found:
+            raise UsageError(f"{folder}: no video found (is it a folder of videos?)")
     if not descs:
-        raise UsageError(f"{args.video_dir}: no readable video found")
+        raise UsageError(f"{' '.join(map(str, args.video_dirs))}: no readable video found")
     x = np.concatenate(descs)
     pca = fit_pca(x, args.dim, args.shrinkage)
+    folders = " ".join(map(str, args.video_dirs))
+    made_by = f"python -m engine pca {folders} OUT --dim {args.dim} --shrinkage {args.shrinkage}"
     bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None,
-                         {"pca_frames": len(x), "pca_videos": len(descs), "shrinkage": args.shrinkage})
+                         {"made_by": made_by, "pca_frames": len(x), "pca_videos": len(descs),
+                          "shrinkage": args.shrinkage})
     sha = save_model(bundle, args.out)
     print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim} on {len(x)} frames of {len(descs)} videos (sha256 {sha[:12]})")
     return 0

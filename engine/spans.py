@@ -134,9 +134,8 @@ def matched_segments(
     relative, so it suits raw and background-normalised matrices alike). Segments other
     than the best must score at least a third of it. A TN box much longer on one axis is
     cut to 1:1 time where that diagonal matches (`_one_to_one`). The method, THRESHOLD and
-    ONE_TO_ONE were chosen by
-    span F1 on the collection benchmark's train and validation splits (notebooks/RESULTS.md,
-    rounds 6 and 13).
+    ONE_TO_ONE were chosen by span F1 on the collection benchmark's train and validation
+    splits (notebooks/RESULTS.md, rounds 6 and 13).
     """
     sim = np.asarray(sim, np.float32)
     if sim.size == 0:

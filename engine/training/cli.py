@@ -42,22 +42,24 @@ def run_pca(args: argparse.Namespace) -> int:
     from ..pca import fit_pca
     from ..video import VideoError
 
-    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device)
-    descs = []
-    for folder in args.video_dirs:
+    paths = []
+    for folder in args.video_dirs:  # every folder checked before minutes of decoding
         found = scan_folder(folder) if folder.is_dir() else []
-        for path in found:
-            try:
-                descs.append(embedder.descriptors(path)[1])
-            except VideoError as err:
-                print(f"skipped {err}", file=sys.stderr)
         if not found:
             raise UsageError(f"{folder}: no video found (is it a folder of videos?)")
+        paths += found
+    folders = " ".join(map(str, args.video_dirs))
+    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device)
+    descs = []
+    for path in paths:
+        try:
+            descs.append(embedder.descriptors(path)[1])
+        except VideoError as err:
+            print(f"skipped {err}", file=sys.stderr)
     if not descs:
-        raise UsageError(f"{' '.join(map(str, args.video_dirs))}: no readable video found")
+        raise UsageError(f"{folders}: no readable video found")
     x = np.concatenate(descs)
     pca = fit_pca(x, args.dim, args.shrinkage)
-    folders = " ".join(map(str, args.video_dirs))
     made_by = f"python -m engine pca {folders} OUT --dim {args.dim} --shrinkage {args.shrinkage}"
     bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None,
                          {"made_by": made_by, "pca_frames": len(x), "pca_videos": len(descs),

@@ -45,7 +45,7 @@ class Localiser(str, enum.Enum):
 MAX_SEGMENTS = 8
 THRESHOLD = 0.6
 MERGE_GAP = 6  # frames
-ONE_TO_ONE = 0.5  # share of the diagonal that must match to cut a box to 1:1 time
+ONE_TO_ONE = 0.7  # share of the diagonal that must match to cut a box to 1:1 time (a 2x-speed path covers about half)
 
 
 def matched_span(

@@ -241,3 +241,24 @@ def test_matched_segments_finds_a_clip_used_twice():
     # a single alignment: one segment, and matched_span agrees with it
     one = matched_segments(sim[:, :20], np.arange(6.0), np.arange(20.0))
     assert len(one) == 1 and (one[0].start, one[0].end) == (5, 11)
+
+
+def test_matched_segments_cuts_a_still_shot_to_one_to_one_time():
+    """A 4-s still shot copied at 10 s: every query frame of a longer still shot (here 8 s)
+    matches every frame of the copy, and the TN path strays off the diagonal; the box is
+    cut to the 4 s that the copy holds, at 1:1 time. A half-speed copy keeps its box."""
+    from engine.spans import Localiser, matched_segments
+
+    rng = np.random.default_rng(0)
+    sim = rng.uniform(0.0, 0.3, (10, 30)).astype(np.float32)
+    sim[0:8, 10:14] = 0.9  # query 0-8 s (one still shot) against the copy's 10-14 s
+    for i in range(4):
+        sim[2 + i, 10 + i] = 0.95  # the frames actually copied: query 2-6 s
+    (seg,) = matched_segments(sim, np.arange(10.0), np.arange(30.0), method=Localiser.TEMPORAL_NETWORK)
+    assert seg.query_end - seg.query_start == seg.end - seg.start == 4, seg
+    assert (seg.start, seg.end) == (10, 14)
+    speed = rng.uniform(0.0, 0.3, (10, 30)).astype(np.float32)
+    for i in range(8):
+        speed[i, 10 + i // 2] = 0.9  # 8 s of the query shown at double speed in 4 s
+    (seg,) = matched_segments(speed, np.arange(10.0), np.arange(30.0), method=Localiser.TEMPORAL_NETWORK)
+    assert (seg.query_start, seg.query_end, seg.start, seg.end) == (0, 8, 10, 14), seg

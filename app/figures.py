@@ -76,16 +76,22 @@ def similarity_figure(similarity: np.ndarray, query_times: np.ndarray, times: np
 
 
 # ---------------------------------------------------------------------- heat strips
+STRIP_WORDS = {"attention": "of the attention", "distinctiveness": "of the video vector"}
+
+
 def heat_strip(label: str, times: np.ndarray, attention: np.ndarray, duration: float,
-               thumbs: list[np.ndarray], span: tuple[float, float] | None = None) -> str:
-    """HTML: one cell per sampled frame, colour = attention / max attention."""
+               thumbs: list[np.ndarray], span: tuple[float, float] | None = None,
+               kind: str = "attention") -> str:
+    """HTML: one cell per sampled frame, colour = its share [T] (summing to 1) from the
+    video's least to its largest. kind: what the shares are, "attention" (TCA's) or
+    "distinctiveness" (each frame's weight in a video vector pooled by it)."""
     a = np.asarray(attention, np.float64)
     norm = normalise_attention(a)
     colours = sample_colorscale(COLORSCALE, norm.tolist()) if len(a) else []
     show_thumbs = len(thumbs) == len(times) and len(times) <= MAX_THUMB_CELLS
     cells = []
     for i, (t, c) in enumerate(zip(times, colours)):
-        tip = f"{clock(t)} ({t:.1f} s) · {100 * a[i]:.2f}% of the attention"
+        tip = f"{clock(t)} ({t:.1f} s) · {100 * a[i]:.2f}% {STRIP_WORDS[kind]}"
         img = f'<img src="{data_uri(thumbs[i])}" alt="">' if show_thumbs else ""
         cells.append(f'<div class="cell" style="background:{c}" data-time="{t:.2f}" title="{tip}">'
                      f'<span class="tip">{img}<span>{tip}</span></span></div>')
@@ -95,7 +101,7 @@ def heat_strip(label: str, times: np.ndarray, attention: np.ndarray, duration: f
         width = 100 * max(min(span[1], duration) - max(span[0], 0), 0) / duration
         box = (f'<div class="span-box" style="left:{left:.2f}%;width:{width:.2f}%" '
                f'title="matched span {clock(span[0])}–{clock(span[1])}"></div>')
-    spread = (f"attention {100 * a.min():.2f}–{100 * a.max():.2f}% per frame, uniform would be "
+    spread = (f"{kind} {100 * a.min():.2f}–{100 * a.max():.2f}% per frame, uniform would be "
               f"{100 / len(a):.2f}%") if len(a) else "no frames"
     return (f'<div class="strip"><div class="strip-label">{html.escape(label)} '
             f'<small>{len(times)} frames, {clock(duration)}; {spread}</small></div>'
@@ -136,11 +142,18 @@ STRIP_CSS = """
 """
 
 
-def heat_strips(query: str | None, match: str) -> str:
-    """The query's strip over the match's, with a one-line legend."""
-    legend = ('<div class="legend">Colour: attention each frame receives from the others in TCA, '
-              'from the video\'s least (dark) to its most attended frame (yellow). Red box: matched span. '
-              'Hover a cell for its frame.</div>')
+LEGENDS = {
+    "attention": "Colour: attention each frame receives from the others in TCA, "
+                 "from the video's least (dark) to its most attended frame (yellow).",
+    "distinctiveness": "Colour: how distinctive each frame is in this collection (1 − its background, "
+                       "squared), from the video's most common frame (dark: intros, end cards, black "
+                       "gaps that many videos share) to its most distinctive (yellow).",
+}
+
+
+def heat_strips(query: str | None, match: str, kind: str = "attention") -> str:
+    """The query's strip over the match's, with a one-line legend (kind: see heat_strip)."""
+    legend = f'<div class="legend">{LEGENDS[kind]} Red box: matched span. Hover a cell for its frame.</div>'
     return f'<div class="strips">{query or ""}{match}{legend}</div>'
 
 

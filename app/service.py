@@ -53,6 +53,7 @@ class Explanation:
     query: VideoEmbedding | None = None
     query_thumbs: list[np.ndarray] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    query_distinctiveness: np.ndarray | None = None  # [Tq] (see IndexedVideo.distinctiveness)
 
     @property
     def span(self) -> Span | None:
@@ -138,6 +139,7 @@ class Service:
             exp.notes.append(f"the preview shows the first {PREVIEW_SECONDS:.0f} s; the match starts later")
         if search is not None:
             q = exp.query = search.query
+            exp.query_distinctiveness = search.result.query_distinctiveness
             exp.query_thumbs = self.thumbnails("query:" + str(q.path), str(q.path), q.times)
             if match is not None:
                 exp.score, exp.rank = match.score, match.rank

@@ -80,7 +80,10 @@ second) into an ImageNet CNN descriptor, whitens it, and lets a small
 transformer layer re-describe each frame in the context of the whole video. Videos are
 compared frame by frame: **chamfer similarity** averages, over the query's frames, the
 best similarity in the other video. With a TCA model the heat strips show how much
-attention each frame receives from the others (frames that say a lot about the video get more).
+attention each frame receives from the others (frames that say a lot about the video get more);
+without TCA, how distinctive each frame is in this collection (1 − its background, squared):
+intros, end cards and black gaps that many videos share are dark, and the video vector
+(cosine measure) is the frames weighted by it.
 
 - Model: `{a.model}` (backbone {a.backbone}, {'with' if a.tca else 'without'} TCA).{trained}
 - Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device}.
@@ -93,8 +96,7 @@ it in the demo or a benchmark. The TCA trained on the demo's 9 short
 videos (`assets/model-tca.safetensors`, with its own 512-d whitening) is
 far ahead on copies of that footage (train) but does not beat mean pooling on footage it
 never saw at the frame level (chamfer: level on the demo's test split, behind on the
-collection benchmark). Without TCA every frame counts the same and the heat strips are
-flat. To see TCA's attention, index with it (`python -m engine index assets/demo/videos
+collection benchmark). To see TCA's attention, index with it (`python -m engine index assets/demo/videos
 tca-index --model assets/model-tca.safetensors`) and run `python app.py --index tca-index`.
 
 {results_markdown(load_results())}
@@ -125,6 +127,8 @@ def search_json(search: Search) -> dict:
         "duration": round(float(q.duration), 3),
         "times": _rounded(q.times, 3),
         "attention": _rounded(q.attention, 5),
+        **({"distinctiveness": _rounded(search.result.query_distinctiveness, 5)}
+           if search.result.query_distinctiveness is not None else {}),
         "map": _rounded(search.map_position, 4),
         "warnings": list(q.warnings),
     }
@@ -133,6 +137,8 @@ def search_json(search: Search) -> dict:
         item["duration"] = round(float(m.duration), 3)
         item["times"] = _rounded(m.video.times, 3)
         item["attention"] = _rounded(m.video.attention, 5)
+        if m.video.distinctiveness is not None:
+            item["distinctiveness"] = _rounded(m.video.distinctiveness, 5)
         item["similarity"] = _rounded(m.comparison.similarity, 4)  # what the ranking used
         item["background"] = _rounded(m.comparison.background, 4)  # raw cosine = similarity + background
         item["row_best"] = m.comparison.row_best.tolist()
@@ -180,11 +186,13 @@ class DemoUI:
         query_strip = None
         if exp.query is not None:
             q = exp.query
-            query_strip = figures.heat_strip("query", q.times, q.attention, q.duration, exp.query_thumbs,
-                                             (span.query_start, span.query_end) if span else None)
-        match_strip = figures.heat_strip(video.id, video.times, video.attention, video.duration, exp.video_thumbs,
-                                         (span.start, span.end) if span else None)
-        strips = figures.heat_strips(query_strip, match_strip)
+            query_strip = figures.heat_strip("query", q.times, self._shares(q.attention, exp.query_distinctiveness),
+                                             q.duration, exp.query_thumbs,
+                                             (span.query_start, span.query_end) if span else None, self.strip_kind)
+        match_strip = figures.heat_strip(video.id, video.times, self._shares(video.attention, video.distinctiveness),
+                                         video.duration, exp.video_thumbs, (span.start, span.end) if span else None,
+                                         self.strip_kind)
+        strips = figures.heat_strips(query_strip, match_strip, self.strip_kind)
         fig, segments = None, gr.Radio(choices=[], value=None, visible=False)
         if exp.comparison is not None:
             c = exp.comparison
@@ -193,6 +201,17 @@ class DemoUI:
             segments = gr.Radio(choices=choices, value=None, visible=bool(choices),
                                 label=f"{len(choices)} copied segment{'s' if len(choices) != 1 else ''} (click to play)")
         return preview, "\n\n".join(lines), strips, fig, segments, video.id
+
+    @property
+    def strip_kind(self) -> str:
+        """What the heat strips show: TCA's attention, or (a model without TCA) each frame's
+        distinctiveness in the collection, by which its video vector is pooled."""
+        return "attention" if self.service.engine.info().tca else "distinctiveness"
+
+    def _shares(self, attention: np.ndarray, distinctiveness: np.ndarray | None) -> np.ndarray:
+        if self.strip_kind == "distinctiveness" and distinctiveness is not None:
+            return distinctiveness
+        return attention
 
     @staticmethod
     def matrix(c: Comparison, video_id: str, view: str):

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import DEFAULT_INDEX, DEFAULT_MODEL
 from .backbone import Backbone
+from .background import distinctiveness
 from .embedding import Embedder, VideoEmbedding
 from .files import resolve
 from .index import IndexFileError, VideoIndex, VideoRecord
@@ -33,7 +34,10 @@ from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, probe
 
 @dataclass
 class IndexedVideo:
-    """An indexed video: its record, frame times (s) and the attention its frames receive [T]."""
+    """An indexed video: its record, frame times (s), the attention its frames receive [T]
+    (TCA's; uniform without TCA) and their distinctiveness in the collection [T] (shares
+    summing to 1, `engine.background.distinctiveness`: what the video vector of a model
+    without TCA is pooled by; intros, end cards and black gaps get almost none)."""
 
     id: str
     path: str
@@ -41,6 +45,7 @@ class IndexedVideo:
     times: np.ndarray
     attention: np.ndarray
     record: VideoRecord
+    distinctiveness: np.ndarray | None = None
 
 
 @dataclass
@@ -106,6 +111,8 @@ class SearchResult:
     matches: list[Match] = field(default_factory=list)
 
     normalized: bool = True
+    # [Tq]: the query's frames' distinctiveness in the collection (see IndexedVideo)
+    query_distinctiveness: np.ndarray | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -311,7 +318,13 @@ class Engine:
         for rank, hit in enumerate(hits, 1):
             video, cmp = self._at(hit.position, q, norm)
             matches.append(Match(video.id, rank, hit.score, cmp.span, video.duration, video.path, video, cmp))
-        return SearchResult(q, measure, matches, norm)
+        return SearchResult(q, measure, matches, norm, self.distinctiveness(q))
+
+    def distinctiveness(self, query: VideoEmbedding) -> np.ndarray:
+        """float32 [Tq]: how much each frame of a query says about it rather than about the
+        indexed collection (shares summing to 1; `engine.background.distinctiveness` of
+        the frames' backgrounds against the index)."""
+        return distinctiveness(self._require_index().query_background(query.frames))
 
     def _at(self, pos: int, query: VideoEmbedding | None = None,
             normalize: bool | None = None) -> tuple[IndexedVideo, Comparison | None]:
@@ -319,7 +332,8 @@ class Engine:
         index = self._require_index()
         frames, times, attention = index.video_frames(pos, pictures=query is not None)
         rec = index.records[pos]
-        video = IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec)
+        video = IndexedVideo(rec.id, str(index.source_path(pos)), rec.duration, times, attention, rec,
+                             distinctiveness(index.frame_backgrounds(pos)[0]))
         if query is None:
             return video, None
         norm = self.normalize if normalize is None else normalize

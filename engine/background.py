@@ -12,6 +12,11 @@ chamfer score by the same amount, so it cannot change a ranking.
 
 The index computes the backgrounds when it is saved (so they stay right as videos are
 added) and stores them beside the frames; a query costs one subtraction more.
+
+The same backgrounds say which frames a video vector should be made of: a model without
+TCA pools its frames weighted by their `distinctiveness` (1 - background, squared), so
+bumpers, end cards and black gaps, which match the whole collection, weigh almost
+nothing (`distinctive_pooling`; notebooks/RESULTS.md, round 14).
 """
 from __future__ import annotations
 
@@ -19,6 +24,10 @@ import numpy as np
 
 DEFAULT_K = 10
 DEFAULT_SKIP = 3
+# Exponent of (1 - background) in a frame's weight. 1 to 4 are level on the collection
+# benchmark's train and validation splits of two draws (mean cosine mAP 0.493-0.496,
+# 8 the worst, 0.475); 2 shows the contrast better in the heat strips.
+DISTINCTIVE_POWER = 2
 
 
 def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K, skip: int = DEFAULT_SKIP,
@@ -100,3 +109,26 @@ def backgrounds(frames: np.ndarray, offsets: np.ndarray, videos: np.ndarray, k: 
     """Both backgrounds of a collection stored back to back (the index's layout):
     (frame backgrounds float32 [F], video backgrounds float32 [N])."""
     return frame_background(frames, offsets, k, skip), video_background(videos, k)
+
+
+def distinctiveness(background: np.ndarray) -> np.ndarray:
+    """How much each frame says about its video rather than about the collection: shares
+    [T] summing to 1, proportional to max(1 - background, 0) ** DISTINCTIVE_POWER (uniform
+    when every frame is as common as the collection's most common). background [T]
+    (`frame_background`) -> float32 [T]."""
+    w = np.clip(1.0 - np.asarray(background, np.float32), 0.0, None) ** DISTINCTIVE_POWER
+    total = float(w.sum())
+    if total <= 1e-12:
+        return np.full(len(w), 1.0 / max(len(w), 1), np.float32)
+    return (w / total).astype(np.float32)
+
+
+def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The video vector of a model without TCA in a collection: frames [T, d] (or looks
+    [L, T, d]; L2-normalised) weighted by their `distinctiveness` (background [T] or
+    [L, T]), L2-normalised -> float32 [d] (or [L, d])."""
+    f = np.asarray(frames, np.float32)
+    w = np.apply_along_axis(distinctiveness, -1, np.asarray(background, np.float32)) if f.ndim == 3 else \
+        distinctiveness(background)
+    v = (w[..., None] * f).sum(axis=-2)
+    return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)

@@ -47,7 +47,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .background import DEFAULT_K, DEFAULT_SKIP, frame_background, video_background
+from .background import DEFAULT_K, DEFAULT_SKIP, distinctive_pooling, frame_background, video_background
 from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
@@ -238,6 +238,7 @@ class VideoIndex:
         self._position: dict[str, int] | None = None
         self._frames_cache: np.ndarray | None = None
         self._bg_cache: tuple[np.ndarray, np.ndarray] | None = None
+        self._query_ref: tuple[np.ndarray, np.ndarray] | None = None
         self.records = Records(self)
 
     # ---------------------------------------------------------------- construction
@@ -480,6 +481,51 @@ class VideoIndex:
         lo, hi = self._span(position)
         return self._bg_phys[lo:hi].reshape(max(int(self.records[position].views), 1), -1).copy()
 
+    @property
+    def distinctive(self) -> bool:
+        """Whether corpus-aware cosine pools each video's frames by their distinctiveness
+        (`engine.background.distinctive_pooling`): indexes built without TCA; a TCA
+        model's video vector is its own."""
+        return self.manifest.get("tca") is False
+
+    def query_background(self, frames: np.ndarray) -> np.ndarray:
+        """How much each frame of a query looks like the collection (`engine.background`):
+        frames [T, d] (or looks [L, T, d]) -> float32 [T] (or [L, T]). Measured against
+        every live video while the collection is small, else against the fixed reference
+        sample, as the indexed frames' own backgrounds are; the query is none of them."""
+        f = np.asarray(frames, np.float32)
+        if f.ndim == 3:
+            return np.stack([self.query_background(look) for look in f]) if len(f) else np.zeros((0, f.shape[1]))
+        if self._query_ref is None:
+            if self._exact():
+                spans = [self._span(p) for p in range(len(self))]
+                ref = (self._gather(spans),
+                       np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64))
+            else:
+                r = self._reference(persist=False)
+                ref = (np.asarray(r["frames"], np.float32), np.asarray(r["offsets"], np.int64))
+            self._query_ref = ref
+        k = int(self.manifest.get("background_k", DEFAULT_K))
+        skip = int(self.manifest.get("background_skip", DEFAULT_SKIP))
+        with one_thread():
+            return frame_background(f, np.array([0, len(f)]), k, skip, reference=self._query_ref)
+
+    def distinctive_vectors(self, positions: np.ndarray) -> np.ndarray:
+        """float32 [len(positions), d]: each live video's whole frames pooled by their
+        distinctiveness in the collection (its stored frame backgrounds)."""
+        self.background
+        spans = []
+        for p in np.asarray(positions, np.int64):
+            lo, hi = self._span(int(p))
+            spans.append((lo, lo + (hi - lo) // max(int(self.records[int(p)].views), 1)))
+        frames = self._gather(spans)
+        out = np.zeros((len(spans), self.dim), np.float32)
+        at = 0
+        for i, (lo, hi) in enumerate(spans):
+            out[i] = distinctive_pooling(frames[at : at + hi - lo], self._bg_phys[lo:hi])
+            at += hi - lo
+        return out
+
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the live videos."""
         if not self.segments:
@@ -620,7 +666,8 @@ class VideoIndex:
         counting with its best look. The `candidates` best videos by cosine of the video
         vectors, of any look (all videos when the index is smaller), are re-ranked exactly by
         the measure, minus the backgrounds when `normalize` (cosine: the video's; chamfer:
-        each frame's)."""
+        each frame's). Normalised cosine in an index without TCA compares video vectors
+        pooled by distinctiveness (`distinctive_vectors`, `query_background`)."""
         with one_thread():
             return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize)
 
@@ -634,7 +681,11 @@ class VideoIndex:
         n_cand = max(k, min(candidates, n))
         pos = np.arange(n) if n_cand >= n else self._candidates(q, n_cand)
         if measure == Measure.COSINE:
-            scores = cosine(q, self.video_vectors(pos))
+            if normalize and self.distinctive:
+                looks = np.asarray(query_frames, np.float32)
+                scores = cosine(distinctive_pooling(looks, self.query_background(looks)), self.distinctive_vectors(pos))
+            else:
+                scores = cosine(q, self.video_vectors(pos))
             if normalize:
                 scores = scores - self.background[1][pos]
         else:

@@ -57,11 +57,12 @@ def test_search_example_finds_its_source_with_figure_data(server):
     q = out["query"]
     assert 7.0 <= q["duration"] <= 9.0
     assert len(q["times"]) == len(q["attention"]) and abs(sum(q["attention"]) - 1) < 1e-3
+    assert len(q["distinctiveness"]) == len(q["times"]) and abs(sum(q["distinctiveness"]) - 1) < 1e-3
     assert all(0.0 <= v <= 1.0 for v in q["map"])
     for r in out["results"]:
         sim = np.array(r["similarity"])
         assert sim.shape == (len(q["times"]), len(r["times"]))
-        assert len(r["attention"]) == len(r["times"])
+        assert len(r["attention"]) == len(r["times"]) == len(r["distinctiveness"])
         # row_best is what chamfer averages: the argmax of each query row
         assert r["row_best"] == sim.argmax(axis=1).tolist()
         m = r["match"]
@@ -177,6 +178,8 @@ def test_browser_upload_search_and_explain(server):
         # two strips (query, match), one cell per sampled frame, the matched span outlined
         assert page.locator("#heat-strips .strip").count() == 2
         assert page.locator("#heat-strips .span-box").count() == 2
+        # the default model has no TCA: the strips show how distinctive each frame is
+        assert "distinctive" in page.inner_text("#heat-strips .legend")
         assert page.locator("#collection-map .query").count() == 1
         assert page.locator("#collection-map .pt.match").count() == 10
         # the preview is an H.264 mp4 this browser can play

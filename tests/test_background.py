@@ -1,7 +1,7 @@
 """Corpus-aware similarity: backgrounds against brute force, and what they do to a ranking."""
 import numpy as np
 
-from engine.background import frame_background, video_background
+from engine.background import distinctive_pooling, distinctiveness, frame_background, video_background
 from engine.similarity import chamfer_many
 
 
@@ -48,3 +48,57 @@ def test_a_shared_intro_stops_deciding_the_ranking():
     norm = chamfer_many(query, frames, offsets, background=frame_background(frames, offsets, 1, 0))
     assert np.argmax(raw) != 0  # the intro decides
     assert np.argmax(norm) == 0 and norm[0] - max(norm[1:]) > 0.1
+
+
+def test_distinctive_pooling_weighs_common_frames_down():
+    frames = np.eye(4, dtype=np.float32)[:3]
+    w = distinctiveness(np.array([0.2, 0.6, 1.0]))  # the third frame matches everything
+    np.testing.assert_allclose(w, np.array([0.64, 0.16, 0]) / 0.8, atol=1e-6)
+    v = distinctive_pooling(frames, np.array([0.2, 0.2, 1.0]))
+    np.testing.assert_allclose(v, [2 ** -0.5, 2 ** -0.5, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(distinctive_pooling(frames, np.ones(3)), [3 ** -0.5] * 3 + [0], atol=1e-6)
+    looks = distinctive_pooling(np.stack([frames, frames[::-1]]), np.array([[0.2, 0.2, 1.0], [0.2, 0.2, 1.0]]))
+    np.testing.assert_allclose(looks, [[2 ** -0.5, 2 ** -0.5, 0, 0], [0, 2 ** -0.5, 2 ** -0.5, 0]], atol=1e-6)
+
+
+def _channel(rng, d=32):
+    """A channel's uploads share a long intro (6 identical frames, then 4 of content). The
+    query is an upload; the database: a re-upload of its content by another channel (no
+    intro) and five other uploads of the query's channel (intro + other content)."""
+    from engine.bench import _Emb
+    from engine.index import VideoRecord
+
+    intro = np.repeat(_unit(rng.standard_normal((1, d))), 6, axis=0)
+    body = _unit(rng.standard_normal((4, d)))
+    videos = [_unit(body + 0.3 * rng.standard_normal(body.shape))]
+    videos += [np.concatenate([intro, _unit(rng.standard_normal((4, d)))]) for _ in range(5)]
+    records, embs = [], []
+    for i, f in enumerate(videos):
+        v = f.mean(0)
+        t = np.arange(len(f), dtype=np.float32)
+        embs.append(_Emb(f, v / np.linalg.norm(v), t, np.full(len(f), 1 / len(f), np.float32)))
+        records.append(VideoRecord(f"v{i}", f"v{i}.mp4", 0, 0, float(len(f)), 30.0, 0, 0, len(f)))
+    return np.concatenate([intro, body]), records, embs
+
+
+def test_an_index_without_tca_pools_its_video_vectors_by_distinctiveness(tmp_path):
+    """Mean pooling lets the shared intro decide cosine; an index built without TCA pools
+    both sides by distinctiveness in the collection, so the copy comes first, and the
+    query's intro frames are the ones it weighs least."""
+    from engine.index import VideoIndex
+
+    query, records, embs = _channel(np.random.default_rng(3))
+    qv = query.mean(0) / np.linalg.norm(query.mean(0))
+    for tca in (True, False):
+        idx = VideoIndex.new("m", "efficientnet-lite0", "l3-irmac", 32, 1.0, tca=tca)
+        with VideoIndex.writing(tmp_path / f"idx-{tca}", idx) as idx:
+            idx.append(records, embs, derive=True)
+        opened = VideoIndex.open(tmp_path / f"idx-{tca}")
+        assert opened.distinctive is not tca
+        best = opened.search(query, qv, k=1, measure="cosine")[0]
+        assert (opened.records[best.position].id == "v0") is not tca
+        raw = opened.search(query, qv, k=1, measure="cosine", normalize=False)[0]
+        assert opened.records[raw.position].id != "v0"  # raw cosine: mean pooling, the intro decides
+    w = distinctiveness(opened.query_background(query))
+    assert w[:6].sum() < 0.1 and w[6:].min() > 5 * w[:6].max()
+    np.testing.assert_allclose(opened.query_background(np.stack([query, query])), [opened.query_background(query)] * 2)

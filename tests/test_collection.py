@@ -156,12 +156,3 @@ def test_attention_share_by_hand(tiny):
         w = np.array([a <= i < b and i != t // 2 for i in range(t)], float)
         body_only[v] = w / w.sum()
     assert bench.attention_share(body_only, black) == pytest.approx({"attention_wrapper": 0.0, "attention_black": 0.0})
-
-
-def test_distinctive_pooling_weighs_common_frames_down():
-    from engine.evaluation.score import distinctive_pooling
-
-    frames = np.eye(4, dtype=np.float32)[:3]
-    v = distinctive_pooling(frames, np.array([0.2, 0.2, 1.0]))  # the third frame matches everything
-    np.testing.assert_allclose(v, [2 ** -0.5, 2 ** -0.5, 0, 0], atol=1e-6)
-    np.testing.assert_allclose(distinctive_pooling(frames, np.ones(3)), [3 ** -0.5] * 3 + [0], atol=1e-6)

@@ -87,6 +87,29 @@ def test_shipped_channel_example_shows_the_shared_intro_problem_and_its_fix():
 
 
 @needs_assets
+def test_shipped_heat_strips_show_wrappers_as_common():
+    """Without TCA the heat strips show each frame's distinctiveness in the collection: over
+    the channel uploads of the shipped index, intro and end-card frames get well under their
+    share of the frames (about 0.57 of it: the demo's channels are small; 0.0004 on the
+    collection benchmark), and the channel example's black gap gets nothing."""
+    channels = json.loads((ASSETS / "demo" / "channels.json").read_text())
+    eng = Engine(index=DEFAULT_INDEX)
+    got = share = 0.0
+    for vid, lab in channels["videos"].items():
+        if lab["kind"] != "upload":
+            continue
+        video = eng.video("channels/" + vid.removeprefix("videos/"))
+        assert video.distinctiveness.sum() == pytest.approx(1, abs=1e-4)
+        wrapper = (video.times < lab["body"][0]) | (video.times >= lab["body"][1])
+        got, share = got + video.distinctiveness[wrapper].sum(), share + wrapper.mean()
+    assert got / share < 0.7
+    example = next((ASSETS / "demo" / "examples").glob("channel-*-full.mp4"))
+    q = eng.search(example, k=1)
+    w = q.query_distinctiveness * len(q.query_distinctiveness)  # 1 = the frame's share
+    assert w.min() < 0.01 and w[:3].max() < 0.8 and np.median(w) > 1.0
+
+
+@needs_assets
 def test_shipped_corpus_is_small_and_attributed():
     videos = list((ASSETS / "demo").rglob("*.mp4"))
     assert sum(v.stat().st_size for v in videos) < 50 * 2**20

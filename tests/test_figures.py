@@ -30,6 +30,9 @@ def test_heat_strip_has_a_cell_per_frame_and_the_span_box():
     assert "attention 10.00–40.00% per frame, uniform would be 25.00%" in html
     assert figures.normalise_attention(np.full(5, 0.2)).tolist() == [0.5] * 5
     np.testing.assert_allclose(figures.normalise_attention(att), [0, 1 / 3, 2 / 3, 1])
+    html = figures.heat_strip("query", np.arange(4.0), att, 4.0, thumbs, None, "distinctiveness")
+    assert "distinctiveness 10.00–40.00% per frame" in html and "40.00% of the video vector" in html
+    assert "how distinctive" in figures.heat_strips(None, html, "distinctiveness")
 
 
 def test_map_is_light_and_posters_go_separately():

@@ -25,9 +25,11 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure", action="append", choices=MEASURES, help="repeatable; default: all three")
     p.add_argument("--no-normalize", action="store_true",
                    help="compare raw cosines (no corpus-aware background subtraction)")
-    p.add_argument("--pooling", choices=["model", "distinctive"], default="model",
-                   help="video vectors (cosine): the model's, or the parameter-free context baseline that "
-                        "weights each frame by how distinctive it is in the database (1 - its background)")
+    p.add_argument("--pooling", choices=["engine", "model", "distinctive"], default="engine",
+                   help="video vectors (corpus-aware cosine): as an index searches ('engine': a model without "
+                        "TCA pools its frames by how distinctive each is in the database, (1 - its "
+                        "background)^2; a TCA model uses its own), the model's own (mean pooling without "
+                        "TCA), or distinctive pooling of any model's frames")
     p.add_argument("--inner-pictures", action="store_true",
                    help="with --videos: database videos also get their inner pictures (picture-in-picture "
                         "boxes, side-by-side halves, vertical bands), as `index` stores them by default; "
@@ -70,9 +72,10 @@ def coded_database(embs: dict, database: list[str], queries: set[str], spec: str
 
 
 def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder=None,
-                    weights=None) -> dict[str, float]:
-    """The benchmark's `attention_share` for the bundle's TCA, black frames found by the
-    backbone's descriptor of a black image (`encoder`: the backbone already loaded, if any)."""
+                    weights=None, shares: dict | None = None) -> dict[str, float]:
+    """The benchmark's `attention_share` for the bundle's TCA (or for `shares`, {id: [T]}
+    summing to 1 per video), black frames found by the backbone's descriptor of a black
+    image (`encoder`: the backbone already loaded, if any)."""
     import numpy as np
 
     from ..backbone import load_backbone
@@ -81,7 +84,7 @@ def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder
     encoder = encoder or load_backbone(bundle.backbone, weights, bundle.pooling, device)
     black = encoder.describe(np.zeros((1, 224, 224, 3), np.uint8))[0]
     uploads = [v for v, lab in bench.videos.items() if lab["kind"] == "upload"]
-    return bench.attention_share(attention_of(bundle, feats, uploads, device),
+    return bench.attention_share(shares if shares is not None else attention_of(bundle, feats, uploads, device),
                                  black_frames({v: feats[v] for v in uploads if v in feats}, black), fps)
 
 
@@ -129,15 +132,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pictures = {v: embed_pictures(bundle, x, args.device, not args.no_tca) for v, x in pic_feats.items()}
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
-    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures)  # backgrounds once
-    if args.pooling == "distinctive":
-        db, embs = db.distinctive(embs)
+    # backgrounds once; a model without TCA pools by distinctiveness, as its index does
+    distinctive = args.pooling == "distinctive" or (args.pooling == "engine" and (bundle.tca is None or args.no_tca))
+    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures, distinctive)
     variants = ()
     if args.query_variants:
         if embedder is None:
             raise UsageError("--query-variants needs --videos (the variants are made from the frames)")
-        if args.pooling == "distinctive":
-            raise UsageError("--query-variants cannot be combined with --pooling distinctive")
         variants = DEFAULT_VARIANTS if args.query_variants == "default" else parse_variants(args.query_variants)
         cache = args.cache.with_suffix(".variants." + "-".join(v.value for v in variants) + ".npz") if args.cache else None
         var_feats = extract_features(args.videos, [q for q in bench.queries if q in embs],
@@ -149,8 +150,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model_name += ", raw cosine"
     if args.codec:
         model_name += f", database stored as {args.codec}"
-    if args.pooling == "distinctive":
+    if distinctive and not args.no_normalize:
         model_name += ", video vectors pooled by distinctiveness"
+    elif args.pooling == "model":
+        model_name += ", the model's own video vectors"
     if args.inner_pictures:
         model_name += ", with inner pictures"
     if variants:
@@ -161,6 +164,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                     embedder.encoder if embedder else None, args.backbone_weights)
         for r in results.values():
             r.update(attention)
+    elif hasattr(bench, "attention_share") and db.pooled is not None and not args.features:
+        from ..background import distinctiveness
+
+        # what the heat strips show without TCA: each upload's frame weights in its video vector
+        shares = {v: distinctiveness(db.frame_bg[slice(*db._whole(i))]) for i, v in enumerate(db.ids)}
+        got = attention_share(bench, bundle, feats, args.device, fps, embedder.encoder, args.backbone_weights, shares)
+        for r in results.values():
+            r.update({k.replace("attention", "distinctiveness"): x for k, x in got.items()})
     if hasattr(bench, "edit_table"):
         measure = "chamfer" if "chamfer" in (args.measure or list(MEASURES)) else args.measure[0]
         edits = bench.edit_table(similarities(embs, bench.queries, db, measure), "test")

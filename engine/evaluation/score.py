@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..background import backgrounds, frame_background, video_background
+from ..background import backgrounds, distinctive_pooling, frame_background
 from ..inner_pictures import stored_rows
 from ..similarity import Measure, chamfer_many, cosine, frame_similarity
 from ..spans import Localiser, matched_segments
@@ -34,12 +34,17 @@ class Database:
     frame_bg: np.ndarray | None  # [F]
     video_bg: np.ndarray | None  # [N]
     views: np.ndarray | None = None  # [N]: rows per time (whole frame + inner pictures), as the index stores them
+    # [N, d]: video vectors pooled by distinctiveness, which corpus-aware cosine compares
+    # (an index without TCA); None: the embeddings' own video vectors
+    pooled: np.ndarray | None = None
 
     @classmethod
     def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
-           pictures: Mapping[str, np.ndarray] | None = None) -> "Database":
+           pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False) -> "Database":
         """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
-        videos, stored after their whole frames as the index stores them."""
+        videos, stored after their whole frames as the index stores them. distinctive:
+        corpus-aware cosine compares video vectors pooled by distinctiveness, as an index
+        built without TCA does (`engine.background.distinctive_pooling`)."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
@@ -48,7 +53,11 @@ class Database:
         views = np.array([len(r) // max(len(embeddings[v][0]), 1) for r, v in zip(rows, ids)], np.int64)
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
-        return cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
+        db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
+        if normalize and distinctive and ids:
+            db.pooled = np.stack([distinctive_pooling(db.frames[lo:hi], fbg[lo:hi])
+                                  for lo, hi in map(db._whole, range(len(ids)))])
+        return db
 
     def _whole(self, position: int) -> tuple[int, int]:
         """Rows [lo, hi) of a database video's whole frames (its inner pictures follow)."""
@@ -56,28 +65,15 @@ class Database:
         views = int(self.views[position]) if self.views is not None else 1
         return lo, lo + (hi - lo) // views
 
-    def distinctive(self, embeddings: Embeddings) -> tuple["Database", dict[str, tuple[np.ndarray, np.ndarray]]]:
-        """The parameter-free context baseline: every video vector re-pooled from its frames
-        weighted by how distinctive each is in this database (`distinctive_pooling`), the
-        database's and the queries' alike. Returns (this database with those video vectors
-        and their backgrounds, the embeddings with them)."""
-        position = {v: i for i, v in enumerate(self.ids)}
-        fbg = self.frame_bg if self.frame_bg is not None else frame_background(self.frames, self.offsets)
-        out = dict(embeddings)
-        for vid, (frames, _) in embeddings.items():
-            if vid in position:
-                lo, hi = self._whole(position[vid])
-                bg = fbg[lo:hi]
-            else:
-                bg = frame_background(frames, np.array([0, len(frames)]), reference=(self.frames, self.offsets))
-            out[vid] = (frames, distinctive_pooling(frames, bg))
-        videos = np.stack([out[v][1] for v in self.ids]) if self.ids else self.videos
-        vbg = video_background(videos) if self.video_bg is not None else None
-        return Database(self.ids, self.frames, self.offsets, videos, self.frame_bg, vbg, self.views), out
-
     def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
         if measure is Measure.COSINE:
-            s = cosine(query[1], self.videos)
+            if self.pooled is not None:  # the query's frames pooled by their backgrounds here
+                looks = np.asarray(query[0], np.float32)
+                bg = np.stack([frame_background(f, np.array([0, len(f)]), reference=(self.frames, self.offsets))
+                               for f in looks.reshape(-1, *looks.shape[-2:])]).reshape(looks.shape[:-1])
+                s = cosine(distinctive_pooling(looks, bg), self.pooled)
+            else:
+                s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s
         return chamfer_many(query[0], self.frames, self.offsets, measure is Measure.SYMMETRIC_CHAMFER,
                             background=self.frame_bg)
@@ -89,16 +85,6 @@ class Database:
         bg = self.frame_bg[lo:hi] if self.frame_bg is not None else None
         views = int(self.views[position]) if self.views is not None else 1
         return frame_similarity(query, self.frames[lo:hi], bg, views)
-
-
-def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """frames [T, d] (L2-normalised), background [T] (`engine.background.frame_background`)
-    -> the video vector [d]: frames weighted by 1 - background (a frame that matches the
-    collection as well as itself weighs nothing), L2-normalised; the plain mean when every
-    weight is 0."""
-    w = np.clip(1.0 - np.asarray(background, np.float32), 0.0, None)
-    v = (w[:, None] * frames).sum(0) if w.sum() > 0 else frames.mean(0)
-    return (v / max(np.linalg.norm(v), 1e-12)).astype(np.float32)
 
 
 def similarities(embeddings: Embeddings, queries: Iterable[str], database: Iterable[str] | Database,

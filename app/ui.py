@@ -89,8 +89,8 @@ intros, end cards and black gaps that many videos share are dark, and the video 
 - Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device}.
 - Search: FAISS over video vectors, then chamfer re-ranking of the candidates' frames.
 
-Read the numbers below honestly: the default model is PCA whitening with mean pooling,
-no TCA; the whitening (1024-d) was fitted on training footage only (590 videos of a
+Read the numbers below honestly: the default model is PCA whitening, no TCA (its video
+vectors pool the frames by their distinctiveness in the collection); the whitening (1024-d) was fitted on training footage only (590 videos of a
 procedural training collection and 93 of real footage from package registries), none of
 it in the demo or a benchmark. The TCA trained on the demo's 9 short
 videos (`assets/model-tca.safetensors`, with its own 512-d whitening) is

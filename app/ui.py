@@ -151,6 +151,9 @@ class DemoUI:
     def __init__(self, service: Service):
         self.service = service
         self._posters_html: str | None = None
+        # What the heat strips show: TCA's attention, or (a model without TCA) each frame's
+        # distinctiveness in the collection, by which its video vector is pooled.
+        self.strip_kind = "attention" if service.engine.info().tca else "distinctiveness"
 
     # ------------------------------------------------------------------ helpers
     def posters(self) -> str:
@@ -201,12 +204,6 @@ class DemoUI:
             segments = gr.Radio(choices=choices, value=None, visible=bool(choices),
                                 label=f"{len(choices)} copied segment{'s' if len(choices) != 1 else ''} (click to play)")
         return preview, "\n\n".join(lines), strips, fig, segments, video.id
-
-    @property
-    def strip_kind(self) -> str:
-        """What the heat strips show: TCA's attention, or (a model without TCA) each frame's
-        distinctiveness in the collection, by which its video vector is pooled."""
-        return "attention" if self.service.engine.info().tca else "distinctiveness"
 
     def _shares(self, attention: np.ndarray, distinctiveness: np.ndarray | None) -> np.ndarray:
         if self.strip_kind == "distinctiveness" and distinctiveness is not None:

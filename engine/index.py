@@ -495,7 +495,8 @@ class VideoIndex:
         sample, as the indexed frames' own backgrounds are; the query is none of them."""
         f = np.asarray(frames, np.float32)
         if f.ndim == 3:
-            return np.stack([self.query_background(look) for look in f]) if len(f) else np.zeros((0, f.shape[1]))
+            return np.stack([self.query_background(look) for look in f]) if len(f) else \
+                np.zeros((0, f.shape[1]), np.float32)
         if self._query_ref is None:
             if self._exact():
                 spans = [self._span(p) for p in range(len(self))]

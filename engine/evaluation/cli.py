@@ -168,7 +168,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from ..background import distinctiveness
 
         # what the heat strips show without TCA: each upload's frame weights in its video vector
-        shares = {v: distinctiveness(db.frame_bg[slice(*db._whole(i))]) for i, v in enumerate(db.ids)}
+        shares = {v: distinctiveness(db.frame_bg[slice(*db.whole_rows(i))]) for i, v in enumerate(db.ids)}
         got = attention_share(bench, bundle, feats, args.device, fps, embedder.encoder, args.backbone_weights, shares)
         for r in results.values():
             r.update({k.replace("attention", "distinctiveness"): x for k, x in got.items()})

@@ -56,10 +56,10 @@ class Database:
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
         if normalize and distinctive and ids:
             db.pooled = np.stack([distinctive_pooling(db.frames[lo:hi], fbg[lo:hi])
-                                  for lo, hi in map(db._whole, range(len(ids)))])
+                                  for lo, hi in map(db.whole_rows, range(len(ids)))])
         return db
 
-    def _whole(self, position: int) -> tuple[int, int]:
+    def whole_rows(self, position: int) -> tuple[int, int]:
         """Rows [lo, hi) of a database video's whole frames (its inner pictures follow)."""
         lo, hi = int(self.offsets[position]), int(self.offsets[position + 1])
         views = int(self.views[position]) if self.views is not None else 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DEFAULT_INDEX, DEFAULT_MODEL
+from . import DEFAULT_MODEL
 from .backbone import Backbone
 from .background import distinctiveness
 from .embedding import Embedder, VideoEmbedding

@@ -52,7 +52,7 @@ from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
-from .similarity import Measure, chamfer_many, cosine
+from .similarity import VARIANT_MARGIN, Measure, chamfer_many, cosine
 from .store import CheckedArray, DamagedFileError, verified_bytes, write_array, write_array_chunks, write_bytes
 
 FORMAT_VERSION = 2
@@ -187,11 +187,13 @@ class Segment:
 
     def candidates(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(local ids, approximate scores) of the k best videos by cosine of video vectors,
-        for each row of q [d] or [L, d] (so a video may come back once per row)."""
+        for each row of q [d] or its looks [L, d] (so a video may come back once per look; a
+        variant look's scores less VARIANT_MARGIN, as `similarity.cosine` counts them)."""
         k = min(k, self.n)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores, ids = self.faiss_index().search(np.ascontiguousarray(np.atleast_2d(q), np.float32), k)
+        scores[1:] -= VARIANT_MARGIN
         keep = ids >= 0  # [L, k]: each of the query's looks
         return ids[keep].astype(np.int64), scores[keep]
 

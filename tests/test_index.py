@@ -424,6 +424,32 @@ def test_ivf_branch_for_large_segments(tmp_path, monkeypatch):
             assert (hit.position, round(hit.score, 2)) == (i, 1.0)
 
 
+def test_candidates_count_a_variant_look_less_its_margin(tmp_path):
+    """The candidate stage ranks videos as the re-rank does: a variant look's match counts
+    VARIANT_MARGIN less, so a variant's near-equal neighbour cannot push the original's
+    best match out of a short candidate list."""
+    from engine.index import VideoIndex
+    from engine.similarity import VARIANT_MARGIN
+
+    d = 16
+    records, embs = _synthetic(0, 3, d, 1)
+    eye = np.eye(d, dtype=np.float32)
+    embs = [type(e)(eye[i][None], eye[i], e.times, e.attention) for i, e in enumerate(embs)]
+    with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
+        idx.append(records, embs, derive=True)
+    index = VideoIndex.open(tmp_path / "idx")
+
+    def look(i, other, c):
+        return c * eye[i] + np.sqrt(1 - c * c) * eye[other]
+
+    # the original look matches v0 at 0.90, the variant matches v1 at 0.90 + margin / 2
+    looks = np.stack([look(0, 5, 0.90), look(1, 6, 0.90 + VARIANT_MARGIN / 2)]).astype(np.float32)
+    for candidates in (1, 3):  # a one-video candidate list, and the whole index (exact)
+        hit = index.search(looks[:, None], looks, k=1, measure="cosine", normalize=False, candidates=candidates)[0]
+        assert index.records[hit.position].id == "v0"
+        assert hit.score == pytest.approx(0.90, abs=1e-5)
+
+
 def test_index_and_model_from_the_hub(engine_and_index, pca_model, corpus, monkeypatch):
     import huggingface_hub
 

@@ -98,6 +98,19 @@ def video_background(videos: np.ndarray, k: int = DEFAULT_K, reference: np.ndarr
     return out
 
 
+def query_background(frames: np.ndarray, reference: tuple[np.ndarray, np.ndarray], k: int = DEFAULT_K,
+                     skip: int = DEFAULT_SKIP) -> np.ndarray:
+    """`frame_background` of a video that is none of `reference`'s (a query): frames [T, d]
+    (or its looks [L, T, d], each look on its own) -> float32 [T] (or [L, T]); reference:
+    (frames [R, d], offsets [M + 1])."""
+    f = np.asarray(frames, np.float32)
+    # one look per call: a look gets the same values whatever looks come with it (one batched
+    # product would differ in the last bits)
+    out = [frame_background(look, np.array([0, len(look)]), k, skip, reference=reference)
+           for look in (f[None] if f.ndim == 2 else f)]
+    return (np.stack(out) if out else np.zeros(0, np.float32)).reshape(f.shape[:-1])
+
+
 def _finite_mean(values: np.ndarray) -> np.ndarray:
     """Row means over the finite entries (a video's own, excluded, is -inf); 0 for none."""
     ok = np.isfinite(values)

@@ -47,7 +47,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .background import DEFAULT_K, DEFAULT_SKIP, distinctive_pooling, frame_background, video_background
+from .background import (DEFAULT_K, DEFAULT_SKIP, distinctive_pooling, frame_background, query_background,
+                         video_background)
 from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
@@ -495,10 +496,6 @@ class VideoIndex:
         frames [T, d] (or looks [L, T, d]) -> float32 [T] (or [L, T]). Measured against
         every live video while the collection is small, else against the fixed reference
         sample, as the indexed frames' own backgrounds are; the query is none of them."""
-        f = np.asarray(frames, np.float32)
-        if f.ndim == 3:
-            return np.stack([self.query_background(look) for look in f]) if len(f) else \
-                np.zeros((0, f.shape[1]), np.float32)
         if self._query_ref is None:
             if self._exact():
                 spans = [self._span(p) for p in range(len(self))]
@@ -511,7 +508,7 @@ class VideoIndex:
         k = int(self.manifest.get("background_k", DEFAULT_K))
         skip = int(self.manifest.get("background_skip", DEFAULT_SKIP))
         with one_thread():
-            return frame_background(f, np.array([0, len(f)]), k, skip, reference=self._query_ref)
+            return query_background(frames, self._query_ref, k, skip)
 
     def distinctive_vectors(self, positions: np.ndarray) -> np.ndarray:
         """float32 [len(positions), d]: each live video's whole frames pooled by their

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..background import backgrounds, distinctive_pooling, frame_background
+from ..background import backgrounds, distinctive_pooling, query_background
 from ..inner_pictures import stored_rows
 from ..similarity import Measure, chamfer_many, cosine, frame_similarity
 from ..spans import Localiser, matched_segments
@@ -68,10 +68,8 @@ class Database:
     def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
         if measure is Measure.COSINE:
             if self.pooled is not None:  # the query's frames pooled by their backgrounds here
-                looks = np.asarray(query[0], np.float32)
-                bg = np.stack([frame_background(f, np.array([0, len(f)]), reference=(self.frames, self.offsets))
-                               for f in looks.reshape(-1, *looks.shape[-2:])]).reshape(looks.shape[:-1])
-                s = cosine(distinctive_pooling(looks, bg), self.pooled)
+                looks = query[0]
+                s = cosine(distinctive_pooling(looks, query_background(looks, (self.frames, self.offsets))), self.pooled)
             else:
                 s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s

@@ -156,3 +156,19 @@ def test_attention_share_by_hand(tiny):
         w = np.array([a <= i < b and i != t // 2 for i in range(t)], float)
         body_only[v] = w / w.sum()
     assert bench.attention_share(body_only, black) == pytest.approx({"attention_wrapper": 0.0, "attention_black": 0.0})
+
+
+def test_pca_learns_its_whitening_from_a_collections_copies(tiny, tmp_path):
+    out, labels = tiny
+    model = tmp_path / "lw.safetensors"
+    res = subprocess.run([sys.executable, "-m", "engine", "pca", str(out), str(model), "--dim", "32",
+                          "--copies", str(out / "labels.json")], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    bundle = load_model(model)
+    whole = [v for v, lab in labels["videos"].items() if lab["kind"] == "copy"
+             and lab["layout"] in ("reupload", "partial", "insertion", "compilation")]
+    assert whole and bundle.info["copy_pairs"] > 0 and "--copies" in bundle.info["made_by"]
+    assert bundle.pca.projection.shape == (bundle.pca.dim_in, 32)
+    bad = subprocess.run([sys.executable, "-m", "engine", "pca", str(out), str(model), "--copies",
+                          str(tmp_path / "none.json")], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "none.json" in bad.stderr and "Traceback" not in bad.stderr

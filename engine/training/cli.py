@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,6 +31,16 @@ def arguments_pca(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, default=1024, help="output dimensions (default 1024)")
     p.add_argument("--shrinkage", type=float, default=0.1,
                    help="eigenvalue shrinkage, fraction of the mean eigenvalue (default 0.1)")
+    p.add_argument("--copies", type=Path, metavar="LABELS",
+                   help="a collection's labels.json (engine.evaluation.collection build) whose videos lie "
+                        "under one VIDEO_DIR: learn the whitening from its copies and their sources "
+                        "(engine.training.whitening)")
+    p.add_argument("--copy-shrinkage", type=float, default=0.1,
+                   help="--copies: shrinkage of the copy differences' covariance (default 0.1)")
+    p.add_argument("--data-shrinkage", type=float, default=1.0,
+                   help="--copies: shrinkage of the frames' covariance after it (default 1)")
+    p.add_argument("--fps", type=float, default=1.0,
+                   help="frames sampled per second for the fit (default 1, the engine's rate)")
     add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
 
 
@@ -49,23 +60,47 @@ def run_pca(args: argparse.Namespace) -> int:
             raise UsageError(f"{folder}: no video found (is it a folder of videos?)")
         paths += found
     folders = " ".join(map(str, args.video_dirs))
-    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device)
-    descs = []
+    videos = {}
+    if args.copies:
+        try:
+            videos = json.loads(args.copies.read_text())["videos"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UsageError(f"{args.copies}: not a collection's labels.json ({err}); make one with "
+                             "python -m engine.evaluation.collection build") from None
+    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device, fps=args.fps)
+    descs = {}
     for path in paths:
         try:
-            descs.append(embedder.descriptors(path)[1])
+            descs[path] = embedder.descriptors(path)[1]
         except VideoError as err:
             print(f"skipped {err}", file=sys.stderr)
     if not descs:
         raise UsageError(f"{folders}: no readable video found")
-    x = np.concatenate(descs)
+    x = np.concatenate(list(descs.values()))
     pca = fit_pca(x, args.dim, args.shrinkage)
     made_by = f"python -m engine pca {folders} OUT --dim {args.dim} --shrinkage {args.shrinkage}"
-    bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None,
-                         {"made_by": made_by, "pca_frames": len(x), "pca_videos": len(descs),
-                          "shrinkage": args.shrinkage})
+    info = {"pca_frames": len(x), "pca_videos": len(descs), "shrinkage": args.shrinkage}
+    if args.fps != 1.0:
+        made_by += f" --fps {args.fps}"
+    if args.copies:
+        from .whitening import copy_pairs, fit_learned_whitening
+
+        root = args.copies.resolve().parent
+        by_id = {str(p.resolve().relative_to(root)): d for p, d in descs.items() if p.resolve().is_relative_to(root)}
+        copies, sources = copy_pairs(videos, by_id, args.fps)
+        if len(copies) < 2:
+            raise UsageError(f"{args.copies}: no copy with its source among the videos found under {folders} "
+                             "(the labels' videos must lie under one VIDEO_DIR)")
+        pca = fit_learned_whitening(pca, x, copies, sources, args.copy_shrinkage, args.data_shrinkage)
+        made_by += (f" --copies {args.copies} --copy-shrinkage {args.copy_shrinkage}"
+                    f" --data-shrinkage {args.data_shrinkage}")
+        info.update({"copy_pairs": len(copies), "copy_shrinkage": args.copy_shrinkage,
+                     "data_shrinkage": args.data_shrinkage})
+    bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None, {"made_by": made_by, **info})
     sha = save_model(bundle, args.out)
-    print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim} on {len(x)} frames of {len(descs)} videos (sha256 {sha[:12]})")
+    pairs = f", learned from {info['copy_pairs']} copy pairs" if args.copies else ""
+    print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim} on {len(x)} frames of {len(descs)} videos{pairs} "
+          f"(sha256 {sha[:12]})")
     return 0
 
 

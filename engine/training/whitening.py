@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from ..pca import PCA
+from ..pca import PCA, fit_pca
 
 # Layouts whose frames show the source whole; a picture-in-picture, reaction or vertical
 # copy's whole frame is mostly something else.
@@ -82,13 +82,8 @@ def fit_learned_whitening(pca: PCA, frames: np.ndarray, copies: np.ndarray, sour
     cs += copy_shrinkage * float(torch.trace(cs)) / d * torch.eye(d, dtype=torch.float64)
     val, vec = torch.linalg.eigh(cs)
     copy_white = vec @ torch.diag(val.rsqrt()) @ vec.T  # C_S^(-1/2), symmetric
-    # the frames' covariance there, centred by pca.mean so that the result keeps it as its mean
-    y = (torch.from_numpy(np.asarray(frames, np.float64)) - mean) @ p @ copy_white
-    y -= y.mean(dim=0)
-    cd = y.T @ y / max(len(y) - 1, 1)
-    val, vec = torch.linalg.eigh(cd)  # ascending
-    val, vec = val.flip(0).clamp_min(0), vec.flip(1)
-    signs = torch.sign(vec[vec.abs().argmax(dim=0), torch.arange(d)])  # deterministic signs, as fit_pca
-    vec = vec * signs
-    scale = vec / torch.sqrt(val + data_shrinkage * float(torch.trace(cd)) / d + 1e-12)
-    return PCA(pca.mean.astype(np.float32), (p @ copy_white @ scale).numpy().astype(np.float32))
+    # the frames' main directions there, each scaled to unit variance: a PCA whitening of the
+    # copy-whitened frames; the result keeps pca.mean (the frames' mean) as its own
+    y = ((torch.from_numpy(np.asarray(frames, np.float64)) - mean) @ p @ copy_white).numpy()
+    data = fit_pca(y, d, data_shrinkage)
+    return PCA(pca.mean.astype(np.float32), ((p @ copy_white).numpy() @ data.projection).astype(np.float32))

@@ -64,9 +64,13 @@ def run_pca(args: argparse.Namespace) -> int:
     if args.copies:
         try:
             videos = json.loads(args.copies.read_text())["videos"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UsageError(f"{args.copies}: not a collection's labels.json ({err}); make one with "
-                             "python -m engine.evaluation.collection build") from None
+            # every copy's segments name a source and two [start, end] spans: checked before minutes of decoding
+            for lab in videos.values():
+                for seg in lab.get("segments", ()) if lab.get("kind") == "copy" else ():
+                    str(seg["source"]), [float(t) for t in (*seg["source_span"], *seg["span"])]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise UsageError(f"{args.copies}: not a collection's labels.json ({type(err).__name__}: {err}); "
+                             "make one with python -m engine.evaluation.collection build") from None
     embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device, fps=args.fps)
     descs = {}
     for path in paths:

@@ -162,12 +162,17 @@ def test_pca_learns_its_whitening_from_a_collections_copies(tiny, tmp_path):
     out, labels = tiny
     model = tmp_path / "lw.safetensors"
     res = subprocess.run([sys.executable, "-m", "engine", "pca", str(out), str(model), "--dim", "32",
-                          "--copies", str(out / "labels.json")], cwd=ROOT, capture_output=True, text=True)
+                          "--copies", str(out / "labels.json"), "--augment", "1"], cwd=ROOT, capture_output=True,
+                         text=True)
     assert res.returncode == 0, res.stderr
     bundle = load_model(model)
     whole = [v for v, lab in labels["videos"].items() if lab["kind"] == "copy"
              and lab["layout"] in ("reupload", "partial", "insertion", "compilation")]
     assert whole and bundle.info["copy_pairs"] > 0 and "--copies" in bundle.info["made_by"]
+    # the edited frames come from the videos that are not copies, one view each at 0.5 fps
+    not_copies = [v for v, lab in labels["videos"].items() if lab["kind"] != "copy"]
+    assert len(not_copies) <= bundle.info["augmented_pairs"] < sum(lab["duration"] for lab in labels["videos"].values())
+    assert "--augment 1" in bundle.info["made_by"] and "copy pairs and" in res.stdout
     assert bundle.pca.projection.shape == (bundle.pca.dim_in, 32)
     bad = subprocess.run([sys.executable, "-m", "engine", "pca", str(out), str(model), "--copies",
                           str(tmp_path / "none.json")], cwd=ROOT, capture_output=True, text=True)

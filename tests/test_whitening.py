@@ -1,8 +1,11 @@
-"""Learned whitening: copy pairs from a collection's labels, and a whitening that copies survive."""
+"""Learned whitening: copy pairs from a collection's labels, edited frames of any video, and a
+whitening that copies survive."""
 import numpy as np
 
+from engine.backbone import Backbone, Pooling, load_backbone
 from engine.pca import fit_pca
-from engine.training.whitening import copy_pairs, fit_learned_whitening
+from engine.training.views import decode_uncropped
+from engine.training.whitening import augmented_pairs, copy_pairs, fit_learned_whitening
 
 
 def test_copy_pairs_match_the_same_moment_and_skip_picture_layouts():
@@ -34,7 +37,7 @@ def test_learned_whitening_brings_copies_closer_than_other_frames():
     copies = content + edit + rng.normal(size=(n, d)) * 0.05
     frames = np.concatenate([content, copies]).astype(np.float32)
     pca = fit_pca(frames, d, 0.1)
-    learned = fit_learned_whitening(pca, frames, copies[:300].astype(np.float32), content[:300].astype(np.float32))
+    learned = fit_learned_whitening(pca, frames, [(copies[:300].astype(np.float32), content[:300].astype(np.float32))])
     np.testing.assert_allclose(learned.mean, pca.mean)
 
     def copy_rank(w):  # held-out copies: how many other frames beat the true source
@@ -45,3 +48,32 @@ def test_learned_whitening_brings_copies_closer_than_other_frames():
     assert copy_rank(pca) > 0.5 and copy_rank(learned) < 0.2 * copy_rank(pca)
     y = learned.apply(frames)
     np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1, rtol=1e-5)
+
+
+def test_each_set_of_pairs_weighs_the_same_whatever_its_size():
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(300, 12)).astype(np.float32)
+    pca = fit_pca(frames, 12, 0.1)
+    along = np.eye(12, dtype=np.float32)
+    big = (frames[:200] + rng.normal(size=(200, 1)).astype(np.float32) * 3 * along[0], frames[:200])
+    small = (frames[:20] + rng.normal(size=(20, 1)).astype(np.float32) * 3 * along[11], frames[:20])
+    one = fit_learned_whitening(pca, frames, [big])
+    np.testing.assert_allclose(fit_learned_whitening(pca, frames, [big, big]).projection, one.projection, atol=1e-5)
+    both = fit_learned_whitening(pca, frames, [big, small])
+    tenfold = fit_learned_whitening(pca, frames, [(np.concatenate([big[0]] + [small[0]] * 10),
+                                                   np.concatenate([big[1]] + [small[1]] * 10))])
+    np.testing.assert_allclose(both.projection, tenfold.projection, atol=1e-4)
+
+
+def test_augmented_pairs_are_a_videos_frames_and_their_edits(corpus):
+    encoder = load_backbone(Backbone.EFFICIENTNET_LITE0, None, Pooling.L3_IRMAC, "cpu")
+    paths = [corpus["videos"] / "scene1.mkv", corpus["videos"] / "bunny.mp4"]
+    edited, original = augmented_pairs(encoder, paths, views=2, fps=0.5, seed=3, progress=False)
+    assert edited.shape == original.shape and edited.shape[1] == encoder.dim and len(edited) >= 8
+    n = len(decode_uncropped(paths[0], 0.5))  # the first video's frames, then its second view's
+    assert n >= 4 and np.array_equal(original[:n], original[n : 2 * n])
+    assert not np.allclose(edited[:n], edited[n : 2 * n])  # two different edits
+    again, _ = augmented_pairs(encoder, paths, views=2, fps=0.5, seed=3, progress=False)
+    np.testing.assert_array_equal(again, edited)
+    cos = (edited * original).sum(1) / np.linalg.norm(edited, axis=1) / np.linalg.norm(original, axis=1)
+    assert np.all(cos < 0.9999) and np.median(cos) > 0.3  # edited, still the same picture

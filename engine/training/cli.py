@@ -36,9 +36,16 @@ def arguments_pca(p: argparse.ArgumentParser) -> None:
                         "under one VIDEO_DIR: learn the whitening from its copies and their sources "
                         "(engine.training.whitening)")
     p.add_argument("--copy-shrinkage", type=float, default=0.1,
-                   help="--copies: shrinkage of the copy differences' covariance (default 0.1)")
+                   help="--copies/--augment: shrinkage of the differences' covariance (default 0.1)")
     p.add_argument("--data-shrinkage", type=float, default=1.0,
-                   help="--copies: shrinkage of the frames' covariance after it (default 1)")
+                   help="--copies/--augment: shrinkage of the frames' covariance after it (default 1)")
+    p.add_argument("--augment", type=int, default=0, metavar="VIEWS",
+                   help="learn the whitening also from VIEWS spatially edited versions (crop, flip, colour, "
+                        "blur, noise, overlays...) of every video that is not a --copies copy; needs no labels "
+                        "(default 0: none)")
+    p.add_argument("--augment-fps", type=float, default=0.5,
+                   help="--augment: frames per second of the edited versions (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="--augment: random seed of the edits (default 0)")
     p.add_argument("--fps", type=float, default=1.0,
                    help="frames sampled per second for the fit (default 1, the engine's rate)")
     add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
@@ -86,8 +93,9 @@ def run_pca(args: argparse.Namespace) -> int:
     info = {"pca_frames": len(x), "pca_videos": len(descs), "shrinkage": args.shrinkage}
     if args.fps != 1.0:
         made_by += f" --fps {args.fps}"
+    pairs = []
     if args.copies:
-        from .whitening import copy_pairs, fit_learned_whitening
+        from .whitening import copy_pairs
 
         root = args.copies.resolve().parent
         by_id = {str(p.resolve().relative_to(root)): d for p, d in descs.items() if p.resolve().is_relative_to(root)}
@@ -95,15 +103,35 @@ def run_pca(args: argparse.Namespace) -> int:
         if len(copies) < 2:
             raise UsageError(f"{args.copies}: no copy with its source among the videos found under {folders} "
                              "(the labels' videos must lie under one VIDEO_DIR)")
-        pca = fit_learned_whitening(pca, x, copies, sources, args.copy_shrinkage, args.data_shrinkage)
-        made_by += (f" --copies {args.copies} --copy-shrinkage {args.copy_shrinkage}"
-                    f" --data-shrinkage {args.data_shrinkage}")
-        info.update({"copy_pairs": len(copies), "copy_shrinkage": args.copy_shrinkage,
-                     "data_shrinkage": args.data_shrinkage})
+        pairs.append((copies, sources))
+        made_by += f" --copies {args.copies}"
+        info["copy_pairs"] = len(copies)
+    if args.augment > 0:
+        from .whitening import augmented_pairs
+
+        copy_ids = {v for v, lab in videos.items() if lab.get("kind") == "copy"}
+        root = args.copies.resolve().parent if args.copies else None
+        originals = [p for p in descs if not (root and p.resolve().is_relative_to(root)
+                                              and str(p.resolve().relative_to(root)) in copy_ids)]
+        edited, clean = augmented_pairs(embedder.encoder, originals, args.augment, args.augment_fps, args.seed)
+        if len(edited) < 2:
+            raise UsageError(f"{folders}: --augment found no frames to edit at {args.augment_fps} fps "
+                             "(videos too short? raise --augment-fps)")
+        pairs.append((edited, clean))
+        made_by += f" --augment {args.augment} --augment-fps {args.augment_fps} --seed {args.seed}"
+        info.update({"augmented_pairs": len(edited), "augment_views": args.augment,
+                     "augment_fps": args.augment_fps, "seed": args.seed})
+    if pairs:
+        from .whitening import fit_learned_whitening
+
+        pca = fit_learned_whitening(pca, x, pairs, args.copy_shrinkage, args.data_shrinkage)
+        made_by += f" --copy-shrinkage {args.copy_shrinkage} --data-shrinkage {args.data_shrinkage}"
+        info.update({"copy_shrinkage": args.copy_shrinkage, "data_shrinkage": args.data_shrinkage})
     bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None, {"made_by": made_by, **info})
     sha = save_model(bundle, args.out)
-    pairs = f", learned from {info['copy_pairs']} copy pairs" if args.copies else ""
-    print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim} on {len(x)} frames of {len(descs)} videos{pairs} "
+    learned = " and ".join(f"{info[k]} {k.replace('_', ' ')}" for k in ("copy_pairs", "augmented_pairs") if k in info)
+    print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim} on {len(x)} frames of {len(descs)} videos"
+          f"{', learned from ' + learned if learned else ''} "
           f"(sha256 {sha[:12]})")
     return 0
 

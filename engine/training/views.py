@@ -35,7 +35,7 @@ def describe_views(encoder: FrameEncoder, paths: list[Path], views: int, fps: fl
                                                               disable=not progress)]
     logo_rgba = augment.drawn_logo() if logo_rgba is None else logo_rgba
     rng = np.random.default_rng(seed)
-    decoded = [_decode(p, fps) for p in tqdm(paths, desc="decoding", unit="video", disable=not progress)]
+    decoded = [decode_uncropped(p, fps) for p in tqdm(paths, desc="decoding", unit="video", disable=not progress)]
     out = []
     for k, frames in enumerate(tqdm(decoded, desc="augmented views", unit="video", disable=not progress)):
         if not frames:
@@ -50,13 +50,13 @@ def describe_views(encoder: FrameEncoder, paths: list[Path], views: int, fps: fl
                 start = int(rng.integers(len(others)))
                 background = (others[start:] + others[:start])[: len(frames)]
                 _, t = augment.random_view(rng, background, logo_rgba)
-            imgs = np.stack([_centre(t(img, i)) for i, img in enumerate(frames)])
+            imgs = np.stack([cnn_input(t(img, i)) for i, img in enumerate(frames)])
             per_view.append(encoder.describe(imgs))
         out.append(np.stack(per_view).astype(np.float16))
     return out
 
 
-def _decode(path: Path, fps: float) -> list[np.ndarray]:
+def decode_uncropped(path: Path, fps: float) -> list[np.ndarray]:
     """The frames of `path` at `fps` (short side 256, uncropped); none, with a note on
     stderr, when it cannot be read."""
     try:
@@ -68,13 +68,13 @@ def _decode(path: Path, fps: float) -> list[np.ndarray]:
 
 def _describe_clean(encoder: FrameEncoder, path: Path, fps: float) -> np.ndarray:
     """float16 [1, T, D]: view 0 of `describe_views` for one video (empty when unreadable)."""
-    frames = _decode(path, fps)
+    frames = decode_uncropped(path, fps)
     if not frames:
         return np.zeros((1, 0, encoder.dim), np.float16)
-    return encoder.describe(np.stack([_centre(img) for img in frames]))[None].astype(np.float16)
+    return encoder.describe(np.stack([cnn_input(img) for img in frames]))[None].astype(np.float16)
 
 
-def _centre(img: np.ndarray, short_side: int = 256, crop: int = 224) -> np.ndarray:
+def cnn_input(img: np.ndarray, short_side: int = 256, crop: int = 224) -> np.ndarray:
     """What `iter_frames` gives the CNN, for a frame augmented after decoding: short side
     resized to `short_side`, then the centre `crop` square."""
     from PIL import Image

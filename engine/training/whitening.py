@@ -10,19 +10,29 @@ then keeps the directions along which the frames vary most in that space, each s
 unit variance. Both steps are linear and closed-form, so the result is again a `PCA`
 (mean, projection) that the runtime applies unchanged.
 
-The pairs come from a collection built by `engine.evaluation.collection` (training footage
-only): every copy whose frames show its source whole (a re-upload, partial copy,
-insertion or compilation, with any edit chain), each of its frames matched with the
-source frame at the same moment of the copied segment (`copy_pairs`).
+The pairs come from two places, each set weighing the same in the fit:
+- a collection built by `engine.evaluation.collection` (training footage only): every copy
+  whose frames show its source whole (a re-upload, partial copy, insertion or compilation,
+  with any edit chain), each of its frames matched with the source frame at the same
+  moment of the copied segment (`copy_pairs`);
+- any videos, each frame paired with spatially edited versions of itself (`augmented_pairs`,
+  the S2VS / HAP-VR family of `engine.training.augment`: crop, flip, colour, blur, noise,
+  downscale, letterbox, captions, logo). These need no labels, and they teach the
+  degradations a generated collection's edit list lacks (blur, noise, overlays).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from ..backbone import FrameEncoder
 from ..pca import PCA, fit_pca
+from . import augment
+from .views import cnn_input, decode_uncropped
 
 # Layouts whose frames show the source whole; a picture-in-picture, reaction or vertical
 # copy's whole frame is mostly something else.
@@ -60,25 +70,55 @@ def copy_pairs(videos: Mapping[str, dict], descriptors: Mapping[str, np.ndarray]
     return np.asarray(a, np.float32), np.asarray(b, np.float32)
 
 
-def fit_learned_whitening(pca: PCA, frames: np.ndarray, copies: np.ndarray, sources: np.ndarray,
+def augmented_pairs(encoder: FrameEncoder, paths: Sequence[Path], views: int, fps: float, seed: int,
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of videos and of edited versions of them, described by `encoder`.
+
+    Each video is sampled at `fps` and seen through `views` random chains of 1-3 spatial
+    edits (`augment.random_view`, drawn once per video and view, as a real edited copy
+    would be; no picture-in-picture, whose frame is mostly another video). Unreadable videos
+    are skipped with a note on stderr. -> (edited [P, D], original [P, D]), float32, row p of
+    one an edit of row p of the other; the same `seed` gives the same pairs.
+    """
+    rng, logo = np.random.default_rng(seed), augment.drawn_logo()
+    edited, original = [], []
+    for path in tqdm(paths, desc="augmented pairs", unit="video", disable=not progress):
+        frames = decode_uncropped(path, fps)
+        if not frames:
+            continue
+        clean = encoder.describe(np.stack([cnn_input(f) for f in frames]))
+        for _ in range(views):
+            _, edit = augment.random_view(rng, (), logo)
+            edited.append(encoder.describe(np.stack([cnn_input(edit(f, i)) for i, f in enumerate(frames)])))
+            original.append(clean)
+    if not edited:
+        return np.zeros((0, encoder.dim), np.float32), np.zeros((0, encoder.dim), np.float32)
+    return np.concatenate(edited).astype(np.float32), np.concatenate(original).astype(np.float32)
+
+
+def fit_learned_whitening(pca: PCA, frames: np.ndarray, pairs: Sequence[tuple[np.ndarray, np.ndarray]],
                           copy_shrinkage: float = 0.1, data_shrinkage: float = 1.0) -> PCA:
     """Learned whitening on top of a fitted PCA whitening, as one `PCA`.
 
-    frames [N, D_in]: the frames `pca` was fitted on (their mean must be `pca.mean`); copies,
-    sources [P, D_in]: matching frames (`copy_pairs`). copy_shrinkage: added to the
-    eigenvalues of the copy differences' covariance, as a fraction of their mean (a few
-    thousand pairs do not pin down every direction); data_shrinkage: the same for the
-    frames' covariance in the copy-whitened space. Output dimension: `pca.dim`.
-    Chosen on the collection benchmark's train and validation splits (notebooks/RESULTS.md,
-    round 16).
+    frames [N, D_in]: the frames `pca` was fitted on (their mean must be `pca.mean`); pairs:
+    one or more sets (copies [P, D_in], sources [P, D_in]) of matching frames (`copy_pairs`,
+    `augmented_pairs`); each set weighs the same in the covariance of the differences,
+    whatever its size. copy_shrinkage: added to the eigenvalues of that covariance, as a
+    fraction of their mean (a few thousand pairs do not pin down every direction);
+    data_shrinkage: the same for the frames' covariance in the copy-whitened space. Output
+    dimension: `pca.dim`. Chosen on the collection benchmark's train and validation splits
+    (notebooks/RESULTS.md, rounds 16 and 17).
     """
-    if len(copies) < 2 or len(copies) != len(sources):
-        raise ValueError(f"learned whitening needs matching copy and source frames, got {len(copies)} and {len(sources)}")
+    if not pairs or any(len(c) < 2 or len(c) != len(s) for c, s in pairs):
+        raise ValueError("learned whitening needs sets of matching copy and source frames, got "
+                         + (", ".join(f"{len(c)} and {len(s)}" for c, s in pairs) or "none"))
     p = torch.from_numpy(pca.projection.astype(np.float64))
     mean = torch.from_numpy(pca.mean.astype(np.float64))
     d = p.shape[1]
-    diff = (torch.from_numpy(np.asarray(copies, np.float64)) - torch.from_numpy(np.asarray(sources, np.float64))) @ p
-    cs = diff.T @ diff / len(diff)
+    cs = torch.zeros(d, d, dtype=torch.float64)
+    for copies, sources in pairs:
+        diff = (torch.from_numpy(np.asarray(copies, np.float64)) - torch.from_numpy(np.asarray(sources, np.float64))) @ p
+        cs += diff.T @ diff / len(diff) / len(pairs)
     cs += copy_shrinkage * float(torch.trace(cs)) / d * torch.eye(d, dtype=torch.float64)
     val, vec = torch.linalg.eigh(cs)
     copy_white = vec @ torch.diag(val.rsqrt()) @ vec.T  # C_S^(-1/2), symmetric

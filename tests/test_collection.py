@@ -177,6 +177,10 @@ def test_pca_learns_its_whitening_from_a_collections_copies(tiny, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "engine", "pca", str(out), str(model), "--copies",
                           str(tmp_path / "none.json")], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "none.json" in bad.stderr and "Traceback" not in bad.stderr
+    for rates in (["--augment", "1", "--augment-fps", "0"], ["--fps", "-1"], ["--augment", "-2"]):
+        bad = subprocess.run([sys.executable, "-m", "engine", "pca", str(out), str(model), *rates], cwd=ROOT,
+                             capture_output=True, text=True)
+        assert bad.returncode != 0 and rates[-2] in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
     for broken in ({"videos": ["a.mp4"]}, {"videos": {"c.mp4": {"kind": "copy", "segments": [{"span": [0, 1]}]}}}):
         (tmp_path / "broken.json").write_text(json.dumps(broken))
         bad = subprocess.run([sys.executable, "-m", "engine", "pca", str(out), str(model), "--copies",

@@ -60,6 +60,9 @@ def run_pca(args: argparse.Namespace) -> int:
     from ..pca import fit_pca
     from ..video import VideoError
 
+    if args.fps <= 0 or args.augment_fps <= 0 or args.augment < 0:
+        raise UsageError(f"--fps ({args.fps:g}) and --augment-fps ({args.augment_fps:g}) must be positive and "
+                         f"--augment ({args.augment}) 0 or more")
     paths = []
     for folder in args.video_dirs:  # every folder checked before minutes of decoding
         found = scan_folder(folder) if folder.is_dir() else []
@@ -94,12 +97,13 @@ def run_pca(args: argparse.Namespace) -> int:
     if args.fps != 1.0:
         made_by += f" --fps {args.fps}"
     pairs = []
+    # each file's id in the labels: its path under the labels' folder
+    root = args.copies.resolve().parent if args.copies else None
+    label_ids = {p: str(p.resolve().relative_to(root)) for p in descs if root and p.resolve().is_relative_to(root)}
     if args.copies:
         from .whitening import copy_pairs
 
-        root = args.copies.resolve().parent
-        by_id = {str(p.resolve().relative_to(root)): d for p, d in descs.items() if p.resolve().is_relative_to(root)}
-        copies, sources = copy_pairs(videos, by_id, args.fps)
+        copies, sources = copy_pairs(videos, {label_ids[p]: d for p, d in descs.items() if p in label_ids}, args.fps)
         if len(copies) < 2:
             raise UsageError(f"{args.copies}: no copy with its source among the videos found under {folders} "
                              "(the labels' videos must lie under one VIDEO_DIR)")
@@ -109,10 +113,7 @@ def run_pca(args: argparse.Namespace) -> int:
     if args.augment > 0:
         from .whitening import augmented_pairs
 
-        copy_ids = {v for v, lab in videos.items() if lab.get("kind") == "copy"}
-        root = args.copies.resolve().parent if args.copies else None
-        originals = [p for p in descs if not (root and p.resolve().is_relative_to(root)
-                                              and str(p.resolve().relative_to(root)) in copy_ids)]
+        originals = [p for p in descs if videos.get(label_ids.get(p), {}).get("kind") != "copy"]
         edited, clean = augmented_pairs(embedder.encoder, originals, args.augment, args.augment_fps, args.seed)
         if len(edited) < 2:
             raise UsageError(f"{folders}: --augment found no frames to edit at {args.augment_fps} fps "

@@ -91,8 +91,9 @@ intros, end cards and black gaps that many videos share are dark, and the video 
 
 Read the numbers below honestly: the default model is PCA whitening, no TCA (its video
 vectors pool the frames by their distinctiveness in the collection); the whitening (1024-d) was fitted on training footage only (590 videos of a
-procedural training collection and 93 of real footage from package registries), none of
-it in the demo or a benchmark. The TCA trained on the demo's 9 short
+procedural training collection and 93 of real footage from package registries) and learned
+from that collection's copies and edited versions of its frames, none of it in the demo or a
+benchmark. The TCA trained on the demo's 9 short
 videos (`assets/model-tca.safetensors`, with its own 512-d whitening) is
 far ahead on copies of that footage (train) but does not beat mean pooling on footage it
 never saw at the frame level (chamfer: level on the demo's test split, behind on the

@@ -201,6 +201,8 @@ class Engine:
         use_tca: bool = True,
         variants: tuple[Variant | str, ...] | str | None = DEFAULT_VARIANTS,
     ):
+        if fps is not None and not fps > 0:
+            raise ValueError(f"fps must be above 0 (frames sampled per second), not {fps}")
         self.index: VideoIndex | None = open_index(index) if index else None
         self.model_path: Path | None = None
         if isinstance(model, ModelBundle):
@@ -220,8 +222,8 @@ class Engine:
         if self.index is not None:
             self.index.check_model(bundle.identity, bundle.backbone.value)
             self.index.use_device(device)
-            fps = fps or float(self.index.manifest["sample_fps"])
-        self.embedder = Embedder(bundle, backbone_weights, device, fps or 1.0, max_duration, max_pixels=max_pixels)
+            fps = fps if fps is not None else float(self.index.manifest["sample_fps"])
+        self.embedder = Embedder(bundle, backbone_weights, device, fps if fps is not None else 1.0, max_duration, max_pixels=max_pixels)
         self.backbone_weights = str(backbone_weights) if backbone_weights else None
         self.candidates = candidates
         self.normalize = normalize

@@ -95,6 +95,10 @@ def arguments_index(p: argparse.ArgumentParser) -> None:
 def run_index(args: argparse.Namespace) -> int:
     from .api import Engine
 
+    if args.fps <= 0:
+        raise UsageError(f"--fps {args.fps:g}: frames sampled per second must be above 0 (default 1)")
+    if args.max_duration is not None and args.max_duration <= 0:
+        raise UsageError(f"--max-duration {args.max_duration:g}: seconds used per video must be above 0")
     eng = Engine(model=args.model, backbone=args.backbone, backbone_weights=args.backbone_weights,
                  device=args.device, fps=args.fps, max_duration=args.max_duration, use_tca=not args.no_tca)
     print(f"model: {eng.model.name}", file=sys.stderr)

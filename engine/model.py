@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 from .backbone import Backbone, Pooling
 from .errors import UserError
@@ -96,10 +96,21 @@ def save_model(bundle: ModelBundle, path: str | Path) -> str:
         meta["tca"] = json.dumps(bundle.tca.config())
         for k, v in bundle.tca.state_dict().items():
             tensors[f"tca.{k}"] = v.detach().cpu().float().numpy()
+    data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta)
     with atomic_write(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=meta)
+        Path(tmp).write_bytes(_canonical_header(data))
     bundle.sha256 = file_sha256(path)
     return bundle.sha256
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """The safetensors bytes with their JSON header's keys sorted. safetensors writes its
+    metadata in hash-map order, which changes from run to run, and an index names its model
+    by the file's SHA-256: the same model saved twice must be the same file."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data stays 8-byte aligned, as safetensors keeps it
+    return len(header).to_bytes(8, "little") + header + data[8 + n :]
 
 
 def load_model(source: str | Path) -> ModelBundle:

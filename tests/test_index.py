@@ -134,10 +134,15 @@ def test_cli_user_errors_are_messages_not_tracebacks(tmp_path, small_folder, cap
                         (["index", str(tmp_path / "missing_dir"), str(idx)], "missing_dir"),
                         (["search", str(idx), str(small_folder / "a.mp4"), "--model", "models/typo.safetensors"],
                          "models/typo.safetensors: model file not found"),
-                        (["embed", str(small_folder / "audio.mp4")], "no video stream")):
+                        (["embed", str(small_folder / "audio.mp4")], "no video stream"),
+                        (["index", str(small_folder), str(tmp_path / "idx0"), "--fps", "0"], "--fps 0"),
+                        (["index", str(small_folder), str(tmp_path / "idx0"), "--fps", "-2"], "--fps -2"),
+                        (["index", str(small_folder), str(tmp_path / "idx0"), "--max-duration", "0"],
+                         "--max-duration 0")):
         assert main(args) == 2, args
         err = capsys.readouterr().err
         assert err.strip().splitlines()[-1].startswith("error: ") and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "idx0").exists()  # refused before anything was written
 
 
 def test_embed_json(small_folder, capsys):

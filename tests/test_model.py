@@ -164,6 +164,8 @@ def test_model_bundle_round_trip(tmp_path):
     assert (back2.input_scale, back2.pooling) == (4.0, "attention")
     with torch.inference_mode():
         torch.testing.assert_close(tca2(x).video, back2(x).video)
+    # the same model saved again is the same file (an index names its model by the file's hash)
+    assert {save_model(back, tmp_path / f"again{i}.safetensors") for i in range(5)} == {sha}
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ModelError, match="bad.safetensors"):
         load_model(tmp_path / "bad.safetensors")

@@ -38,7 +38,8 @@ def similarity_figure(similarity: np.ndarray, query_times: np.ndarray, times: np
                       segments: list[dict] | None = None, normalized: bool = False) -> go.Figure:
     """Heatmap of similarity [Tq, Tt]: y = query time (s), x = match time (s). Every copied
     segment is outlined (the best one solid, the others dashed) and numbered as listed.
-    normalized: the matrix is cosine minus each frame's background (what the ranking used)."""
+    normalized: the matrix is cosine minus each frame's background, with its temporal
+    support (what the ranking used)."""
     fig = go.Figure()
     fig.add_trace(go.Heatmap(
         z=similarity, x=times, y=query_times, colorscale=COLORSCALE,

@@ -21,8 +21,9 @@ MEASURES = [
     ("symmetric chamfer (TCA_sym)", Measure.SYMMETRIC_CHAMFER.value),
     ("cosine (TCA_c, video level)", Measure.COSINE.value),
 ]
-# The matrix the ranking used (cosine minus each indexed frame's background), or raw cosine.
-MATRIX_VIEWS = ["as ranked (minus background)", "raw cosine"]
+# The matrix the ranking used (cosine minus each indexed frame's background, with its
+# temporal support), or raw cosine.
+MATRIX_VIEWS = ["as ranked (minus background, with temporal support)", "raw cosine"]
 CSS = figures.STRIP_CSS + """
 #status { min-height: 1.5em; }
 """
@@ -87,7 +88,9 @@ intros, end cards and black gaps that many videos share are dark, and the video 
 
 - Model: `{a.model}` (backbone {a.backbone}, {'with' if a.tca else 'without'} TCA).{trained}
 - Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device}.
-- Search: FAISS over video vectors, then chamfer re-ranking of the candidates' frames.
+- Search: FAISS over video vectors, then chamfer re-ranking of the candidates' frames, each
+  frame-to-frame similarity less the indexed frame's background and averaged with its
+  best neighbours one frame before and after (a copied stretch matches its neighbours too).
 
 Read the numbers below honestly: the default model is PCA whitening, no TCA (its video
 vectors pool the frames by their distinctiveness in the collection); the whitening (1024-d) was fitted on training footage only (590 videos of a
@@ -141,7 +144,9 @@ def search_json(search: Search) -> dict:
         if m.video.distinctiveness is not None:
             item["distinctiveness"] = _rounded(m.video.distinctiveness, 5)
         item["similarity"] = _rounded(m.comparison.similarity, 4)  # what the ranking used
-        item["background"] = _rounded(m.comparison.background, 4)  # raw cosine = similarity + background
+        item["background"] = _rounded(m.comparison.background, 4)  # each indexed frame's
+        if m.comparison.normalized:  # the plain cosine (raw, it is `similarity` itself)
+            item["raw"] = _rounded(m.comparison.raw, 4)
         item["row_best"] = m.comparison.row_best.tolist()
     return out
 

@@ -52,11 +52,12 @@ class IndexedVideo:
 class Comparison:
     """Frame-to-frame similarity of a query and one indexed video, for explaining a match.
 
-    similarity: float32 [Tq, Tt], what the ranking used (cosine minus each indexed frame's
-    background when normalised); background: float32 [Tt] (zeros when raw), so the raw
-    cosine is similarity + background; row_best: int [Tq], the best target frame of each
-    query frame (what chamfer averages); segments: every copied segment (seconds), in
-    time order; span: the best of them.
+    similarity: float32 [Tq, Tt], what the ranking used (normalised: cosine minus each indexed
+    frame's background, with its temporal support, `engine.similarity`); background: float32
+    [Tt], each indexed frame's (zeros when raw); raw: float32 [Tq, Tt], the plain cosine of
+    the query's frames and the video's whole frames; row_best: int [Tq], the best target
+    frame of each query frame (what chamfer averages); segments: every copied segment
+    (seconds), in time order; span: the best of them.
     """
 
     similarity: np.ndarray
@@ -67,16 +68,16 @@ class Comparison:
     segments: list[Segment] = field(default_factory=list)
     background: np.ndarray | None = None
     normalized: bool = False
+    raw: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.raw is None:
+            self.raw = self.similarity
 
     @property
     def chamfer(self) -> float:
         """The pair's chamfer score, as the ranking computes it from `similarity`."""
         return float(evidence(self.similarity.max(axis=1), self.normalized).mean())
-
-    @property
-    def raw(self) -> np.ndarray:
-        """float32 [Tq, Tt]: plain cosine similarities."""
-        return self.similarity + self.background[None, :] if self.background is not None else self.similarity
 
 
 @dataclass
@@ -340,15 +341,17 @@ class Engine:
             return video, None
         norm = self.normalize if normalize is None else normalize
         views, t = frames.shape[:2]
-        bg = index.frame_backgrounds(pos) if norm else np.zeros((views, t), np.float32)
+        bg = index.frame_backgrounds(pos) if norm else None
         # the best of the whole frame and its inner pictures at each time, as the search's
-        # chamfer takes it; `raw` stays the whole frames' cosine
-        sim = frame_similarity(query.looks[0], frames.reshape(views * t, -1), bg.reshape(-1), views)
-        bg = bg[0]
+        # chamfer takes it; `raw` is the query's own frames against the whole frames
+        sim = frame_similarity(query.looks[0], frames.reshape(views * t, -1),
+                               bg.reshape(-1) if bg is not None else None, views)
+        raw = frame_similarity(query.frames, frames[0]) if norm else sim
         segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration)
         best = segments[0]  # the strongest alignment
         segments.sort(key=lambda s: (s.start, s.query_start))
-        return video, Comparison(sim, query.times, times, sim.argmax(axis=1), best, segments, bg, norm)
+        return video, Comparison(sim, query.times, times, sim.argmax(axis=1), best, segments,
+                                 bg[0] if bg is not None else np.zeros(t, np.float32), norm, raw)
 
     def compare(self, query: VideoEmbedding, video_id: str, normalize: bool | None = None) -> Comparison:
         """The frame similarity matrix of a query and an indexed video, with every copied

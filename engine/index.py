@@ -695,8 +695,9 @@ class VideoIndex:
             if normalize:
                 self.background
                 bg = np.concatenate([self._bg_phys[a:b] for a, b in spans])
+            views = np.array([self.records[int(p)].views for p in pos], np.int64)
             scores = chamfer_many(query_frames, self._gather(spans), offsets,
-                                  measure == Measure.SYMMETRIC_CHAMFER, background=bg)
+                                  measure == Measure.SYMMETRIC_CHAMFER, background=bg, views=views)
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
 

@@ -12,6 +12,10 @@ index's frame store layout): one matrix product, then segment max/mean with redu
 A query may come with its variants (`engine.variants`): its frames [L, Tq, d] and video
 vectors [L, d], the query itself first. Each query frame (or the video vector) then counts
 with its best match over the L looks, a variant's less `VARIANT_MARGIN`.
+
+Corpus-aware frame similarity (a background given, see `engine.background`) is also
+smoothed in time (`temporal_support`): a copied stretch matches at its neighbouring
+frames too, a look-alike frame of another video mostly alone.
 """
 from __future__ import annotations
 
@@ -26,6 +30,14 @@ import numpy as np
 # train and validation splits of two draws (notebooks/RESULTS.md, rounds 11 and 13: 0.03
 # with the 512-d whitening, 0.02 with the 1024-d one, whose cosines spread wider).
 VARIANT_MARGIN = 0.02
+
+
+# How much of a corpus-aware cell is its temporal support: the mean of the cell and of its
+# best neighbours one sample before and after along the video, at any pace from a still to
+# double speed (a 3x3 window's diagonal band). Chosen on the collection benchmark's train
+# and validation splits of two draws, where it also holds the demo benchmark level
+# (notebooks/RESULTS.md, round 18): 0.3 to 0.7 and windows of 1 or 2 samples gave the same.
+TEMPORAL_SUPPORT = 0.5
 
 
 class Measure(str, enum.Enum):
@@ -52,16 +64,53 @@ def _looks_similarity(query: np.ndarray, target: np.ndarray) -> np.ndarray:
     return s.max(axis=0)
 
 
+def temporal_support(s: np.ndarray, streams: np.ndarray, weight: float | None = None) -> np.ndarray:
+    """s [Tq, F]: similarities of consecutive query frames (rows) to target frames (columns)
+    that lie in streams: streams [F] names each column's stream (one video, or one inner
+    picture of it), a stream's frames consecutive and in time order. -> float32 [Tq, F]:
+    (1 - weight) * s + weight * the mean of s[i, j], the best of s[i + 1, j .. j + 2] and
+    the best of s[i - 1, j - 2 .. j] (those inside the query and the stream; a still shot
+    and up to double speed both keep their support). weight None: TEMPORAL_SUPPORT."""
+    weight = TEMPORAL_SUPPORT if weight is None else weight
+    s = np.asarray(s, np.float32)
+    if weight == 0 or len(s) < 2:
+        return s.copy()
+    streams = np.asarray(streams)
+    ahead, behind = s.copy(), s.copy()  # the best of each column and the next / previous two
+    for k in (1, 2):
+        same = streams[k:] == streams[:-k]
+        np.maximum(ahead[:, :-k], np.where(same, s[:, k:], -np.inf), out=ahead[:, :-k])
+        np.maximum(behind[:, k:], np.where(same, s[:, :-k], -np.inf), out=behind[:, k:])
+    total = s.copy()
+    total[:-1] += ahead[1:]
+    total[1:] += behind[:-1]
+    count = np.full((len(s), 1), 3.0, np.float32)
+    count[[0, -1]] = 2.0
+    return (1 - weight) * s + weight * total / count
+
+
+def stream_ids(lengths: np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
+    """int64 [sum(lengths)]: the stream of each stored row of videos stored back to back
+    (lengths [N] rows each), video n being views[n] streams of equal length (its whole
+    frames, then each inner picture's; None: one each)."""
+    lengths = np.asarray(lengths, np.int64)
+    views = np.ones_like(lengths) if views is None else np.maximum(np.asarray(views, np.int64), 1)
+    per_stream = np.repeat(lengths // views, views)
+    return np.repeat(np.arange(len(per_stream)), per_stream)
+
+
 def frame_similarity(query: np.ndarray, target: np.ndarray, background: np.ndarray | None = None,
                      views: int = 1) -> np.ndarray:
     """Frame-to-frame cosine matrix: query [Tq, d] (or its looks [L, Tq, d], each cell then the
-    best look's), target [views * Tt, d] -> [Tq, Tt]; minus
-    each target row's background [views * Tt] when given (see `engine.background`). With
+    best look's), target [views * Tt, d] -> [Tq, Tt]. With a background [views * Tt] (see
+    `engine.background`) each target row's is subtracted and the cells get their
+    `temporal_support`: the corpus-aware similarity the ranking uses. With
     views > 1 the target rows are the index's layout, the whole frames then each inner
     picture's (`engine.inner_pictures.stored_rows`), and each cell is the best of them at that time."""
     s = _looks_similarity(query, target)
     if background is not None:
         s -= np.asarray(background, np.float32)[None, :]
+        s = temporal_support(s, stream_ids(np.array([len(target)]), np.array([views])))
     return s.reshape(len(s), views, -1).max(axis=1) if views > 1 else s
 
 
@@ -89,6 +138,7 @@ def chamfer_many(
     symmetric: bool = False,
     chunk_frames: int = 262_144,
     background: np.ndarray | None = None,
+    views: np.ndarray | None = None,
 ) -> np.ndarray:
     """Chamfer of one query against N videos stored back to back.
 
@@ -97,14 +147,17 @@ def chamfer_many(
     memmap); offsets [N + 1] with video n at frames[offsets[n]:offsets[n+1]] (every video
     non-empty) -> float32 [N].
     background [F]: each frame's background, subtracted from its similarities (corpus-aware
-    similarity, `engine.background`), each frame's best match then counting only as far
-    as it is above 0 (`evidence`); None compares raw cosines. Works through the frames in
-    chunks of whole videos so memory stays bounded.
+    similarity, `engine.background`) and the cells given their `temporal_support`, each
+    frame's best match then counting only as far as it is above 0 (`evidence`); None
+    compares raw cosines. views [N]: video n's rows are views[n] equal streams (its whole
+    frames, then each inner picture's; None: one). Works through the frames in chunks of
+    whole videos so memory stays bounded.
     """
     q = np.asarray(query, np.float32)
     offsets = np.asarray(offsets, np.int64)
     chunk_frames = max(chunk_frames // (len(q) if q.ndim == 3 else 1), 1)  # the same memory whatever the looks
     n = len(offsets) - 1
+    streams = stream_ids(np.diff(offsets), views) if background is not None else None
     out = np.empty(n, np.float32)
     a = 0
     while a < n:
@@ -115,6 +168,7 @@ def chamfer_many(
         s = _looks_similarity(q, frames[lo:hi])  # [Tq, F_chunk]
         if background is not None:
             s -= np.asarray(background[lo:hi], np.float32)[None, :]
+            s = temporal_support(s, streams[lo:hi])
         starts = offsets[a:b] - lo
         score = evidence(np.maximum.reduceat(s, starts, axis=1), background is not None).mean(axis=0)
         if symmetric:

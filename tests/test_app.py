@@ -193,7 +193,7 @@ def test_browser_upload_search_and_explain(server):
         page.locator("#segments label").first.click()
         page.wait_for_function("() => { const v = document.querySelector('#preview video');"
                                " return v && v.currentTime >= 0 && v.src.endsWith('.mp4'); }", timeout=30_000)
-        # the matrix as ranked (minus background) or as raw cosine
+        # the matrix as ranked (minus background, with temporal support) or as raw cosine
         assert "raw cosine" not in page.inner_text("#matrix")
         page.locator("#matrix-view label", has_text="raw cosine").click()
         page.wait_for_function("() => document.querySelector('#matrix').innerText.includes('raw cosine')",

@@ -10,7 +10,7 @@ from engine.backbone import BackboneError, load_backbone
 from engine.model import ModelBundle, ModelError, builtin_model, load_model, save_model
 from engine.pca import fit_pca
 from engine.resnet import ResNet50
-from engine.similarity import chamfer, chamfer_many, symmetric_chamfer
+from engine.similarity import chamfer, chamfer_many, evidence, frame_similarity, symmetric_chamfer, temporal_support
 from engine.spans import matched_span
 from engine.tca import TCA
 
@@ -187,6 +187,51 @@ def test_chamfer_many_matches_pairwise():
         for chunk in (1, 5, 1000):  # chunking must not change the result
             got = chamfer_many(q, frames, offsets, symmetric, chunk_frames=chunk)
             np.testing.assert_allclose(got, expected, atol=1e-5)
+    # corpus-aware, with inner pictures: each video's rows are `views` streams, as frame_similarity sees them
+    views = np.array([1, 3, 1, 2])
+    videos = [unit(n * v, 16) for n, v in zip((3, 3, 1, 2), views)]
+    frames = np.concatenate(videos)
+    offsets = np.cumsum([0] + [len(v) for v in videos])
+    bg = rng.uniform(0, 0.3, len(frames)).astype(np.float32)
+    expected = [evidence(frame_similarity(q, v, bg[a:b], int(w)).max(axis=1), True).mean()
+                for v, w, a, b in zip(videos, views, offsets[:-1], offsets[1:])]
+    for chunk in (1, 5, 1000):
+        got = chamfer_many(q, frames, offsets, chunk_frames=chunk, background=bg, views=views)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_temporal_support_keeps_copied_stretches_and_lowers_lone_matches():
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-0.2, 0.6, size=(7, 12)).astype(np.float32)
+    streams = np.array([0] * 5 + [1] * 7)
+
+    def reference(i, j):  # the definition, cell by cell
+        near = [s[i, j]]
+        if i + 1 < len(s):
+            near.append(max(s[i + 1, c] for c in range(j, j + 3) if c < len(streams) and streams[c] == streams[j]))
+        if i > 0:
+            near.append(max(s[i - 1, c] for c in range(j - 2, j + 1) if c >= 0 and streams[c] == streams[j]))
+        return 0.5 * s[i, j] + 0.5 * np.mean(near)
+
+    got = temporal_support(s, streams, 0.5)
+    want = np.array([[reference(i, j) for j in range(12)] for i in range(7)])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.array_equal(temporal_support(s, streams, 0.0), s)
+
+    # a copy at normal speed, at double speed and a still shot keep their cells; a lone match loses a third
+    m = np.zeros((6, 30), np.float32)
+    for i in range(6):
+        m[i, i] = m[i, 10 + 2 * i] = m[i, 25] = 1.0
+    m[3, 7] = 1.0
+    out = temporal_support(m, np.zeros(30, int), 0.5)
+    for i in range(6):
+        assert out[i, i] == out[i, 10 + 2 * i] == out[i, 25] == 1.0
+    assert out[3, 7] == pytest.approx(2 / 3)
+    # nor does support cross from one stream (a video, an inner picture) into the next
+    m = np.zeros((6, 30), np.float32)
+    m[np.arange(6), 12 + np.arange(6)] = 1.0  # (2, 14) is the last cell of stream 0 below
+    assert temporal_support(m, np.zeros(30, int), 0.5)[2, 14] == 1.0
+    assert temporal_support(m, np.repeat([0, 1], 15), 0.5)[2, 14] == pytest.approx(5 / 6)
 
 
 def test_matched_span_finds_offset_and_speed():

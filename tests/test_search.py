@@ -1,6 +1,7 @@
 """End to end: index a real corpus, search it with transformed copies."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from engine import Engine, Measure
@@ -87,3 +88,9 @@ def test_compare_explains_a_match(engine_and_index, corpus):
     video = eng.video("long.mp4")
     assert video.duration == pytest.approx(84, abs=0.5)
     assert video.attention.sum() == pytest.approx(1, abs=1e-3)
+    # raw: the query's own frames against the video's whole frames, plain cosine, as the
+    # demo's "raw cosine" view draws it; the ranked matrix is corpus-aware and smoothed in time
+    frames = eng.index.video_frames(eng.index.position("long.mp4"))[0]
+    np.testing.assert_allclose(cmp.raw, q.frames @ frames.T, atol=1e-4)
+    assert cmp.normalized and not np.allclose(cmp.similarity, cmp.raw)
+    assert eng.compare(q, "long.mp4", normalize=False).similarity.shape == cmp.raw.shape

@@ -74,7 +74,7 @@ class Database:
                 s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s
         return chamfer_many(query[0], self.frames, self.offsets, measure is Measure.SYMMETRIC_CHAMFER,
-                            background=self.frame_bg)
+                            background=self.frame_bg, views=self.views)
 
     def similarity(self, query: np.ndarray, position: int) -> np.ndarray:
         """The (normalised) frame similarity matrix [Tq, T] of a query and one database

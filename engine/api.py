@@ -239,10 +239,7 @@ class Engine:
         return self._index_model_file(index)
 
     def _index_model_file(self, index: VideoIndex) -> ModelBundle:
-        m = index.manifest
-        path = Path(m["model_path"])
-        if not path.is_absolute():
-            path = (index.directory / path).resolve()
+        path = index.located("model_path")
         if not path.is_file():
             raise ModelError(
                 f"{index.directory}: its model file {path} is missing; pass --model with the file "
@@ -410,6 +407,7 @@ class Engine:
         def check(index: VideoIndex) -> None:
             index.check_model(bundle.identity, bundle.backbone.value)
             index.manifest["model_path"] = model_path
+            index.manifest["model_path_absolute"] = str(self.model_path.resolve()) if self.model_path else None
             index.manifest["inner_pictures"] = inner_pictures
 
         stage = None

@@ -456,10 +456,23 @@ class VideoIndex:
         p = Path(self.records[position].path)
         if p.is_absolute():
             return p
-        root = Path(self.manifest.get("root") or ".")
-        if not root.is_absolute() and self.directory is not None:
-            root = self.directory / root
-        return (root / p).resolve()
+        return (self.located("root") or self.directory or Path(".")).joinpath(p).resolve()
+
+    def located(self, key: str) -> Path | None:
+        """Where the manifest's `root` (the video folder) or `model_path` points: relative to
+        the index folder, so a folder moved with its videos keeps working; when that is not
+        there (the index was moved or copied alone) and the absolute path recorded at build
+        time (`KEY_absolute`) is, that one. None when the manifest names none."""
+        value = self.manifest.get(key)
+        if not value:
+            return None
+        path = Path(value)
+        if not path.is_absolute() and self.directory is not None:
+            path = (self.directory / path).resolve()
+        moved = self.manifest.get(f"{key}_absolute")
+        if not path.exists() and moved and Path(moved).exists():
+            return Path(moved)
+        return path
 
     # ---------------------------------------------------------------- derived state
     @property

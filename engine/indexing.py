@@ -172,6 +172,7 @@ def build_index(
     with VideoIndex.writing(index_dir, new_index(root) if fresh else None) as index:
         check(index)  # a mismatch is an error before anything is written
         index.manifest["root"] = root
+        index.manifest["root_absolute"] = str(video_dir.resolve())  # if the index is moved alone
         plan = plan_update(video_dir, index)
         report = plan.report
         index.remove(report.removed + report.updated)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -502,3 +503,32 @@ def test_index_without_tca_is_recorded_and_reopened_so(small_folder, tmp_path):
     assert reopened.model.tca is None and reopened.search(small_folder / "a.mp4", k=1).matches[0].id == "a.mp4"
     with_tca = Engine(model=TCA_MODEL)
     assert with_tca.model.tca is not None and with_tca.model.identity != manifest["model_id"]
+
+
+def test_an_index_moved_alone_still_finds_its_videos_and_model(small_folder, tmp_path):
+    import shutil
+
+    from engine import DEFAULT_MODEL
+
+    model = tmp_path / "models" / "m.safetensors"
+    model.parent.mkdir()
+    shutil.copy(DEFAULT_MODEL, model)
+    Engine(model=model).build_index(small_folder, tmp_path / "idx", progress=False)
+    moved = tmp_path / "elsewhere" / "deeper" / "idx"  # its relative paths now point nowhere
+    moved.parent.mkdir(parents=True)
+    shutil.move(tmp_path / "idx", moved)
+    eng = Engine(index=moved)
+    assert eng.model_path == model.resolve()
+    top = eng.search(small_folder / "a.mp4", k=1).matches[0]
+    assert top.id == "a.mp4" and top.path == str(small_folder.resolve() / "a.mp4")
+    # moved together with its videos, the relative paths win (the absolute ones are gone)
+    together = tmp_path / "together"
+    together.mkdir()
+    shutil.move(moved, together / "idx")
+    shutil.move(small_folder, together / small_folder.name)
+    shutil.move(model.parent, together / "models")
+    manifest = json.loads((together / "idx" / "manifest.json").read_text())
+    assert not os.path.exists(manifest["root_absolute"])
+    eng = Engine(index=together / "idx")
+    assert eng.model_path == (together / "models" / "m.safetensors").resolve()
+    assert Path(eng.search(together / small_folder.name / "a.mp4", k=1).matches[0].path).is_file()

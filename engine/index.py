@@ -11,6 +11,7 @@ An index directory holds (format 2):
   S.frames.npy             frame embeddings [f, ...] in the codec's storage (memory-mapped)
   S.meta.npy               float32 [f, 2]: (time in seconds, attention received)
   S.faiss-G.index          large segments only: their IVF-PQ index (memory-mapped on open)
+  S.frames_faiss-G.index   segments of many rows only: an IVF index of their stored rows
   S.background-G.npy       float32 [f] frame backgrounds (engine.background), and
   S.video_background-G.npy float32 [n] video backgrounds; S.map-G.npy float32 [n, 2] map
   reference-G.npz          large collections: the fixed background reference set
@@ -29,9 +30,12 @@ reference sample of the collection and its videos are placed on the existing map
 cost of an append stays O(N). A segment whose derived state is missing (a run that was
 killed) gets it computed in memory on open and written by the next writer.
 
-Search (the DnS pattern): FAISS (or exact search in small segments) finds video-level
-candidates, corpus-aware chamfer re-ranks them with the decoded frame embeddings; only
-the candidates' frames are read and checked. Format-1 indexes (one generation of
+Search (the DnS pattern): a first stage finds candidates, the measure re-ranks them with
+the decoded frame embeddings; only the candidates' frames are read and checked. For the
+frame measures the candidates come from the frames: each query frame fetches its nearest
+stored rows (a FAISS IVF index in segments of many rows, exact in small ones), so a video that
+shares a few seconds with the query is found however little its video vector moved; for
+cosine they come from the video vectors. Format-1 indexes (one generation of
 float16 files) open read-only and are converted to a segment by the next writer.
 """
 from __future__ import annotations
@@ -58,6 +62,14 @@ from .store import CheckedArray, DamagedFileError, verified_bytes, write_array, 
 
 FORMAT_VERSION = 2
 FLAT_LIMIT = 20_000  # a segment with more videos gets an IVF-PQ index; smaller ones are searched exactly
+FRAME_FLAT_ROWS = 20_000  # a segment with more stored rows gets an IVF index of them
+FRAME_NEIGHBOURS = 32  # stored rows each query row fetches for the frame measures' candidates
+# The frame index's code: PCA to half the dimensions, 4 bits each (256 B a row at d = 1024).
+# Its similarities decide which videos are re-ranked, and the corpus-aware evidence in them
+# is small (0.05-0.25 above a row's background): 64-byte PQ codes lost 0.03-0.08 val mAP at
+# 25 candidates of 460, this one nothing, and it trains in seconds where 8-bit PQ of the same
+# size took minutes (notebooks/RESULTS.md, round 19)
+FRAME_CODE = "PCAR{half},IVF{nlist},SQ4"
 EXACT_FRAMES = 20_000  # derived state over the whole collection up to this many frames
 REFERENCE_FRAMES = 20_000  # the background reference sample's size above it
 MAP_REFIT_VIDEOS = 5_000  # the UMAP map is refitted up to this many videos, then new videos are placed
@@ -151,6 +163,12 @@ class Segment:
             path = self.directory / files["faiss"]["file"]
             verified_bytes(path, files["faiss"])  # a flipped code would give wrong candidates
             self._faiss = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        self._frame_index: faiss.Index | None = None
+        self._decoded: np.ndarray | None = None  # a small segment's rows, decoded on first search
+        if "frames_faiss" in files:
+            path = self.directory / files["frames_faiss"]["file"]
+            verified_bytes(path, files["frames_faiss"])
+            self._frame_index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
     def _path(self, kind: str) -> Path:
         return self.directory / f"{self.name}.{kind}.npy"
@@ -198,6 +216,29 @@ class Segment:
         keep = ids >= 0  # [L, k]: each of the query's looks
         return ids[keep].astype(np.int64), scores[keep]
 
+    def frame_neighbours(self, rows: np.ndarray, k: int, decoded: np.ndarray | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """(inner products float32 [R, k], local stored-row ids int64 [R, k], -1 where none)
+        of the k stored rows (whole frames and inner pictures) nearest each query row of
+        rows [R, d]: the stored IVF index of a segment of many rows (built now, in memory, for
+        one written before there were frame indexes), else exact over the decoded rows
+        (`decoded`, when the caller holds them)."""
+        k = min(k, self.f)
+        rows = np.ascontiguousarray(rows, np.float32)
+        if k <= 0:
+            return np.zeros((len(rows), 0), np.float32), np.zeros((len(rows), 0), np.int64)
+        if self._frame_index is None and self.f > FRAME_FLAT_ROWS:
+            self._frame_index = _ivf(self.f, lambda a, b: self.codec.decode(self.frames.rows(a, b)), frames=True)
+        if self._frame_index is not None:
+            sims, ids = self._frame_index.search(rows, k)
+            return sims, ids.astype(np.int64)
+        if decoded is None:
+            if self._decoded is None:
+                self._decoded = np.ascontiguousarray(self.codec.decode(self.frames.all()), np.float32)
+            decoded = self._decoded
+        sims, ids = faiss.knn(rows, np.ascontiguousarray(decoded, np.float32), k, faiss.METRIC_INNER_PRODUCT)
+        return sims, ids.astype(np.int64)
+
 
 # ------------------------------------------------------------------------------ the index
 class Records(Sequence):
@@ -238,6 +279,9 @@ class VideoIndex:
         counts = np.concatenate([np.diff(s.offsets) for s in self.segments]) if self.segments else \
             np.zeros(0, np.int64)
         self._live_frame_mask = np.repeat(~dead, counts)  # [physical frames]
+        self._row_start = np.concatenate(  # [physical videos + 1]: each video's first global row
+            [s.offsets[:-1] + self._frame_start[i] for i, s in enumerate(self.segments)]
+            + [self._frame_start[-1:]]).astype(np.int64)
         self._position: dict[str, int] | None = None
         self._frames_cache: np.ndarray | None = None
         self._bg_cache: tuple[np.ndarray, np.ndarray] | None = None
@@ -692,7 +736,12 @@ class VideoIndex:
         k = min(k, n)
         q = np.ascontiguousarray(np.atleast_2d(query_video), np.float32)  # [L, d]
         n_cand = max(k, min(candidates, n))
-        pos = np.arange(n) if n_cand >= n else self._candidates(q, n_cand)
+        if n_cand >= n:
+            pos = np.arange(n)
+        elif measure == Measure.COSINE:
+            pos = self._candidates(q, n_cand)
+        else:
+            pos = self._frame_candidates(np.asarray(query_frames, np.float32), q, n_cand, normalize)
         if measure == Measure.COSINE:
             if normalize and self.distinctive:
                 looks = np.asarray(query_frames, np.float32)
@@ -730,6 +779,52 @@ class VideoIndex:
         first = np.unique(phys, return_index=True)[1]  # a video once, at its best look
         best = phys[np.sort(first)][:n_cand]
         return np.sort(np.searchsorted(self._live, best))
+
+    def _frame_candidates(self, query_frames: np.ndarray, q: np.ndarray, n_cand: int, normalize: bool
+                          ) -> np.ndarray:
+        """Live positions of the n_cand best videos by chamfer over the cells the query's rows
+        fetch: each row of query_frames [Tq, d] (or its looks [L, Tq, d]) fetches its
+        FRAME_NEIGHBOURS nearest stored rows in every segment; a fetched cell counts as the
+        re-rank counts it (a variant look's less VARIANT_MARGIN, less the stored row's
+        background when `normalize`), a video scores the sum over query frames of its best
+        positive cell. Videos found this way come first; the best by video cosine (`q`
+        [L, d]) fill what is left of the list."""
+        looks = query_frames if query_frames.ndim == 3 else query_frames[None]
+        n_looks, t, d = looks.shape
+        rows = looks.reshape(-1, d)
+        less = np.repeat(np.where(np.arange(n_looks) > 0, VARIANT_MARGIN, 0.0), t).astype(np.float32)[:, None]
+        frame_of = np.tile(np.arange(t, dtype=np.int64), n_looks)[:, None]
+        if normalize:
+            self.background
+        if self._frames_cache is None and self._frame_start[-1] <= CACHE_FRAMES:
+            self._gather([])  # a small index decodes its rows once and keeps them
+        keys, cells = [], []
+        for s, seg in enumerate(self.segments):
+            base = int(self._frame_start[s])
+            held = self._frames_cache[base : base + seg.f] if self._frames_cache is not None else None
+            sims, ids = seg.frame_neighbours(rows, FRAME_NEIGHBOURS, held)
+            found = ids >= 0
+            glob = np.where(found, ids, 0) + base
+            cell = sims - less - (self._bg_phys[glob] if normalize else 0.0)
+            phys = np.searchsorted(self._row_start, glob, side="right") - 1
+            keep = found & (cell > 0) & ~self._dead[phys]
+            keys.append((np.broadcast_to(frame_of, cell.shape)[keep] * len(self._dead) + phys[keep]))
+            cells.append(cell[keep])
+        keys, cells = np.concatenate(keys), np.concatenate(cells).astype(np.float64)
+        chosen = np.zeros(0, np.int64)
+        if len(keys):
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            best = np.full(len(uniq), -np.inf)
+            np.maximum.at(best, inverse, cells)  # a query frame's best cell in each video
+            score = np.bincount(uniq % len(self._dead), weights=best, minlength=len(self._dead))
+            found = np.flatnonzero(score > 0)
+            chosen = found[np.argsort(-score[found], kind="stable")][:n_cand]
+        chosen = np.searchsorted(self._live, chosen)
+        if len(chosen) < n_cand:  # no fetched evidence for the rest: the video vectors decide
+            extra = self._candidates(q, n_cand)
+            extra = extra[~np.isin(extra, chosen)][: n_cand - len(chosen)]
+            chosen = np.concatenate([chosen, extra])
+        return np.sort(chosen)
 
     # ---------------------------------------------------------------- writing
     @classmethod
@@ -864,10 +959,16 @@ class VideoIndex:
         }
         del frames
         if len(records) > FLAT_LIMIT:
-            data = faiss.serialize_index(_ivf_pq(video_codes if encoded else videos,
-                                                 self.codec.decode if encoded else np.asarray))
+            vecs, decode = (video_codes, self.codec.decode) if encoded else (videos, np.asarray)
+            data = faiss.serialize_index(_ivf(len(vecs), lambda a, b: decode(vecs[a:b])))
             files["faiss"] = {"file": f"{name}.faiss-{gen}.index",
                               **write_bytes(d / f"{name}.faiss-{gen}.index", data.tobytes())}
+        if offsets[-1] > FRAME_FLAT_ROWS:  # read back from the file just written, block by block
+            stored = CheckedArray(d / f"{name}.frames.npy", files["frames"])
+            data = faiss.serialize_index(_ivf(int(offsets[-1]), lambda a, b: self.codec.decode(stored.rows(a, b)),
+                                              frames=True))
+            files["frames_faiss"] = {"file": f"{name}.frames_faiss-{gen}.index",
+                                     **write_bytes(d / f"{name}.frames_faiss-{gen}.index", data.tobytes())}
         entry = {"name": name, "videos": len(records), "frames": int(offsets[-1]), "files": files}
         seg = Segment(d, entry, self.codec)
         if derived is not None:
@@ -1032,19 +1133,21 @@ def _blocks(parts: list, rows: int = 1 << 18):
                 yield seg.frames.rows(a, min(a + rows, hi))
 
 
-def _ivf_pq(vectors: np.ndarray, decode=np.asarray) -> faiss.Index:
-    """IVF-PQ over a large segment's video vectors [n, ...] (decode(rows) -> float32;
-    trained on a sample, added in blocks; nprobe 32)."""
-    n = len(vectors)
-    d = decode(vectors[:1]).shape[1]
+def _ivf(n: int, read, frames: bool = False) -> faiss.Index:
+    """An IVF index over n vectors that read(lo, hi) gives as float32 [hi - lo, d]: a large
+    segment's video vectors (PQ, 64 bytes a vector) or a segment's stored rows (`frames`:
+    FRAME_CODE, d / 4 bytes a row). Trained on every s-th vector, added in blocks; nprobe 32."""
+    d = read(0, 1).shape[1]
     nlist = int(min(4 * np.sqrt(n), 8192))
     m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if d % m == 0)
-    index = faiss.index_factory(d, f"IVF{nlist},PQ{m}", faiss.METRIC_INNER_PRODUCT)
+    spec = FRAME_CODE.format(half=max(2, d // 4 * 2), nlist=nlist) if frames else f"IVF{nlist},PQ{m}"
+    index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
     faiss.extract_index_ivf(index).cp.niter = 10
-    rng = np.random.default_rng(0)
-    sample = np.sort(rng.choice(n, min(n, 40 * nlist), replace=False))  # FAISS asks for 39 a centroid
-    index.train(np.ascontiguousarray(decode(vectors[sample]), np.float32))
+    stride = max(1, n // (40 * nlist))  # FAISS asks for 39 vectors a centroid
+    block = stride * max(1, 100_000 // stride)  # a multiple of the stride: one sample grid over the blocks
+    index.train(np.ascontiguousarray(np.concatenate(
+        [read(a, min(a + block, n))[::stride] for a in range(0, n, block)]), np.float32))
     faiss.extract_index_ivf(index).nprobe = min(nlist, 32)
-    for a in range(0, n, 100_000):
-        index.add(np.ascontiguousarray(decode(vectors[a : a + 100_000]), np.float32))
+    for a in range(0, n, block):
+        index.add(np.ascontiguousarray(read(a, min(a + block, n)), np.float32))
     return index

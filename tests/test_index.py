@@ -456,6 +456,78 @@ def test_candidates_count_a_variant_look_less_its_margin(tmp_path):
         assert hit.score == pytest.approx(0.90, abs=1e-5)
 
 
+def _partial_copy_collection(d=64, n_decoys=40, seed=3):
+    """A query of 4 frames; `target` hides them (slightly changed) among 60 other frames, so
+    its video vector barely moves towards the query's; every decoy's frames are the query's
+    mean plus noise, so the decoys' video vectors are the query's nearest and no frame of
+    theirs matches a query frame well."""
+    from engine.bench import _Emb
+    from engine.index import VideoRecord
+
+    rng = np.random.default_rng(seed)
+
+    def unit(x):
+        return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+    query = unit(rng.standard_normal((4, d)))
+    mean = unit(query.mean(0))
+    videos = [unit(np.concatenate([rng.standard_normal((30, d)), query + 0.1 * rng.standard_normal((4, d)),
+                                   rng.standard_normal((30, d))]))]
+    videos += [unit(mean + 0.6 * rng.standard_normal((8, d))) for _ in range(n_decoys)]
+    embs = [_Emb(f, unit(f.mean(0)), np.arange(len(f), dtype=np.float32), np.full(len(f), 1 / len(f), np.float32))
+            for f in videos]
+    records = [VideoRecord("target" if i == 0 else f"decoy{i}", f"{i}.mp4", 0, 0, float(len(f)), 30.0, 0, 0, len(f))
+               for i, f in enumerate(videos)]
+    return records, embs, query, mean
+
+
+@pytest.mark.parametrize("flat_rows", [10**9, 100])  # exact in small segments; the stored IVF index
+def test_chamfer_candidates_come_from_the_frames(tmp_path, monkeypatch, flat_rows):
+    """A video that shares four seconds with the query is re-ranked however far its video
+    vector is: the frame measures' candidates are the videos whose stored rows the query's
+    frames fetch. By video vectors it is not among the 5 best (checked), so it would never
+    reach the re-rank."""
+    from engine import index as index_module
+    from engine.index import VideoIndex
+    from engine.similarity import cosine
+
+    monkeypatch.setattr(index_module, "FRAME_FLAT_ROWS", flat_rows)
+    records, embs, query, mean = _partial_copy_collection()
+    with VideoIndex.writing(tmp_path / "idx", _new(query.shape[1])) as idx:
+        idx.append(records, embs, derive=True)
+    index = VideoIndex.open(tmp_path / "idx")
+    assert ("frames_faiss" in index.segments[0].entry["files"]) == (flat_rows == 100)
+    by_vector = np.argsort(-cosine(mean, index.video_vectors()))
+    assert index.records[int(by_vector[0])].id != "target" and 0 not in by_vector[:5].tolist()
+    for measure in ("chamfer", "symmetric_chamfer"):
+        for normalize in (True, False):
+            hits = index.search(query, mean, k=1, measure=measure, candidates=5, normalize=normalize)
+            assert index.records[hits[0].position].id == "target", (measure, normalize)
+    # a query with no frame evidence anywhere still gets its k videos, by video vectors
+    stranger = np.eye(query.shape[1], dtype=np.float32)[:2]
+    assert len(index.search(stranger, stranger[0], k=5, candidates=5)) == 5
+
+
+def test_a_segment_written_before_frame_indexes_gets_one_in_memory(tmp_path, monkeypatch):
+    """An index written with no frame index for a segment of many rows (as every index was
+    before them) still finds candidates by frames: the segment builds its index on first
+    search, and the files stay as they were."""
+    from engine import index as index_module
+    from engine.index import VideoIndex
+
+    records, embs, query, mean = _partial_copy_collection()
+    with VideoIndex.writing(tmp_path / "idx", _new(query.shape[1])) as idx:
+        idx.append(records, embs, derive=True)
+    before = sorted(p.name for p in (tmp_path / "idx").iterdir())
+    monkeypatch.setattr(index_module, "FRAME_FLAT_ROWS", 100)
+    index = VideoIndex.open(tmp_path / "idx")
+    assert "frames_faiss" not in index.segments[0].entry["files"]
+    hits = index.search(query, mean, k=1, candidates=5)
+    assert index.records[hits[0].position].id == "target"
+    assert index.segments[0]._frame_index is not None
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == before
+
+
 def test_index_and_model_from_the_hub(engine_and_index, pca_model, corpus, monkeypatch):
     import huggingface_hub
 

@@ -58,7 +58,8 @@ from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
 from .similarity import VARIANT_MARGIN, Measure, chamfer_many, cosine
-from .store import CheckedArray, DamagedFileError, verified_bytes, write_array, write_array_chunks, write_bytes
+from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, write_array, write_array_chunks,
+                    write_bytes)
 
 FORMAT_VERSION = 2
 FLAT_LIMIT = 20_000  # a segment with more videos gets an IVF-PQ index; smaller ones are searched exactly
@@ -960,15 +961,13 @@ class VideoIndex:
         del frames
         if len(records) > FLAT_LIMIT:
             vecs, decode = (video_codes, self.codec.decode) if encoded else (videos, np.asarray)
-            data = faiss.serialize_index(_ivf(len(vecs), lambda a, b: decode(vecs[a:b])))
-            files["faiss"] = {"file": f"{name}.faiss-{gen}.index",
-                              **write_bytes(d / f"{name}.faiss-{gen}.index", data.tobytes())}
+            files["faiss"] = _write_index(d / f"{name}.faiss-{gen}.index",
+                                          _ivf(len(vecs), lambda a, b: decode(vecs[a:b])))
         if offsets[-1] > FRAME_FLAT_ROWS:  # read back from the file just written, block by block
             stored = CheckedArray(d / f"{name}.frames.npy", files["frames"])
-            data = faiss.serialize_index(_ivf(int(offsets[-1]), lambda a, b: self.codec.decode(stored.rows(a, b)),
-                                              frames=True))
-            files["frames_faiss"] = {"file": f"{name}.frames_faiss-{gen}.index",
-                                     **write_bytes(d / f"{name}.frames_faiss-{gen}.index", data.tobytes())}
+            files["frames_faiss"] = _write_index(
+                d / f"{name}.frames_faiss-{gen}.index",
+                _ivf(int(offsets[-1]), lambda a, b: self.codec.decode(stored.rows(a, b)), frames=True))
         entry = {"name": name, "videos": len(records), "frames": int(offsets[-1]), "files": files}
         seg = Segment(d, entry, self.codec)
         if derived is not None:
@@ -1131,6 +1130,14 @@ def _blocks(parts: list, rows: int = 1 << 18):
         for lo, hi in spans:
             for a in range(lo, hi, rows):
                 yield seg.frames.rows(a, min(a + rows, hi))
+
+
+def _write_index(path: Path, index: faiss.Index) -> dict:
+    """Write a FAISS index file atomically, straight from FAISS (a serialised copy in memory
+    would be the size of a large segment's frame index, twice); return its manifest entry."""
+    with atomic_write(path) as tmp:
+        faiss.write_index(index, str(tmp))
+    return {"file": path.name, **entry_of(path)}
 
 
 def _ivf(n: int, read, frames: bool = False) -> faiss.Index:

@@ -159,17 +159,19 @@ class Segment:
             self.video_background = self._derived(derived["video_background"])
         with contextlib.suppress(KeyError):
             self.coords = self._derived(derived["map"])
-        self._faiss: faiss.Index | None = None
-        if "faiss" in files:
-            path = self.directory / files["faiss"]["file"]
-            verified_bytes(path, files["faiss"])  # a flipped code would give wrong candidates
-            self._faiss = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-        self._frame_index: faiss.Index | None = None
+        self._faiss = self._stored_index("faiss")
+        self._frame_index = self._stored_index("frames_faiss")
         self._decoded: np.ndarray | None = None  # a small segment's rows, decoded on first search
-        if "frames_faiss" in files:
-            path = self.directory / files["frames_faiss"]["file"]
-            verified_bytes(path, files["frames_faiss"])
-            self._frame_index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+
+    def _stored_index(self, kind: str) -> faiss.Index | None:
+        """The segment's stored FAISS index of this kind (memory-mapped), checked first: a
+        flipped code would give wrong candidates. None when it has none."""
+        spec = self.entry["files"].get(kind)
+        if spec is None:
+            return None
+        path = self.directory / spec["file"]
+        verified_bytes(path, spec)
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
 
     def _path(self, kind: str) -> Path:
         return self.directory / f"{self.name}.{kind}.npy"
@@ -448,13 +450,9 @@ class VideoIndex:
         decoded to float32 [rows, d] (one decode call per segment: a FAISS decode has a
         fixed cost per call), "meta" as stored."""
         decode = what == "frames"
-        if decode and self._frames_cache is None and self._frame_start[-1] <= CACHE_FRAMES:
-            self._frames_cache = np.concatenate(
-                [s.codec.decode(s.frames.all()) for s in self.segments]
-            ) if self.segments else np.zeros((0, self.dim), np.float32)
-        if decode and self._frames_cache is not None:
-            return np.concatenate([self._frames_cache[a:b] for a, b in spans]) if spans else \
-                np.zeros((0, self.dim), np.float32)
+        held = self._held_rows() if decode else None
+        if held is not None:
+            return np.concatenate([held[a:b] for a, b in spans]) if spans else np.zeros((0, self.dim), np.float32)
         width = self.dim if decode else 2
         if not spans:
             return np.zeros((0, width), np.float32)
@@ -472,6 +470,15 @@ class VideoIndex:
                 out[start[j] : start[j + 1]] = rows[at : at + lengths[j]]
                 at += lengths[j]
         return out
+
+    def _held_rows(self) -> np.ndarray | None:
+        """Every stored row decoded, float32 [F, d], for an index of up to CACHE_FRAMES rows
+        (decoded on first use and kept); None for a larger one."""
+        if self._frames_cache is None and self._frame_start[-1] <= CACHE_FRAMES:
+            self._frames_cache = np.concatenate(
+                [s.codec.decode(s.frames.all()) for s in self.segments]
+            ) if self.segments else np.zeros((0, self.dim), np.float32)
+        return self._frames_cache
 
     def video_frames(self, position: int, pictures: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames float32 [T, d], times float32 [T] s, attention float32 [T]) of one video's
@@ -797,12 +804,11 @@ class VideoIndex:
         frame_of = np.tile(np.arange(t, dtype=np.int64), n_looks)[:, None]
         if normalize:
             self.background
-        if self._frames_cache is None and self._frame_start[-1] <= CACHE_FRAMES:
-            self._gather([])  # a small index decodes its rows once and keeps them
+        all_rows = self._held_rows()
         keys, cells = [], []
         for s, seg in enumerate(self.segments):
             base = int(self._frame_start[s])
-            held = self._frames_cache[base : base + seg.f] if self._frames_cache is not None else None
+            held = all_rows[base : base + seg.f] if all_rows is not None else None
             sims, ids = seg.frame_neighbours(rows, FRAME_NEIGHBOURS, held)
             found = ids >= 0
             glob = np.where(found, ids, 0) + base

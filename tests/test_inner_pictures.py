@@ -41,6 +41,37 @@ def test_finds_the_box_of_a_picture_in_picture_and_nothing_in_a_plain_video():
     assert crop(frames[0], boxes[0]).shape == (224, 224, 3)
 
 
+def vertical_repost(source: list[np.ndarray]) -> list[np.ndarray]:
+    """Landscape frames as a 9:16 repost shows them: fitted to the width across the middle,
+    over a blurred, zoomed copy of themselves (faint edges)."""
+    from PIL import Image, ImageFilter
+
+    h, w = source[0].shape[:2]
+    vw, vh, band = h, w, h * h // w
+    out = []
+    for s in source:
+        img = Image.fromarray(s)
+        zoom = img.resize((vh * w // h, vh)).filter(ImageFilter.GaussianBlur(8))
+        f = np.asarray(zoom)[:, (zoom.width - vw) // 2:][:, :vw].copy()
+        f[(vh - band) // 2:(vh - band) // 2 + band] = np.asarray(img.resize((vw, band), Image.BILINEAR))
+        out.append(f)
+    return out
+
+
+def test_a_portrait_video_gets_its_middle_band_as_an_inner_picture():
+    src = media.scene_frames(23, 8, fps=2, size=(320, 180))
+    frames = vertical_repost(src)
+    assert frames[0].shape == (320, 180, 3)
+    boxes = inner_boxes(grey(np.stack(frames)))
+    assert boxes and boxes[0] == pytest.approx((0.0, 0.5 - 101 / 640, 1.0, 0.5 + 101 / 640), abs=0.01), boxes
+    # The band's crop shows what the landscape original's whole frame shows.
+    diff = np.abs(crop(frames[3], boxes[0]).astype(np.float32) - crop(src[3], (0.0, 0.0, 1.0, 1.0))).mean()
+    whole = np.abs(crop(frames[3], (0.0, 0.0, 1.0, 1.0)).astype(np.float32) - crop(src[3], (0.0, 0.0, 1.0, 1.0))).mean()
+    assert diff < 6 < 30 < whole, (diff, whole)
+    assert inner_boxes(grey(np.stack(src))) == []  # a landscape video gets no band
+    assert len(inner_boxes(grey(np.stack(frames)), top=1)) == 1
+
+
 @pytest.fixture(scope="module")
 def pip_corpus(tmp_path_factory):
     """Eight plain videos and one that shows scene 31 in a corner box over scene 32."""

@@ -100,6 +100,20 @@ def test_evaluate_collection_cli(tiny, tmp_path):
     raw = subprocess.run(cmd + ["--no-normalize"], cwd=ROOT, capture_output=True, text=True)
     assert json.loads(raw.stdout)["model"].endswith("raw cosine")
     assert json.loads(raw.stdout)["results"]["chamfer"] != r
+    # Ranked as a search returns them, through a real index of the database: all of it
+    # re-ranked here (a small index), so the same mAP up to its float16 rows; a search
+    # that returns 2 videos misses the rest.
+    for top in ("100", "2"):
+        got = subprocess.run(cmd + ["--through-index", top], cwd=ROOT, capture_output=True, text=True)
+        assert got.returncode == 0, got.stderr
+        data = json.loads(got.stdout)
+        assert f"ranked through a real index (top {top})" in data["model"]
+        mine = data["results"]["chamfer"]
+        assert mine["queries_all"] == 6
+        if top == "100":
+            assert mine["mAP_all"] == pytest.approx(r["mAP_all"], abs=0.02)
+        else:
+            assert mine["mAP_all"] < r["mAP_all"] - 0.05
 
 
 def test_training_pairs_agree_with_the_benchmark_and_hard_negatives_share_only_the_channel(tiny):

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from ..cli import MEASURES, add_model_flags
@@ -44,6 +46,10 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                    help="store the database frames as an index would: a codec of this FAISS spec (e.g. "
                         "PCAR384,SQ4, the index default) trained on the first 4096 frames; "
                         "queries stay float32")
+    p.add_argument("--through-index", nargs="?", type=int, const=100, metavar="CANDIDATES",
+                   help="rank each query as a search does: build a real index of the database (its codec, "
+                        "backgrounds and frame indexes) in a temporary folder and keep what its search "
+                        "returns (top CANDIDATES, default 100); the rest rank last")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--results", type=Path, metavar="FILE",
                    help="also record the numbers in this results file (e.g. assets/results.json, "
@@ -144,12 +150,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
         var_feats = extract_features(args.videos, [q for q in bench.queries if q in embs],
                                      lambda p: embedder.variant_descriptors(p, variants)[2], cache)
         embs = with_variants(embs, var_feats, bundle, args.device, not args.no_tca)
-    results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser, fps, db)
+    with contextlib.ExitStack() as stack:
+        index = None
+        if args.through_index:
+            from .through_index import build_index
+
+            if args.codec:
+                raise UsageError("--through-index stores the database with the index's own codec; drop --codec")
+            where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="evaluate-index-")))
+            index = build_index(db, where / "index", fps, tca=bundle.tca is not None and not args.no_tca)
+        results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser,
+                           fps, db, index, args.through_index or 100)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")
     if args.no_normalize:
         model_name += ", raw cosine"
     if args.codec:
         model_name += f", database stored as {args.codec}"
+    if args.through_index:
+        model_name += f", ranked through a real index (top {args.through_index})"
     if distinctive and not args.no_normalize:
         model_name += ", video vectors pooled by distinctiveness"
     elif args.pooling == "model":

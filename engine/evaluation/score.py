@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from ..inner_pictures import stored_rows
 from ..similarity import Measure, chamfer_many, cosine, frame_similarity
 from ..spans import Localiser, matched_segments
 from .benchmarks import Benchmark, ranking
+
+if TYPE_CHECKING:
+    from ..index import VideoIndex
 
 # {id: (frames [T, d], video [d])}; a query may come as its looks, ([L, T, d], [L, d])
 # (`features.with_variants`), each query frame then counting with its best look
@@ -119,15 +123,23 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
 
 def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Measure | str] = tuple(Measure),
              normalize: bool = True, localiser: Localiser | str = Localiser.TEMPORAL_NETWORK,
-             fps: float = 1.0, db: Database | None = None) -> dict[str, dict[str, float]]:
+             fps: float = 1.0, db: Database | None = None, index: "VideoIndex | None" = None,
+             candidates: int = 100) -> dict[str, dict[str, float]]:
     """{measure: metrics} for one set of embeddings. The database is the benchmark's
     list, or (when it has none) every embedded video; pass `db` (`Database.of`) to reuse
-    its backgrounds. Benchmarks with segment labels (`evaluate_segments`) also get span
-    metrics of each measure's top 10."""
+    its backgrounds. With `index` (`through_index.build_index` of that database) each query
+    is ranked as its search returns it (top `candidates`) instead of against every video.
+    Benchmarks with segment labels (`evaluate_segments`) also get span metrics of each
+    measure's top 10 (located on the float rows)."""
     db = db or Database.of(embeddings, benchmark.database or sorted(embeddings), normalize)
     out = {}
     for m in measures:
-        sims = similarities(embeddings, benchmark.queries, db, m)
+        if index is not None:
+            from .through_index import index_similarities
+
+            sims = index_similarities(index, embeddings, benchmark.queries, m, candidates, normalize)
+        else:
+            sims = similarities(embeddings, benchmark.queries, db, m)
         out[Measure(m).value] = metrics = benchmark.evaluate(sims)
         if hasattr(benchmark, "evaluate_segments"):
             metrics.update(benchmark.evaluate_segments(locate(embeddings, sims, db, 10, localiser, fps)))

@@ -57,7 +57,7 @@ from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
-from .similarity import VARIANT_MARGIN, Measure, chamfer_many, cosine
+from .similarity import Measure, chamfer_many, cosine, look_margins
 from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, write_array, write_array_chunks,
                     write_bytes)
 
@@ -215,7 +215,7 @@ class Segment:
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores, ids = self.faiss_index().search(np.ascontiguousarray(np.atleast_2d(q), np.float32), k)
-        scores[1:] -= VARIANT_MARGIN
+        scores -= look_margins(len(scores))[:, None]
         keep = ids >= 0  # [L, k]: each of the query's looks
         return ids[keep].astype(np.int64), scores[keep]
 
@@ -800,7 +800,7 @@ class VideoIndex:
         looks = query_frames if query_frames.ndim == 3 else query_frames[None]
         n_looks, t, d = looks.shape
         rows = looks.reshape(-1, d)
-        less = np.repeat(np.where(np.arange(n_looks) > 0, VARIANT_MARGIN, 0.0), t).astype(np.float32)[:, None]
+        less = np.repeat(look_margins(n_looks), t)[:, None]
         frame_of = np.tile(np.arange(t, dtype=np.int64), n_looks)[:, None]
         if normalize:
             self.background

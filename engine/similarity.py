@@ -60,8 +60,16 @@ def _looks_similarity(query: np.ndarray, target: np.ndarray) -> np.ndarray:
     if q.ndim == 2:
         return q @ t.T
     s = (q.reshape(-1, q.shape[-1]) @ t.T).reshape(q.shape[0], q.shape[1], -1)
-    s[1:] -= VARIANT_MARGIN
+    s -= look_margins(len(q))[:, None, None]
     return s.max(axis=0)
+
+
+def look_margins(n_looks: int) -> np.ndarray:
+    """float32 [n_looks]: what each of a query's looks pays on every similarity, the query
+    itself (look 0) nothing and each variant VARIANT_MARGIN."""
+    margins = np.full(n_looks, VARIANT_MARGIN, np.float32)
+    margins[:1] = 0.0
+    return margins
 
 
 def temporal_support(s: np.ndarray, streams: np.ndarray, weight: float | None = None) -> np.ndarray:

@@ -107,6 +107,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .features import embed_features, extract_features, load_features, with_variants
     from .score import Database, evaluate, similarities
 
+    if args.through_index is not None and args.through_index < 1:
+        raise UsageError(f"--through-index {args.through_index}: a search returns at least 1 video (default 100)")
+    if args.through_index and args.codec:
+        raise UsageError("--through-index stores the database with the index's own codec; drop --codec")
     bench = load_benchmark(args.benchmark, args.annotations, args.subset)
     # A benchmark without its own database list ranks every video there is.
     wanted = sorted(set(bench.queries) | set(bench.database)) if bench.database else []
@@ -155,8 +159,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.through_index:
             from .through_index import build_index
 
-            if args.codec:
-                raise UsageError("--through-index stores the database with the index's own codec; drop --codec")
             where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="evaluate-index-")))
             index = build_index(db, where / "index", fps, tca=bundle.tca is not None and not args.no_tca)
         results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser,

@@ -35,10 +35,9 @@ def build_index(db: "Database", where: str | Path, fps: float = 1.0, tca: bool =
     dim = db.frames.shape[1]
     records, embeddings = [], []
     for i, vid in enumerate(db.ids):
-        lo, hi = int(db.offsets[i]), int(db.offsets[i + 1])
-        views = int(db.views[i]) if db.views is not None else 1
-        t = (hi - lo) // views
-        rows = np.asarray(db.frames[lo:hi], np.float32)
+        lo, mid = db.whole_rows(i)
+        t, views = mid - lo, int(db.views[i]) if db.views is not None else 1
+        rows = np.asarray(db.frames[lo : lo + views * t], np.float32)
         embeddings.append(VideoEmbedding(
             times=np.arange(t, dtype=np.float32) / fps, frames=rows[:t], video=db.videos[i],
             attention=np.full(t, 1.0 / t, np.float32), duration=t / fps, step=1.0 / fps,

@@ -1152,14 +1152,18 @@ def _ivf(n: int, read, frames: bool = False) -> faiss.Index:
     FRAME_CODE, d / 4 bytes a row). Trained on every s-th vector, added in blocks; nprobe 32."""
     d = read(0, 1).shape[1]
     nlist = int(min(4 * np.sqrt(n), 8192))
-    m = next(m for m in (64, 32, 16, 8, 4, 2, 1) if d % m == 0)
-    spec = FRAME_CODE.format(half=max(2, d // 4 * 2), nlist=nlist) if frames else f"IVF{nlist},PQ{m}"
+    if frames:
+        spec = FRAME_CODE.format(half=max(2, d // 4 * 2), nlist=nlist)
+    else:
+        spec = f"IVF{nlist},PQ{next(m for m in (64, 32, 16, 8, 4, 2, 1) if d % m == 0)}"
     index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
     faiss.extract_index_ivf(index).cp.niter = 10
     stride = max(1, n // (40 * nlist))  # FAISS asks for 39 vectors a centroid
     block = stride * max(1, 100_000 // stride)  # a multiple of the stride: one sample grid over the blocks
-    index.train(np.ascontiguousarray(np.concatenate(
-        [read(a, min(a + block, n))[::stride] for a in range(0, n, block)]), np.float32))
+    # copied, not sliced: a strided view would keep each whole decoded block alive until the
+    # sample is joined (every row of the segment in float32 at once: the build's peak memory)
+    index.train(np.concatenate(
+        [np.array(read(a, min(a + block, n))[::stride], np.float32) for a in range(0, n, block)]))
     faiss.extract_index_ivf(index).nprobe = min(nlist, 32)
     for a in range(0, n, block):
         index.add(np.ascontiguousarray(read(a, min(a + block, n)), np.float32))

@@ -57,7 +57,7 @@ from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
-from .similarity import Measure, chamfer_many, cosine, look_margins
+from .similarity import Measure, chamfer_many, cosine, look_margins, stream_ids
 from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, write_array, write_array_chunks,
                     write_bytes)
 
@@ -71,6 +71,12 @@ FRAME_NEIGHBOURS = 32  # stored rows each query row fetches for the frame measur
 # 25 candidates of 460, this one nothing, and it trains in seconds where 8-bit PQ of the same
 # size took minutes (notebooks/RESULTS.md, round 19)
 FRAME_CODE = "PCAR{half},IVF{nlist},SQ4"
+# The frame index holds every FRAME_INDEX_EVERY-th row of each stream (a video's whole
+# frames, or one inner picture's), the first always: a copied stretch is found by any of its
+# rows and the re-rank reads them all, so the index needs not hold each one. Every second row
+# halves the index (storage 21.8 -> 18.0 KiB per indexed minute at d = 512) for no loss
+# through a real index of the collection benchmark (notebooks/RESULTS.md, round 21).
+FRAME_INDEX_EVERY = 2
 EXACT_FRAMES = 20_000  # derived state over the whole collection up to this many frames
 REFERENCE_FRAMES = 20_000  # the background reference sample's size above it
 MAP_REFIT_VIDEOS = 5_000  # the UMAP map is refitted up to this many videos, then new videos are placed
@@ -231,7 +237,8 @@ class Segment:
         if k <= 0:
             return np.zeros((len(rows), 0), np.float32), np.zeros((len(rows), 0), np.int64)
         if self._frame_index is None and self.f > FRAME_FLAT_ROWS:
-            self._frame_index = _ivf(self.f, lambda a, b: self.codec.decode(self.frames.rows(a, b)), frames=True)
+            self._frame_index = _ivf(self.f, lambda a, b: self.codec.decode(self.frames.rows(a, b)),
+                                     rows=frame_index_rows(self.offsets, [r.views for r in self.records]))
         if self._frame_index is not None:
             sims, ids = self._frame_index.search(rows, k)
             return sims, ids.astype(np.int64)
@@ -973,7 +980,8 @@ class VideoIndex:
             stored = CheckedArray(d / f"{name}.frames.npy", files["frames"])
             files["frames_faiss"] = _write_index(
                 d / f"{name}.frames_faiss-{gen}.index",
-                _ivf(int(offsets[-1]), lambda a, b: self.codec.decode(stored.rows(a, b)), frames=True))
+                _ivf(int(offsets[-1]), lambda a, b: self.codec.decode(stored.rows(a, b)),
+                     rows=frame_index_rows(offsets, [r.views for r in records])))
         entry = {"name": name, "videos": len(records), "frames": int(offsets[-1]), "files": files}
         seg = Segment(d, entry, self.codec)
         if derived is not None:
@@ -1146,25 +1154,45 @@ def _write_index(path: Path, index: faiss.Index) -> dict:
     return {"file": path.name, **entry_of(path)}
 
 
-def _ivf(n: int, read, frames: bool = False) -> faiss.Index:
+def frame_index_rows(offsets: np.ndarray, views: Sequence[int]) -> np.ndarray:
+    """int64 [R]: the stored rows (local ids, ascending) that a segment's frame index holds,
+    every FRAME_INDEX_EVERY-th row of each stream from its first; video n is rows
+    offsets[n]:offsets[n + 1], views[n] streams of equal length."""
+    lengths = np.diff(np.asarray(offsets, np.int64))
+    streams = stream_ids(lengths, np.asarray(views, np.int64))
+    first = np.flatnonzero(np.r_[True, streams[1:] != streams[:-1]]) if len(streams) else np.zeros(0, np.int64)
+    ordinal = np.arange(len(streams)) - np.repeat(first, np.diff(np.r_[first, len(streams)]))
+    return np.flatnonzero(ordinal % FRAME_INDEX_EVERY == 0).astype(np.int64)
+
+
+def _ivf(n: int, read, rows: np.ndarray | None = None) -> faiss.Index:
     """An IVF index over n vectors that read(lo, hi) gives as float32 [hi - lo, d]: a large
-    segment's video vectors (PQ, 64 bytes a vector) or a segment's stored rows (`frames`:
-    FRAME_CODE, d / 4 bytes a row). Trained on every s-th vector, added in blocks; nprobe 32."""
+    segment's video vectors (PQ, 64 bytes a vector), or, given `rows` (the local ids of
+    `frame_index_rows`), those of a segment's stored rows (FRAME_CODE, d / 4 bytes and an id a
+    row). Trained on every s-th vector, added in blocks under their ids; nprobe 32."""
     d = read(0, 1).shape[1]
-    nlist = int(min(4 * np.sqrt(n), 8192))
-    if frames:
+    count = n if rows is None else len(rows)
+    nlist = int(min(4 * np.sqrt(count), 8192))
+    if rows is not None:
         spec = FRAME_CODE.format(half=max(2, d // 4 * 2), nlist=nlist)
     else:
         spec = f"IVF{nlist},PQ{next(m for m in (64, 32, 16, 8, 4, 2, 1) if d % m == 0)}"
     index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
     faiss.extract_index_ivf(index).cp.niter = 10
-    stride = max(1, n // (40 * nlist))  # FAISS asks for 39 vectors a centroid
-    block = stride * max(1, 100_000 // stride)  # a multiple of the stride: one sample grid over the blocks
+    stride = max(1, count // (40 * nlist))  # FAISS asks for 39 vectors a centroid
+
+    def blocks():
+        """(ids, float32 vectors) of the indexed rows, block by block."""
+        for a in range(0, n, 100_000):
+            b = min(a + 100_000, n)
+            ids = np.arange(a, b) if rows is None else rows[np.searchsorted(rows, a):np.searchsorted(rows, b)]
+            if len(ids):
+                yield ids, np.ascontiguousarray(read(a, b)[ids - a], np.float32)
+
     # copied, not sliced: a strided view would keep each whole decoded block alive until the
     # sample is joined (every row of the segment in float32 at once: the build's peak memory)
-    index.train(np.concatenate(
-        [np.array(read(a, min(a + block, n))[::stride], np.float32) for a in range(0, n, block)]))
+    index.train(np.concatenate([np.array(x[::stride]) for _, x in blocks()]))
     faiss.extract_index_ivf(index).nprobe = min(nlist, 32)
-    for a in range(0, n, block):
-        index.add(np.ascontiguousarray(read(a, min(a + block, n)), np.float32))
+    for ids, x in blocks():
+        index.add_with_ids(x, ids.astype(np.int64))
     return index

@@ -604,3 +604,27 @@ def test_an_index_moved_alone_still_finds_its_videos_and_model(small_folder, tmp
     eng = Engine(index=together / "idx")
     assert eng.model_path == (together / "models" / "m.safetensors").resolve()
     assert Path(eng.search(together / small_folder.name / "a.mp4", k=1).matches[0].path).is_file()
+
+
+def test_the_frame_index_holds_every_second_row_of_each_stream(tmp_path, monkeypatch):
+    """A segment's frame index holds every FRAME_INDEX_EVERY-th row of each stream from its
+    first (whole frames and each inner picture apart), under the rows' own ids, so a video of
+    one frame is in it and what it returns are stored rows the re-rank reads."""
+    from engine import index as index_module
+    from engine.index import FRAME_INDEX_EVERY, VideoIndex, frame_index_rows
+
+    assert FRAME_INDEX_EVERY == 2
+    # video 0: 3 frames, 1 stream; video 1: 2 streams of 3; video 2: 1 frame
+    rows = frame_index_rows(np.array([0, 3, 9, 10]), [1, 2, 1])
+    assert rows.tolist() == [0, 2, 3, 5, 6, 8, 9]
+
+    monkeypatch.setattr(index_module, "FRAME_FLAT_ROWS", 100)
+    records, embs, query, mean = _partial_copy_collection()
+    with VideoIndex.writing(tmp_path / "idx", _new(query.shape[1])) as idx:
+        idx.append(records, embs, derive=True)
+    index = VideoIndex.open(tmp_path / "idx")
+    seg = index.segments[0]
+    held = frame_index_rows(seg.offsets, [r.views for r in seg.records])
+    assert seg._frame_index.ntotal == len(held) < seg.f
+    _, ids = seg.frame_neighbours(index.codec.decode(seg.frames.rows(0, 5)), 4)
+    assert np.isin(ids[ids >= 0], held).all()

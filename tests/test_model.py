@@ -309,3 +309,21 @@ def test_matched_segments_cuts_a_still_shot_to_one_to_one_time():
         speed[i, 10 + i // 2] = 0.9  # 8 s of the query shown at double speed in 4 s
     (seg,) = matched_segments(speed, np.arange(10.0), np.arange(30.0), method=Localiser.TEMPORAL_NETWORK)
     assert (seg.query_start, seg.query_end, seg.start, seg.end) == (0, 8, 10, 14), seg
+
+
+def test_a_segment_takes_its_weaker_first_sample():
+    """A copy that fades in: its first sample matches less than the rest, not enough for
+    the threshold, but clearly more than the noise. The segment starts there; a segment
+    whose previous cell is noise does not grow."""
+    from engine.spans import matched_segments
+
+    rng = np.random.default_rng(3)
+    sim = rng.uniform(-0.1, 0.2, (12, 30)).astype(np.float32)
+    for i in range(3, 10):
+        sim[i, 10 + i] = 0.9  # query 3-10 s at 13-20 s of the target
+    sim[2, 12] = 0.42  # the fade in, one sample before
+    (seg,) = matched_segments(sim, np.arange(12.0), np.arange(30.0))
+    assert (seg.query_start, seg.query_end, seg.start, seg.end) == (2, 10, 12, 20), seg
+    sim[2, 12] = 0.15  # noise: the segment keeps its start
+    (seg,) = matched_segments(sim, np.arange(12.0), np.arange(30.0))
+    assert (seg.query_start, seg.start) == (3, 13), seg

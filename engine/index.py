@@ -74,7 +74,7 @@ FRAME_CODE = "PCAR{half},IVF{nlist},SQ4"
 # The frame index holds every FRAME_INDEX_EVERY-th row of each stream (a video's whole
 # frames, or one inner picture's), the first always: a copied stretch is found by any of its
 # rows and the re-rank reads them all, so the index needs not hold each one. Every second row
-# halves the index (storage 21.8 -> 18.0 KiB per indexed minute at d = 512) for no loss
+# halves the index (storage 21.8 -> 17.7 KiB per indexed minute at d = 512) for no loss
 # through a real index of the collection benchmark (notebooks/RESULTS.md, round 21).
 FRAME_INDEX_EVERY = 2
 EXACT_FRAMES = 20_000  # derived state over the whole collection up to this many frames
@@ -1158,10 +1158,8 @@ def frame_index_rows(offsets: np.ndarray, views: Sequence[int]) -> np.ndarray:
     """int64 [R]: the stored rows (local ids, ascending) that a segment's frame index holds,
     every FRAME_INDEX_EVERY-th row of each stream from its first; video n is rows
     offsets[n]:offsets[n + 1], views[n] streams of equal length."""
-    lengths = np.diff(np.asarray(offsets, np.int64))
-    streams = stream_ids(lengths, np.asarray(views, np.int64))
-    first = np.flatnonzero(np.r_[True, streams[1:] != streams[:-1]]) if len(streams) else np.zeros(0, np.int64)
-    ordinal = np.arange(len(streams)) - np.repeat(first, np.diff(np.r_[first, len(streams)]))
+    streams = stream_ids(np.diff(np.asarray(offsets, np.int64)), np.asarray(views, np.int64))
+    ordinal = np.arange(len(streams)) - np.searchsorted(streams, streams)  # streams ascend: first row of each
     return np.flatnonzero(ordinal % FRAME_INDEX_EVERY == 0).astype(np.int64)
 
 
@@ -1185,7 +1183,10 @@ def _ivf(n: int, read, rows: np.ndarray | None = None) -> faiss.Index:
         """(ids, float32 vectors) of the indexed rows, block by block."""
         for a in range(0, n, 100_000):
             b = min(a + 100_000, n)
-            ids = np.arange(a, b) if rows is None else rows[np.searchsorted(rows, a):np.searchsorted(rows, b)]
+            if rows is None:
+                yield np.arange(a, b), np.ascontiguousarray(read(a, b), np.float32)
+                continue
+            ids = rows[np.searchsorted(rows, a):np.searchsorted(rows, b)]
             if len(ids):
                 yield ids, np.ascontiguousarray(read(a, b)[ids - a], np.float32)
 

@@ -12,7 +12,9 @@ Detection is plain image arithmetic on small grey frames: per pixel, the share o
 frames with a strong vertical (horizontal) gradient; rows (columns) where that share
 stays high over a long run, and far higher than a few pixels away, are persistent thin
 lines (a static textured shot has edges in every row); two parallel lines of the same
-extent make a box; a box must hold moving content and cover 6-80% of the frame.
+extent make a box, and so do two that share one end when a perpendicular line closes the
+other (a reaction layout's source against the frame's edge); a box must hold moving
+content and cover 6-80% of the frame.
 
 A portrait video also gets its middle band (a 16:9 picture fitted to its width) as a
 box, found or not: that is where a vertical repost shows a landscape video, and the
@@ -33,6 +35,9 @@ MIN_AREA, MAX_AREA = 0.06, 0.8  # a box's area as a share of the frame
 MOTION = 1.0  # mean absolute grey change between samples inside a box (static art has none)
 GAP = 6  # pixels of a line that may be missing (the content on both sides matches there)
 MAX_BOXES = 3
+# pixels (of a frame 180 high) a box's closing side may lie inside the shorter of its two
+# parallel sides: those run on where the footage beside the box has an edge in the same row
+CLOSE = 10
 BAND_ASPECT = 16 / 9  # of the landscape picture a vertical repost shows across its middle
 PORTRAIT = 1.2  # height / width from which a video is portrait
 AROUND, THIN = 4, 2.0  # a side's edge share is >= THIN x the median of the AROUND rows beyond its neighbours
@@ -82,6 +87,39 @@ def _pairs(lines: list[tuple[int, int, int]], min_gap: int, tol: int = 4) -> lis
     return out
 
 
+def _closed_pairs(lines: list[tuple[int, int, int]], cross: list[tuple[int, int, int]], min_gap: int,
+                  tol: int = 4) -> list[tuple[int, int, int, int]]:
+    """(start, lo, end, hi): two parallel lines at least min_gap apart that share one end,
+    the other closed by a line of `cross` (the perpendicular lines, same layout) that spans
+    the gap between them, within CLOSE of the shorter line's end.
+
+    A reaction layout's source lies against the frame's edge (no line there) beside the
+    reactor, whose own edges often continue one of the source's sides: three sides are
+    lines and the parallel two differ in extent."""
+    out = []
+    for i, (ya, a0, a1) in enumerate(lines):
+        for yb, b0, b1 in lines[i + 1:]:
+            same_start, same_end = abs(a0 - b0) <= tol, abs(a1 - b1) <= tol
+            if yb - ya < min_gap or same_start == same_end:
+                continue
+            closing = [x for x, c0, c1 in cross if c0 <= ya + tol and c1 >= yb + 1 - tol]
+            start, end = max(a0, b0), min(a1, b1)
+            if same_start:
+                ends = [x for x in closing if end - CLOSE <= x <= end + tol and x > start]
+                if ends:
+                    out.append((start, ya + 1, max(ends) + 1, yb + 1))
+            else:
+                starts = [x for x in closing if start - tol <= x <= start + CLOSE and x < end]
+                if starts:
+                    out.append((min(starts) + 1, ya + 1, end, yb + 1))
+    return out
+
+
+def _transposed(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Boxes found along columns, (y0, x0, y1, x1), as (x0, y0, x1, y1)."""
+    return [(x0, y0, x1, y1) for y0, x0, y1, x1 in boxes]
+
+
 def _iou(a: Box, b: Box) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -112,17 +150,21 @@ def inner_boxes(gray: np.ndarray, top: int = MAX_BOXES) -> list[Box]:
     _, h, w = gray.shape
     horizontal = (np.abs(np.diff(gray, axis=1)) > EDGE).mean(0)  # [H-1, W]
     vertical = (np.abs(np.diff(gray, axis=2)) > EDGE).mean(0)  # [H, W-1]
-    found = _pairs(_lines(horizontal, int(MIN_SIDE * w)), int(MIN_SIDE * h))
-    found += [(x0, y0, x1, y1) for y0, x0, y1, x1 in _pairs(_lines(vertical.T, int(MIN_SIDE * h)), int(MIN_SIDE * w))]
+    rows, cols = _lines(horizontal, int(MIN_SIDE * w)), _lines(vertical.T, int(MIN_SIDE * h))
     motion = np.abs(np.diff(gray, axis=0)).mean(0)  # [H, W]
     scored = []
-    for x0, y0, x1, y1 in found:
-        area = (x1 - x0) * (y1 - y0) / (h * w)
-        if MIN_AREA <= area <= MAX_AREA and motion[y0:y1, x0:x1].mean() >= MOTION:
-            scored.append((area, (x0 / w, y0 / h, x1 / w, y1 / h)))
+    sides = (  # boxes with four sides first, then those closed on three; largest first in each
+        _pairs(rows, int(MIN_SIDE * h)) + _transposed(_pairs(cols, int(MIN_SIDE * w))),
+        _closed_pairs(rows, cols, int(MIN_SIDE * h)) + _transposed(_closed_pairs(cols, rows, int(MIN_SIDE * w))),
+    )
+    for rank, found in enumerate(sides):
+        for x0, y0, x1, y1 in found:
+            area = (x1 - x0) * (y1 - y0) / (h * w)
+            if MIN_AREA <= area <= MAX_AREA and motion[y0:y1, x0:x1].mean() >= MOTION:
+                scored.append((-rank, area, (x0 / w, y0 / h, x1 / w, y1 / h)))
     band = middle_band(h, w)
     out: list[Box] = [band] if band else []
-    for _, box in sorted(scored, reverse=True):
+    for _, _, box in sorted(scored, reverse=True):
         if len(out) >= top:
             break
         if all(_iou(box, b) < 0.6 for b in out):

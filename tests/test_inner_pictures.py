@@ -41,6 +41,29 @@ def test_finds_the_box_of_a_picture_in_picture_and_nothing_in_a_plain_video():
     assert crop(frames[0], boxes[0]).shape == (224, 224, 3)
 
 
+def test_a_reaction_layout_source_against_the_frame_edge_is_a_box():
+    """Side by side: the source on the left 60% between black bars, the reactor on the right,
+    whose desk edge continues the source's lower side across the frame. Only three sides
+    are lines and the two parallel ones differ in extent; the reactor's edge closes the box."""
+    from PIL import Image
+
+    w, h, sw = 320, 180, 192
+    sh = sw * h // w  # 108: y 36..144
+    src = media.scene_frames(24, 8, fps=2, size=(w, h))
+    cam = media.scene_frames(25, 8, fps=2, size=(w - sw, h))
+    frames = []
+    for s, c in zip(src, cam):
+        f = np.zeros((h, w, 3), np.uint8)
+        f[(h - sh) // 2:(h - sh) // 2 + sh, :sw] = np.asarray(Image.fromarray(s).resize((sw, sh), Image.BILINEAR))
+        c = c.copy()
+        c[(h + sh) // 2:] = (90, 60, 30)  # the desk, from the source's lower edge down
+        f[:, sw:] = c
+        frames.append(f)
+    boxes = inner_boxes(grey(np.stack(frames)))
+    want = (0.0, (h - sh) / 2 / h, sw / w, (h + sh) / 2 / h)
+    assert any(np.allclose(b, want, atol=0.03) for b in boxes), boxes
+
+
 def vertical_repost(source: list[np.ndarray]) -> list[np.ndarray]:
     """Landscape frames as a 9:16 repost shows them: fitted to the width across the middle,
     over a blurred, zoomed copy of themselves (faint edges)."""

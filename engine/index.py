@@ -549,12 +549,17 @@ class VideoIndex:
             self._bg_cache = (self._bg_phys[self._live_frame_mask], vb[self._live])
         return self._bg_cache
 
+    def _row_backgrounds(self) -> np.ndarray:
+        """float32 [physical rows]: every stored row's background, dead videos' rows
+        included, in the segments' row order (filled with `background`)."""
+        self.background
+        return self._bg_phys
+
     def frame_backgrounds(self, position: int) -> np.ndarray:
         """float32 [V, T]: the backgrounds of one video's stored rows, whole frames (view 0)
         and inner pictures (`video_frames(position, pictures=True)`)."""
-        self.background
         lo, hi = self._span(position)
-        return self._bg_phys[lo:hi].reshape(max(int(self.records[position].views), 1), -1).copy()
+        return self._row_backgrounds()[lo:hi].reshape(max(int(self.records[position].views), 1), -1).copy()
 
     @property
     def distinctive(self) -> bool:
@@ -585,7 +590,7 @@ class VideoIndex:
     def distinctive_vectors(self, positions: np.ndarray) -> np.ndarray:
         """float32 [len(positions), d]: each live video's whole frames pooled by their
         distinctiveness in the collection (its stored frame backgrounds)."""
-        self.background
+        row_bg = self._row_backgrounds()
         spans = []
         for p in np.asarray(positions, np.int64):
             lo, hi = self._span(int(p))
@@ -594,7 +599,7 @@ class VideoIndex:
         out = np.zeros((len(spans), self.dim), np.float32)
         at = 0
         for i, (lo, hi) in enumerate(spans):
-            out[i] = distinctive_pooling(frames[at : at + hi - lo], self._bg_phys[lo:hi])
+            out[i] = distinctive_pooling(frames[at : at + hi - lo], row_bg[lo:hi])
             at += hi - lo
         return out
 
@@ -770,8 +775,8 @@ class VideoIndex:
             offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
             bg = None
             if normalize:
-                self.background
-                bg = np.concatenate([self._bg_phys[a:b] for a, b in spans])
+                row_bg = self._row_backgrounds()
+                bg = np.concatenate([row_bg[a:b] for a, b in spans])
             views = np.array([self.records[int(p)].views for p in pos], np.int64)
             scores = chamfer_many(query_frames, self._gather(spans), offsets,
                                   measure == Measure.SYMMETRIC_CHAMFER, background=bg, views=views)
@@ -809,8 +814,7 @@ class VideoIndex:
         rows = looks.reshape(-1, d)
         less = np.repeat(look_margins(n_looks), t)[:, None]
         frame_of = np.tile(np.arange(t, dtype=np.int64), n_looks)[:, None]
-        if normalize:
-            self.background
+        row_bg = self._row_backgrounds() if normalize else None
         all_rows = self._held_rows()
         keys, cells = [], []
         for s, seg in enumerate(self.segments):
@@ -819,7 +823,7 @@ class VideoIndex:
             sims, ids = seg.frame_neighbours(rows, FRAME_NEIGHBOURS, held)
             found = ids >= 0
             glob = np.where(found, ids, 0) + base
-            cell = sims - less - (self._bg_phys[glob] if normalize else 0.0)
+            cell = sims - less - (row_bg[glob] if row_bg is not None else 0.0)
             phys = np.searchsorted(self._row_start, glob, side="right") - 1
             keep = found & (cell > 0) & ~self._dead[phys]
             keys.append((np.broadcast_to(frame_of, cell.shape)[keep] * len(self._dead) + phys[keep]))

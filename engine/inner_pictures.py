@@ -77,42 +77,36 @@ def _lines(share: np.ndarray, min_len: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def _pairs(lines: list[tuple[int, int, int]], min_gap: int, tol: int = 4) -> list[tuple[int, int, int, int]]:
-    """(start, lo, end, hi): two parallel lines of the same extent, at least min_gap apart."""
-    out = []
-    for i, (ya, a0, a1) in enumerate(lines):
-        for yb, b0, b1 in lines[i + 1:]:
-            if yb - ya >= min_gap and abs(a0 - b0) <= tol and abs(a1 - b1) <= tol:
-                out.append((max(a0, b0), ya + 1, min(a1, b1), yb + 1))
-    return out
+def _pairs(lines: list[tuple[int, int, int]], cross: list[tuple[int, int, int]], min_gap: int,
+           tol: int = 4) -> tuple[list[tuple[int, int, int, int]], list[tuple[int, int, int, int]]]:
+    """Boxes (start, lo, end, hi) from two parallel lines at least min_gap apart: (those of
+    the same extent, those that share one end and whose other end a line of `cross` (the
+    perpendicular lines, same layout) closes, spanning the gap between them within CLOSE of
+    the shorter line's end).
 
-
-def _closed_pairs(lines: list[tuple[int, int, int]], cross: list[tuple[int, int, int]], min_gap: int,
-                  tol: int = 4) -> list[tuple[int, int, int, int]]:
-    """(start, lo, end, hi): two parallel lines at least min_gap apart that share one end,
-    the other closed by a line of `cross` (the perpendicular lines, same layout) that spans
-    the gap between them, within CLOSE of the shorter line's end.
-
-    A reaction layout's source lies against the frame's edge (no line there) beside the
-    reactor, whose own edges often continue one of the source's sides: three sides are
-    lines and the parallel two differ in extent."""
-    out = []
+    The second kind is a reaction layout's source against the frame's edge (no line there)
+    beside the reactor, whose own edges often continue one of the source's sides: three
+    sides are lines and the parallel two differ in extent."""
+    four, three = [], []
     for i, (ya, a0, a1) in enumerate(lines):
         for yb, b0, b1 in lines[i + 1:]:
             same_start, same_end = abs(a0 - b0) <= tol, abs(a1 - b1) <= tol
-            if yb - ya < min_gap or same_start == same_end:
+            if yb - ya < min_gap or not (same_start or same_end):
+                continue
+            start, end = max(a0, b0), min(a1, b1)
+            if same_start and same_end:
+                four.append((start, ya + 1, end, yb + 1))
                 continue
             closing = [x for x, c0, c1 in cross if c0 <= ya + tol and c1 >= yb + 1 - tol]
-            start, end = max(a0, b0), min(a1, b1)
             if same_start:
                 ends = [x for x in closing if end - CLOSE <= x <= end + tol and x > start]
                 if ends:
-                    out.append((start, ya + 1, max(ends) + 1, yb + 1))
+                    three.append((start, ya + 1, max(ends) + 1, yb + 1))
             else:
                 starts = [x for x in closing if start - tol <= x <= start + CLOSE and x < end]
                 if starts:
-                    out.append((min(starts) + 1, ya + 1, end, yb + 1))
-    return out
+                    three.append((min(starts) + 1, ya + 1, end, yb + 1))
+    return four, three
 
 
 def _transposed(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -153,10 +147,9 @@ def inner_boxes(gray: np.ndarray, top: int = MAX_BOXES) -> list[Box]:
     rows, cols = _lines(horizontal, int(MIN_SIDE * w)), _lines(vertical.T, int(MIN_SIDE * h))
     motion = np.abs(np.diff(gray, axis=0)).mean(0)  # [H, W]
     scored = []
-    sides = (  # boxes with four sides first, then those closed on three; largest first in each
-        _pairs(rows, int(MIN_SIDE * h)) + _transposed(_pairs(cols, int(MIN_SIDE * w))),
-        _closed_pairs(rows, cols, int(MIN_SIDE * h)) + _transposed(_closed_pairs(cols, rows, int(MIN_SIDE * w))),
-    )
+    across, down = _pairs(rows, cols, int(MIN_SIDE * h)), _pairs(cols, rows, int(MIN_SIDE * w))
+    # boxes with four sides first, then those closed on three; largest first in each
+    sides = [a + _transposed(b) for a, b in zip(across, down)]
     for rank, found in enumerate(sides):
         for x0, y0, x1, y1 in found:
             area = (x1 - x0) * (y1 - y0) / (h * w)

@@ -130,8 +130,8 @@ def arguments_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", metavar="NAMES", default=None,
                    help="query variants also described, each query frame counting with its best look "
                         "(comma-separated: grey, low-detail, grey-low-detail, flip, zoom; 'none' for "
-                        "none; default grey,low-detail,grey-low-detail, so greyscale and heavily "
-                        "re-encoded copies rank)")
+                        "none; default grey,low-detail,grey-low-detail,flip, so greyscale, heavily "
+                        "re-encoded and mirrored copies rank)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     add_model_flags(p, backbone=False)
 

@@ -13,8 +13,9 @@ frames with a strong vertical (horizontal) gradient; rows (columns) where that s
 stays high over a long run, and far higher than a few pixels away, are persistent thin
 lines (a static textured shot has edges in every row); two parallel lines of the same
 extent make a box, and so do two that share one end when a perpendicular line closes the
-other (a reaction layout's source against the frame's edge); a box must hold moving
-content and cover 6-80% of the frame.
+other (a reaction layout's source against the frame's edge), and four lines that each cover
+most of one side of a rectangle (footage behind a picture-in-picture that matches its edge
+in places breaks the lines); a box must hold moving content and cover 6-80% of the frame.
 
 A portrait video also gets its middle band (a 16:9 picture fitted to its width) as a
 box, found or not: that is where a vertical repost shows a landscape video, and the
@@ -38,6 +39,8 @@ MAX_BOXES = 3
 # pixels (of a frame 180 high) a box's closing side may lie inside the shorter of its two
 # parallel sides: those run on where the footage beside the box has an edge in the same row
 CLOSE = 10
+# share of its side each of four lines must cover to make a box when none is whole
+COVER = 0.7
 BAND_ASPECT = 16 / 9  # of the landscape picture a vertical repost shows across its middle
 PORTRAIT = 1.2  # height / width from which a video is portrait
 AROUND, THIN = 4, 2.0  # a side's edge share is >= THIN x the median of the AROUND rows beyond its neighbours
@@ -109,6 +112,32 @@ def _pairs(lines: list[tuple[int, int, int]], cross: list[tuple[int, int, int]],
     return four, three
 
 
+def _sides_in_part(rows: list[tuple[int, int, int]], cols: list[tuple[int, int, int]], min_h: int,
+                   min_w: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (x0, y0, x1, y1) whose four sides are lines that need not be whole: two rows
+    (lines along the width) and two columns at least min_h / min_w apart, each covering
+    at least COVER of its side of the rectangle they make.
+
+    Where the footage behind a picture-in-picture has the inset's brightness at its edge,
+    the edge is lost there: the two rows then differ in extent (no pair of `_pairs`) while
+    every side is mostly there (collection benchmark, `terminal-tuesday-10-0-pip-flip`)."""
+    def covered(a0: int, a1: int, b0: int, b1: int) -> float:
+        return max(0, min(a1, b1) - max(a0, b0)) / max(b1 - b0, 1)
+
+    out = []
+    for i, (ya, a0, a1) in enumerate(rows):
+        for yb, b0, b1 in rows[i + 1:]:
+            if yb - ya < min_h:
+                continue
+            sides = [x for x, c0, c1 in cols if covered(c0, c1, ya, yb) >= COVER]
+            for j, xa in enumerate(sides):
+                for xb in sides[j + 1:]:
+                    lo, hi = min(xa, xb), max(xa, xb)
+                    if hi - lo >= min_w and covered(a0, a1, lo, hi) >= COVER and covered(b0, b1, lo, hi) >= COVER:
+                        out.append((lo + 1, ya + 1, hi + 1, yb + 1))
+    return out
+
+
 def _transposed(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     """Boxes found along columns, (y0, x0, y1, x1), as (x0, y0, x1, y1)."""
     return [(x0, y0, x1, y1) for y0, x0, y1, x1 in boxes]
@@ -148,8 +177,10 @@ def inner_boxes(gray: np.ndarray, top: int = MAX_BOXES) -> list[Box]:
     motion = np.abs(np.diff(gray, axis=0)).mean(0)  # [H, W]
     scored = []
     across, down = _pairs(rows, cols, int(MIN_SIDE * h)), _pairs(cols, rows, int(MIN_SIDE * w))
-    # boxes with four sides first, then those closed on three; largest first in each
+    # boxes with four whole sides first, then those closed on three, then four partial
+    # sides; largest first in each (a box found by an earlier rule never moves)
     sides = [a + _transposed(b) for a, b in zip(across, down)]
+    sides.append(_sides_in_part(rows, cols, int(MIN_SIDE * h), int(MIN_SIDE * w)))
     for rank, found in enumerate(sides):
         for x0, y0, x1, y1 in found:
             area = (x1 - x0) * (y1 - y0) / (h * w)

@@ -64,6 +64,22 @@ def test_a_reaction_layout_source_against_the_frame_edge_is_a_box():
     assert any(np.allclose(b, want, atol=0.03) for b in boxes), boxes
 
 
+
+def test_a_picture_whose_edges_the_footage_behind_it_breaks_is_a_box():
+    """Picture-in-picture over footage that has the inset's brightness along a fifth of its
+    top side and of its left side: no two parallel lines are whole or share an end, but
+    every side is mostly there."""
+    src = media.scene_frames(26, 8, fps=2, size=(320, 180))
+    bg = media.scene_frames(27, 8, fps=2, size=(320, 180))
+    x0, y0, x1, y1 = 70, 60, 230, 150
+    frames = pip(src, bg, (x0, y0, x1, y1))
+    for f in frames:  # one flat colour across the edge, inside and out: no edge there
+        f[y0 - 4:y0 + 4, x1 - (x1 - x0) // 5:x1 + 4] = (120, 120, 120)
+        f[y1 - (y1 - y0) // 5:y1 + 4, x0 - 4:x0 + 4] = (120, 120, 120)
+    boxes = inner_boxes(grey(np.stack(frames)))
+    want = (x0 / 320, y0 / 180, x1 / 320, y1 / 180)
+    assert any(np.allclose(b, want, atol=0.03) for b in boxes), boxes
+
 def vertical_repost(source: list[np.ndarray]) -> list[np.ndarray]:
     """Landscape frames as a 9:16 repost shows them: fitted to the width across the middle,
     over a blurred, zoomed copy of themselves (faint edges)."""

@@ -139,9 +139,10 @@ def matched_segments(
     match (default: the matrix mean plus THRESHOLD of the way to the mean row maximum;
     relative, so it suits raw and background-normalised matrices alike). Segments other
     than the best must score at least a third of it. A TN box much longer on one axis is
-    cut to 1:1 time where that diagonal matches (`_one_to_one`). The method, THRESHOLD and
-    ONE_TO_ONE were chosen by span F1 on the collection benchmark's train and validation
-    splits (notebooks/RESULTS.md, rounds 6 and 13).
+    cut to 1:1 time where that diagonal matches (`_one_to_one`), and may take the sample
+    before it (`_grow_start`). The method, THRESHOLD, ONE_TO_ONE and START_GROWTH were chosen
+    by span F1 on the collection benchmark's train and validation splits
+    (notebooks/RESULTS.md, rounds 6, 13 and 21).
     """
     sim = np.asarray(sim, np.float32)
     if sim.size == 0:

@@ -5,7 +5,8 @@ An index directory holds (format 2):
                            data file's size and block checksums, tombstones, derived state
   .lock                    held by the one process writing (engine.files.folder_lock)
   codec-G.faiss            the trained frame codec (engine.codec), once there are enough frames
-  S.records.jsonl          per segment S: one VideoRecord per line
+  S.records.jsonl          per segment S: one VideoRecord per line (S.records-G.jsonl once
+                           `update_records` has rewritten them)
   S.offsets.npy            int64 [n + 1]: video i's frames are rows offsets[i]:offsets[i+1]
   S.videos.npy             video embeddings [n, ...] in the codec's storage
   S.frames.npy             frame embeddings [f, ...] in the codec's storage (memory-mapped)
@@ -45,7 +46,7 @@ import io
 import json
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import faiss
@@ -108,6 +109,9 @@ class VideoRecord:
     # rows stored per sampled time: the whole frame, then each inner picture (engine.inner_pictures),
     # in blocks of num_frames rows
     views: int = 1
+    # engine.files.content_hash of the file when it was indexed ("": indexed before hashes were
+    # kept): a file whose time changed but whose bytes did not (a fresh clone, a copy) is kept
+    content_hash: str = ""
 
 
 @dataclass
@@ -130,6 +134,15 @@ def _rows(emb) -> tuple[np.ndarray, np.ndarray, int]:
     return frames, meta, views
 
 
+def records_file(entry: dict) -> str:
+    """The name of a segment's records file (its manifest entry names a rewritten one)."""
+    return entry["files"]["records"].get("file", f"{entry['name']}.records.jsonl")
+
+
+def _records_bytes(records: Sequence[VideoRecord]) -> bytes:
+    return "".join(json.dumps(asdict(r)) + "\n" for r in records).encode()
+
+
 # ------------------------------------------------------------------------------ segments
 class Segment:
     """One immutable group of videos on disk; `entry` is its manifest record."""
@@ -150,7 +163,7 @@ class Segment:
         self._records: list[VideoRecord] | None = None
         self._records_file = None
         if not entry.get("v1"):  # opened now: still readable if a writer merges this segment away
-            path = self.directory / f"{self.name}.records.jsonl"
+            path = self.directory / records_file(entry)
             try:
                 self._records_file = open(path, "rb")
             except OSError as err:
@@ -192,12 +205,20 @@ class Segment:
             if self.entry.get("v1"):
                 self._records = [VideoRecord(**r) for r in spec["inline"]]
             else:
-                text = verified_bytes(self.directory / f"{self.name}.records.jsonl", spec, self._records_file).decode()
+                text = verified_bytes(self.directory / records_file(self.entry), spec, self._records_file).decode()
                 self._records = [VideoRecord(**json.loads(line)) for line in text.splitlines()]
         return self._records
 
     def ids(self) -> list[str]:
         return [r.id for r in self.records]
+
+    def replace_records(self, records: list[VideoRecord], spec: dict) -> None:
+        """Use `records`, just written to the file `spec` names, from now on."""
+        old = self._records_file
+        self._records, self.entry["files"]["records"] = records, spec
+        self._records_file = open(self.directory / spec["file"], "rb")
+        if old is not None:
+            old.close()
 
     def video_vectors(self, local: np.ndarray | None = None) -> np.ndarray:
         """Decoded float32 video vectors [len(local) or n, d]."""
@@ -917,6 +938,29 @@ class VideoIndex:
         if self._exact():  # exact backgrounds are over the live videos: now stale
             self._invalidate_derived()
 
+    def update_records(self, changes: dict[str, dict]) -> None:
+        """Change indexed videos' file identity ({id: {"size" / "mtime_ns" / "content_hash":
+        value}}) without touching their embeddings; commit. Each segment holding one gets a
+        new records file, written before the manifest names it (a kill leaves the old one)."""
+        self._require_writable()
+        by_segment: dict[int, dict[int, dict]] = {}
+        for vid, change in changes.items():
+            unknown = set(change) - {"size", "mtime_ns", "content_hash"}
+            if unknown:
+                raise ValueError(f"only a video's file identity can change, not {sorted(unknown)}")
+            s, i = self._locate(int(self._live[self.position(vid)]))
+            by_segment.setdefault(s, {})[i] = change
+        if not by_segment:
+            return
+        gen = int(self.manifest["generation"]) + 1
+        for s, rows in by_segment.items():
+            seg = self.segments[s]
+            records = [replace(r, **rows[i]) if i in rows else r for i, r in enumerate(seg.records)]
+            name = f"{seg.name}.records-{gen}.jsonl"
+            seg.replace_records(records, {"file": name, **write_bytes(self.directory / name, _records_bytes(records))})
+        self.manifest["generation"] = gen
+        self._commit()
+
     def refresh_derived(self) -> None:
         """Compute and store the missing derived state (all of it in exact mode); commit."""
         self._require_writable()
@@ -967,8 +1011,7 @@ class VideoIndex:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         video_codes = videos if encoded else self.codec.encode(videos)
         files = {
-            "records": write_bytes(d / f"{name}.records.jsonl",
-                                   "".join(json.dumps(asdict(r)) + "\n" for r in records).encode()),
+            "records": write_bytes(d / f"{name}.records.jsonl", _records_bytes(records)),
             "offsets": write_array(d / f"{name}.offsets.npy", offsets),
             "videos": write_array(d / f"{name}.videos.npy", video_codes),
             "frames": (write_array_chunks(d / f"{name}.frames.npy", *frames) if isinstance(frames, tuple) else
@@ -1110,8 +1153,7 @@ class VideoIndex:
     def _collect_garbage(self) -> None:
         named = {MANIFEST, ".lock"}
         for e in self.manifest["segments"]:
-            named |= {f"{e['name']}.records.jsonl"} | {f"{e['name']}.{k}.npy" for k in
-                                                        ("offsets", "videos", "frames", "meta")}
+            named |= {records_file(e)} | {f"{e['name']}.{k}.npy" for k in ("offsets", "videos", "frames", "meta")}
             named |= {v["file"] for v in e["files"].values() if "file" in v}
             named |= {v["file"] for v in (e.get("derived") or {}).values()}
         for key in ("codec", "reference"):

@@ -1,8 +1,9 @@
 """Building an index from a folder, in three stages: what changed, embedding, saving.
 
 1. `plan_update`: scan the folder (recursive, by extension) and diff it with the index:
-   files whose size and mtime are unchanged are kept, new and changed files are to embed,
-   files gone from the folder are dropped.
+   files whose size and mtime are unchanged are kept, and so are files whose time changed
+   but whose bytes did not (a fresh clone or a copy: same `content_hash`; their records
+   take the new time); new and changed files are to embed, files gone are dropped.
 2. `embed_files`: embed each file; unreadable ones are reported and skipped, never fatal
    (or `engine.ray_embedding.embed_files_ray`: the same over a Ray cluster).
 3. committing: removed and changed files are tombstoned first (a changed file that then
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .embedding import VideoEmbedding
+from .files import content_hash
 from .index import MANIFEST, IndexFileError, VideoIndex, VideoRecord
 from .video import VideoError, is_video_path
 
@@ -32,6 +34,10 @@ class BuildReport:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
+    # of the unchanged: files whose time changed but bytes did not, and files indexed before
+    # content hashes were kept, hashed now (once)
+    retimed: list[str] = field(default_factory=list)
+    hashed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -44,6 +50,10 @@ class BuildReport:
             f"{len(self.skipped)} skipped, in {self.seconds:.1f} s"
             + (f" ({self.video_seconds / max(self.seconds, 1e-9):.1f} video-s per s)" if self.video_seconds else "")
         ]
+        if self.retimed:
+            lines.append(f"  {len(self.retimed)} unchanged files had new file times (same content): kept")
+        if self.hashed:
+            lines.append(f"  {len(self.hashed)} files indexed before content hashes were kept: hashed")
         lines += [f"  skipped {vid}: {why}" for vid, why in self.skipped]
         lines += [f"  note {vid}: {why}" for vid, why in self.warnings]
         return "\n".join(lines)
@@ -51,11 +61,13 @@ class BuildReport:
 
 @dataclass
 class Plan:
-    """The diff of a folder against an index: positions to keep, (id, path) to embed."""
+    """The diff of a folder against an index: positions to keep, (id, path) to embed, and
+    the kept records' new file identity ({id: {"mtime_ns" / "content_hash": value}})."""
 
     keep: list[int]
     todo: list[tuple[str, Path]]
     report: BuildReport
+    identity: dict[str, dict] = field(default_factory=dict)
 
 
 def scan_folder(video_dir: Path) -> list[Path]:
@@ -67,26 +79,35 @@ def scan_folder(video_dir: Path) -> list[Path]:
 
 
 def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
-    """Stage 1: which indexed videos stay, which files need embedding, which are gone."""
-    report = BuildReport()
+    """Stage 1: which indexed videos stay, which files need embedding, which are gone.
+
+    A file of the indexed size but another mtime is read once and kept when its
+    `content_hash` is the record's; a kept record without a hash (an older index) gets one."""
+    plan = Plan([], [], BuildReport())
+    report = plan.report
     present = {p.relative_to(video_dir).as_posix(): p for p in scan_folder(video_dir)}
-    keep: list[int] = []
-    todo: list[tuple[str, Path]] = []
     for vid, p in present.items():
         st = p.stat()
         if vid in index:
             i = index.position(vid)
             r = index.records[i]
-            if r.size == st.st_size and r.mtime_ns == st.st_mtime_ns:
-                keep.append(i)
+            if r.size == st.st_size and (r.mtime_ns == st.st_mtime_ns or
+                                         (r.content_hash and content_hash(p) == r.content_hash)):
+                plan.keep.append(i)
+                if r.mtime_ns != st.st_mtime_ns:
+                    report.retimed.append(vid)
+                    plan.identity[vid] = {"mtime_ns": st.st_mtime_ns}
+                elif not r.content_hash:
+                    report.hashed.append(vid)
+                    plan.identity[vid] = {"content_hash": content_hash(p)}
                 continue
             report.updated.append(vid)
         else:
             report.added.append(vid)
-        todo.append((vid, p))
-    report.unchanged = len(keep)
+        plan.todo.append((vid, p))
+    report.unchanged = len(plan.keep)
     report.removed = [r.id for r in index.records if r.id not in present]
-    return Plan(keep, todo, report)
+    return plan
 
 
 def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
@@ -97,7 +118,7 @@ def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
         id=vid, path=vid, size=st.st_size, mtime_ns=st.st_mtime_ns,
         duration=round(float(emb.duration), 3), fps=round(float(info.fps), 3) if info else 0.0,
         width=info.width if info else 0, height=info.height if info else 0,
-        num_frames=emb.num_frames, warnings=list(emb.warnings),
+        num_frames=emb.num_frames, warnings=list(emb.warnings), content_hash=content_hash(path),
     )
 
 
@@ -176,6 +197,7 @@ def build_index(
         plan = plan_update(video_dir, index)
         report = plan.report
         index.remove(report.removed + report.updated)
+        index.update_records(plan.identity)
         records, embeddings = [], []
         last = time.perf_counter()
         stage = embed_stage or (lambda todo, rep, prog: embed_files(todo, embed, rep, prog))

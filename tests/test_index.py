@@ -68,6 +68,62 @@ def test_incremental_add_change_remove(small_folder, tmp_path):
     assert reopened.collection_map().coords.shape == (2, 2)
 
 
+def test_files_with_new_times_but_the_same_bytes_are_not_embedded_again(small_folder, tmp_path, monkeypatch):
+    """A fresh clone or a copy gives every file a new mtime: the content hash keeps them."""
+    from engine.index import VideoIndex
+
+    eng = Engine(backbone="efficientnet-lite0")
+    idx = tmp_path / "idx"
+    eng.build_index(small_folder, idx, progress=False)
+    hashes = {r.id: r.content_hash for r in VideoIndex.open(idx).records}
+    assert all(len(h) == 32 for h in hashes.values())
+
+    for name in ("a.mp4", "b.mkv"):  # as a checkout or `cp` without -p leaves them
+        st = (small_folder / name).stat()
+        os.utime(small_folder / name, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    data = bytearray((small_folder / "b.mkv").read_bytes())  # same size, other bytes
+    data[len(data) // 2] ^= 0xFF
+    (small_folder / "b.mkv").write_bytes(bytes(data))
+
+    def no_embedding(path, *args, **kwargs):
+        raise AssertionError(f"{path} was embedded again")
+
+    report = eng.build_index(small_folder, idx, progress=False)
+    assert report.retimed == ["a.mp4"] and report.unchanged == 1
+    assert report.updated == ["b.mkv"] or "b.mkv" in dict(report.skipped)  # read again (broken or not)
+    assert "1 unchanged files had new file times" in report.summary()
+    records = {r.id: r for r in VideoIndex.open(idx).records}
+    assert records["a.mp4"].mtime_ns == (small_folder / "a.mp4").stat().st_mtime_ns
+    assert records["a.mp4"].content_hash == hashes["a.mp4"]
+    assert set(p.name for p in idx.iterdir()) == named_files(idx)  # the old records file is gone
+
+    for unreadable in ("broken.mp4", "audio.mp4"):  # never indexed, so tried on every run
+        (small_folder / unreadable).unlink()
+    with monkeypatch.context() as patch:
+        patch.setattr(eng.embedder, "embed", no_embedding)
+        report = eng.build_index(small_folder, idx, progress=False)  # the new times are recorded: nothing to do
+    assert report.unchanged == len(records) and report.retimed == [] and report.added == report.updated == []
+    assert eng.search(small_folder / "a.mp4", k=1).matches[0].id == "a.mp4"
+
+
+def test_an_index_from_before_content_hashes_gets_them_once(small_folder, tmp_path):
+    from engine.index import VideoIndex
+
+    eng = Engine(backbone="efficientnet-lite0")
+    idx = tmp_path / "idx"
+    eng.build_index(small_folder, idx, progress=False)
+    with VideoIndex.writing(idx) as index:  # as an older engine wrote it
+        index.update_records({vid: {"content_hash": ""} for vid in ("a.mp4", "b.mkv")})
+    with pytest.raises(ValueError, match="file identity"):
+        with VideoIndex.writing(idx) as index:
+            index.update_records({"a.mp4": {"duration": 1.0}})
+
+    report = eng.build_index(small_folder, idx, progress=False)
+    assert sorted(report.hashed) == ["a.mp4", "b.mkv"] and report.unchanged == 2
+    assert all(r.content_hash for r in VideoIndex.open(idx).records)
+    assert eng.build_index(small_folder, idx, progress=False).hashed == []
+
+
 def test_model_mismatch_is_a_clear_error(small_folder, tmp_path):
     idx = tmp_path / "idx"
     Engine(backbone="efficientnet-lite0").build_index(small_folder, idx, progress=False)
@@ -159,7 +215,8 @@ def named_files(index_dir) -> set[str]:
     m = json.loads((index_dir / "manifest.json").read_text())
     names = {"manifest.json", ".lock"}
     for e in m["segments"]:
-        names |= {f"{e['name']}.records.jsonl"} | {f"{e['name']}.{k}.npy" for k in ("offsets", "videos", "frames", "meta")}
+        names |= {e["files"]["records"].get("file", f"{e['name']}.records.jsonl")}
+        names |= {f"{e['name']}.{k}.npy" for k in ("offsets", "videos", "frames", "meta")}
         names |= {v["file"] for v in e["files"].values() if "file" in v}
         names |= {v["file"] for v in (e.get("derived") or {}).values()}
     names |= {m[k]["file"] for k in ("codec", "reference") if "file" in (m.get(k) or {})}

@@ -65,7 +65,7 @@ def arguments_index(p: argparse.ArgumentParser) -> None:
     from .video import DEFAULT_MAX_DURATION
 
     p.description = ("Index every video under VIDEO_DIR (recursively) into INDEX_DIR. Re-running only "
-                     "processes new or changed files (by content: a copy with new file times is kept) "
+                     "processes new or changed files (by content: a copy with new file times is kept, a moved or renamed file is not embedded again) "
                      "and drops deleted ones. Unreadable files are reported and skipped.")
     p.add_argument("video_dir", metavar="VIDEO_DIR", type=Path)
     p.add_argument("index_dir", metavar="INDEX_DIR", type=Path)

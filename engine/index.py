@@ -115,6 +115,18 @@ class VideoRecord:
 
 
 @dataclass
+class StoredVideo:
+    """A video's stored rows read back (`VideoIndex.stored_video`): frames float32 [T, d],
+    pictures [V, T, d] or None, video [d], times [T] s, attention [T]."""
+
+    frames: np.ndarray
+    pictures: np.ndarray | None
+    video: np.ndarray
+    times: np.ndarray
+    attention: np.ndarray
+
+
+@dataclass
 class Hit:
     """Position of a video in the index and its score for one query."""
 
@@ -519,6 +531,13 @@ class VideoIndex:
         with one_thread():
             frames = self._gather([(lo, hi) if pictures else (lo, lo + t)])
         return (frames.reshape(views, t, -1) if pictures else frames), meta[:, 0].copy(), meta[:, 1].copy()
+
+    def stored_video(self, position: int) -> "StoredVideo":
+        """What one video stores, decoded, in the shape `append` takes: a file with the same
+        bytes under another name is added from it without being embedded again."""
+        frames, times, attention = self.video_frames(position, pictures=True)
+        return StoredVideo(frames=frames[0], pictures=frames[1:] if len(frames) > 1 else None,
+                           video=self.video_vectors(np.array([position]))[0], times=times, attention=attention)
 
     def video_vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 [len(positions) or N, d] decoded video embeddings of live positions."""

@@ -3,7 +3,9 @@
 1. `plan_update`: scan the folder (recursive, by extension) and diff it with the index:
    files whose size and mtime are unchanged are kept, and so are files whose time changed
    but whose bytes did not (a fresh clone or a copy: same `content_hash`; their records
-   take the new time); new and changed files are to embed, files gone are dropped.
+   take the new time); a new file with the bytes of an indexed one (moved, renamed,
+   duplicated) takes a copy of its stored rows; other new and changed files are to embed,
+   files gone are dropped.
 2. `embed_files`: embed each file; unreadable ones are reported and skipped, never fatal
    (or `engine.ray_embedding.embed_files_ray`: the same over a Ray cluster).
 3. committing: removed and changed files are tombstoned first (a changed file that then
@@ -17,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .embedding import VideoEmbedding
@@ -38,6 +40,8 @@ class BuildReport:
     # content hashes were kept, hashed now (once)
     retimed: list[str] = field(default_factory=list)
     hashed: list[str] = field(default_factory=list)
+    # new files whose bytes were indexed under another id (moved, renamed, copied): (that id, new id)
+    reused: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
@@ -52,6 +56,9 @@ class BuildReport:
         ]
         if self.retimed:
             lines.append(f"  {len(self.retimed)} unchanged files had new file times (same content): kept")
+        if self.reused:
+            lines.append(f"  {len(self.reused)} new files have the bytes of indexed ones (moved, renamed or "
+                         "copied): their stored rows were reused, not embedded again")
         if self.hashed:
             lines.append(f"  {len(self.hashed)} files indexed before content hashes were kept: hashed")
         lines += [f"  skipped {vid}: {why}" for vid, why in self.skipped]
@@ -68,6 +75,7 @@ class Plan:
     todo: list[tuple[str, Path]]
     report: BuildReport
     identity: dict[str, dict] = field(default_factory=dict)
+    reuse: dict[str, tuple[str, Path]] = field(default_factory=dict)  # new id: (indexed id of its bytes, path)
 
 
 def scan_folder(video_dir: Path) -> list[Path]:
@@ -86,6 +94,10 @@ def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
     plan = Plan([], [], BuildReport())
     report = plan.report
     present = {p.relative_to(video_dir).as_posix(): p for p in scan_folder(video_dir)}
+    by_size: dict[int, list] = {}
+    for r in index.records:
+        if r.content_hash:
+            by_size.setdefault(r.size, []).append(r)
     for vid, p in present.items():
         st = p.stat()
         if vid in index:
@@ -103,11 +115,26 @@ def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
                 continue
             report.updated.append(vid)
         else:
+            same = _indexed_bytes(p, st.st_size, index, by_size)
+            if same is not None:
+                report.reused.append((same, vid))
+                plan.reuse[vid] = (same, p)
+                continue
             report.added.append(vid)
         plan.todo.append((vid, p))
     report.unchanged = len(plan.keep)
     report.removed = [r.id for r in index.records if r.id not in present]
     return plan
+
+
+def _indexed_bytes(path: Path, size: int, index: VideoIndex, by_size: dict[int, list]) -> str | None:
+    """The id of an indexed video whose file had exactly these bytes, or None (a file is
+    read only when a record of its size has a hash)."""
+    candidates = by_size.get(size)
+    if not candidates:
+        return None
+    digest = content_hash(path)
+    return next((r.id for r in candidates if r.content_hash == digest), None)
 
 
 def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
@@ -196,6 +223,7 @@ def build_index(
         index.manifest["root_absolute"] = str(video_dir.resolve())  # if the index is moved alone
         plan = plan_update(video_dir, index)
         report = plan.report
+        _reuse_stored(index, plan.reuse)  # before the removals: a moved file's old id is among them
         index.remove(report.removed + report.updated)
         index.update_records(plan.identity)
         records, embeddings = [], []
@@ -211,3 +239,17 @@ def build_index(
         index.refresh_derived()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _reuse_stored(index: VideoIndex, reuse: dict[str, tuple[str, Path]], batch: int = 1000) -> None:
+    """Add each new id with a copy of the stored rows of the indexed video of the same bytes,
+    `batch` videos a segment (so memory stays bounded)."""
+    items = list(reuse.items())
+    for a in range(0, len(items), batch):
+        records, stored = [], []
+        for vid, (same, path) in items[a : a + batch]:
+            pos = index.position(same)
+            st = path.stat()
+            records.append(replace(index.records[pos], id=vid, path=vid, size=st.st_size, mtime_ns=st.st_mtime_ns))
+            stored.append(index.stored_video(pos))
+        index.append(records, stored)

@@ -106,6 +106,38 @@ def test_files_with_new_times_but_the_same_bytes_are_not_embedded_again(small_fo
     assert eng.search(small_folder / "a.mp4", k=1).matches[0].id == "a.mp4"
 
 
+def test_a_moved_or_copied_file_reuses_the_stored_rows(small_folder, tmp_path, monkeypatch):
+    from engine.index import VideoIndex
+
+    eng = Engine(backbone="efficientnet-lite0")
+    idx = tmp_path / "idx"
+    eng.build_index(small_folder, idx, progress=False)
+    before = VideoIndex.open(idx)
+    rows = {vid: before.video_frames(before.position(vid), pictures=True)[0] for vid in ("a.mp4", "b.mkv")}
+    (small_folder / "renamed").mkdir()
+    (small_folder / "a.mp4").rename(small_folder / "renamed" / "a2.mp4")
+    (small_folder / "b copy.mkv").write_bytes((small_folder / "b.mkv").read_bytes())
+    for unreadable in ("broken.mp4", "audio.mp4"):
+        (small_folder / unreadable).unlink()
+
+    def no_embedding(path, *args, **kwargs):
+        raise AssertionError(f"{path} was embedded")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(eng.embedder, "embed", no_embedding)
+        report = eng.build_index(small_folder, idx, progress=False)
+    assert sorted(report.reused) == [("a.mp4", "renamed/a2.mp4"), ("b.mkv", "b copy.mkv")]
+    assert report.added == [] and report.removed == ["a.mp4"] and report.unchanged == 1
+    assert "2 new files have the bytes of indexed ones" in report.summary()
+    after = VideoIndex.open(idx)
+    assert sorted(r.id for r in after.records) == ["b copy.mkv", "b.mkv", "renamed/a2.mp4"]
+    for new, old in (("renamed/a2.mp4", "a.mp4"), ("b copy.mkv", "b.mkv")):
+        np.testing.assert_allclose(after.video_frames(after.position(new), pictures=True)[0], rows[old], atol=2e-3)
+        assert after.records[after.position(new)].mtime_ns == (small_folder / new).stat().st_mtime_ns
+    top = eng.search(small_folder / "renamed" / "a2.mp4", k=1).matches[0]
+    assert top.id == "renamed/a2.mp4" and Path(eng.video(top.id).path) == small_folder / "renamed" / "a2.mp4"
+
+
 def test_an_index_from_before_content_hashes_gets_them_once(small_folder, tmp_path):
     from engine.index import VideoIndex
 

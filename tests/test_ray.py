@@ -37,7 +37,9 @@ def test_ray_index_equals_the_single_process_index(local_ray, pca_model, tmp_pat
     assert "skipped broken.mp4" in capsys.readouterr().out
 
     a, b = VideoIndex.open(tmp_path / "single"), VideoIndex.open(tmp_path / "ray")
-    assert [r.id for r in a.records] == [r.id for r in b.records] == sorted(single.added)
+    # the same videos, in the same (shuffled, while the codec is untrained) order
+    assert [r.id for r in a.records] == [r.id for r in b.records]
+    assert sorted(r.id for r in a.records) == sorted(single.added)
     assert b.manifest["model_id"] == a.manifest["model_id"]
     np.testing.assert_allclose(b.video_vectors(), a.video_vectors(), atol=2e-3)
     for pos in range(len(a)):

@@ -996,12 +996,18 @@ class VideoIndex:
         self._fill_derived(persist=True)
         self._commit()
 
+    @property
+    def codec_pending(self) -> bool:
+        """True while the frame codec is still to be trained on the frames appended next (it
+        trains once there are enough); False once trained or for an index kept in float16."""
+        return not self.codec.trained and self.manifest["codec"].get("train") not in (None, FLOAT16)
+
     def _maybe_train_codec(self, new_frames: np.ndarray) -> bool:
         """Train the codec once there are enough frames; True when the float16 segments
         must then be recoded."""
-        spec = self.manifest["codec"]
-        if self.codec.trained or spec.get("train") in (None, FLOAT16):
+        if not self.codec_pending:
             return False
+        spec = self.manifest["codec"]
         need = int(spec.get("train_frames", TRAIN_FRAMES))
         have = int(self._frame_start[-1])
         if have + len(new_frames) < need:

@@ -227,7 +227,7 @@ def build_index(
         _reuse_stored(index, plan.reuse)  # before the removals: a moved file's old id is among them
         index.remove(report.removed + report.updated)
         index.update_records(plan.identity)
-        if not index.codec.trained:
+        if index.codec_pending:
             # The frame codec is trained on the first frames embedded; in path order they are
             # one folder's footage (a first build of the demo corpus: its channel uploads only),
             # and the rest was stored at a mean cosine of 0.80-0.86 to its true rows. A fixed

@@ -105,18 +105,18 @@ def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
             i = index.position(vid)
             r = index.records[i]
             if r.size == st.st_size and (r.mtime_ns == st.st_mtime_ns or
-                                         (r.content_hash and content_hash(p) == r.content_hash)):
+                                         (r.content_hash and _hash(p) == r.content_hash)):
                 plan.keep.append(i)
                 if r.mtime_ns != st.st_mtime_ns:
                     report.retimed.append(vid)
                     plan.identity[vid] = {"mtime_ns": st.st_mtime_ns}
-                elif not r.content_hash:
+                elif not r.content_hash and (digest := _hash(p)):
                     report.hashed.append(vid)
-                    plan.identity[vid] = {"content_hash": content_hash(p)}
+                    plan.identity[vid] = {"content_hash": digest}
                 continue
             report.updated.append(vid)
         else:
-            same = _indexed_bytes(p, st.st_size, index, by_size)
+            same = _indexed_bytes(p, st.st_size, by_size)
             if same is not None:
                 report.reused.append((same, vid))
                 plan.reuse[vid] = (same, p)
@@ -128,14 +128,23 @@ def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
     return plan
 
 
-def _indexed_bytes(path: Path, size: int, index: VideoIndex, by_size: dict[int, list]) -> str | None:
+def _indexed_bytes(path: Path, size: int, by_size: dict[int, list]) -> str | None:
     """The id of an indexed video whose file had exactly these bytes, or None (a file is
     read only when a record of its size has a hash)."""
     candidates = by_size.get(size)
     if not candidates:
         return None
-    digest = content_hash(path)
-    return next((r.id for r in candidates if r.content_hash == digest), None)
+    digest = _hash(path)
+    return next((r.id for r in candidates if r.content_hash == digest), None) if digest else None
+
+
+def _hash(path: Path) -> str:
+    """`content_hash` of a file, or "" when it cannot be read: the file is then embedded (or
+    reported unreadable) as if it had no hash, never an error that stops the run."""
+    try:
+        return content_hash(path)
+    except OSError:
+        return ""
 
 
 def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
@@ -146,7 +155,7 @@ def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
         id=vid, path=vid, size=st.st_size, mtime_ns=st.st_mtime_ns,
         duration=round(float(emb.duration), 3), fps=round(float(info.fps), 3) if info else 0.0,
         width=info.width if info else 0, height=info.height if info else 0,
-        num_frames=emb.num_frames, warnings=list(emb.warnings), content_hash=content_hash(path),
+        num_frames=emb.num_frames, warnings=list(emb.warnings), content_hash=_hash(path),
     )
 
 

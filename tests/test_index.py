@@ -138,6 +138,34 @@ def test_a_moved_or_copied_file_reuses_the_stored_rows(small_folder, tmp_path, m
     assert top.id == "renamed/a2.mp4" and Path(eng.video(top.id).path) == small_folder / "renamed" / "a2.mp4"
 
 
+def test_a_file_that_cannot_be_hashed_is_embedded_not_an_error(small_folder, tmp_path, monkeypatch):
+    """Hashing reads the whole file; a read error there (permissions, a file being replaced)
+    must leave the run to the old size + mtime test, not stop it."""
+    from engine import indexing
+
+    eng = Engine(backbone="efficientnet-lite0")
+    idx = tmp_path / "idx"
+    eng.build_index(small_folder, idx, progress=False)
+    st = (small_folder / "a.mp4").stat()
+    os.utime(small_folder / "a.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    (small_folder / "b copy.mkv").write_bytes((small_folder / "b.mkv").read_bytes())
+    real = indexing.content_hash
+
+    def unreadable(path, *args):
+        if Path(path).name in ("a.mp4", "b copy.mkv"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args)
+
+    monkeypatch.setattr(indexing, "content_hash", unreadable)
+    report = eng.build_index(small_folder, idx, progress=False)
+    assert report.updated == ["a.mp4"] and report.retimed == []  # embedded again, as without hashes
+    assert report.added == ["b copy.mkv"] and report.reused == []
+    from engine.index import VideoIndex
+
+    records = {r.id: r for r in VideoIndex.open(idx).records}
+    assert records["a.mp4"].content_hash == "" and records["b.mkv"].content_hash
+
+
 def test_an_index_from_before_content_hashes_gets_them_once(small_folder, tmp_path):
     from engine.index import VideoIndex
 

@@ -103,10 +103,14 @@ def similarities(embeddings: Embeddings, queries: Iterable[str], database: Itera
 
 
 def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: Database,
-           top: int = 10, method: Localiser | str = Localiser.TEMPORAL_NETWORK, fps: float = 1.0
+           top: int = 10, method: Localiser | str = Localiser.TEMPORAL_NETWORK, fps: float = 1.0,
+           durations: Mapping[str, float] | None = None
            ) -> dict[str, dict[str, list[tuple[float, float, float, float]]]]:
     """Every copied segment of each query and its `top` best videos, as boxes (query start,
-    query end, video start, video end) in seconds; frames are 1/fps s apart from 0."""
+    query end, video start, video end) in seconds; frames are 1/fps s apart from 0.
+    `durations` (seconds, by video id), where the benchmark knows them, end the boxes as a
+    search does (at most the video's length; a copy that runs to its last frame, to its end)."""
+    durations = durations or {}
     position = {v: i for i, v in enumerate(db.ids)}
     out: dict = {}
     for q, scores in sims.items():
@@ -116,7 +120,7 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
             p = position[v]
             sim = db.similarity(qf, p)
             vt = np.arange(sim.shape[1]) / fps
-            segs = matched_segments(sim, qt, vt, 1.0 / fps, method=method)
+            segs = matched_segments(sim, qt, vt, 1.0 / fps, durations.get(q), durations.get(v), method=method)
             out.setdefault(q, {})[v] = [(s.query_start, s.query_end, s.start, s.end) for s in segs]
     return out
 
@@ -142,5 +146,6 @@ def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Me
             sims = similarities(embeddings, benchmark.queries, db, m)
         out[Measure(m).value] = metrics = benchmark.evaluate(sims)
         if hasattr(benchmark, "evaluate_segments"):
-            metrics.update(benchmark.evaluate_segments(locate(embeddings, sims, db, 10, localiser, fps)))
+            found = locate(embeddings, sims, db, 10, localiser, fps, getattr(benchmark, "durations", None))
+            metrics.update(benchmark.evaluate_segments(found))
     return out

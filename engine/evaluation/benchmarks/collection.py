@@ -46,6 +46,8 @@ class CollectionBenchmark:
         self.queries = sorted(self.query_labels)
         self.database = sorted(self.videos)
         self.truth: dict[str, dict[str, list[Box]]] = {q: self._truth(lab) for q, lab in self.query_labels.items()}
+        self.durations: dict[str, float] = {v: float(lab["duration"]) for v, lab in
+                                            (*self.videos.items(), *self.query_labels.items())}
 
     def _truth(self, query: dict) -> dict[str, list[Box]]:
         """{database video: the boxes it shares with the query} (query time is the clip's own)."""

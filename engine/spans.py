@@ -52,6 +52,13 @@ ONE_TO_ONE = 0.7  # share of the diagonal that must match to cut a box to 1:1 ti
 # matrix mean to the threshold. Train/val span F1 of two draws 0.825 -> 0.838, every split
 # up; two samples back, or the end too, lost (notebooks/RESULTS.md, round 21)
 START_GROWTH = 0.5
+# Samples are instants 1 step apart, so a copy ends somewhere between its last matching
+# sample and the next. A box ends END_BASE steps after its last sample, plus the share of a
+# step that the next sample on its diagonal matches (0 at the matrix mean, 1 at the box's
+# median row maximum; a fade out, a partly matching second). Ending a full step after it
+# over-ran: train/val span F1 of two draws 0.837 -> 0.852, every split up (+0.013 to
+# +0.020), a third draw +0.014; the start is best left as it is (notebooks/RESULTS.md, round 26)
+END_BASE = 0.6
 
 
 def matched_span(
@@ -78,10 +85,33 @@ def matched_span(
     return Span(best.query_start, best.query_end, best.start, best.end)
 
 
-def _box_span(cls, box, query_times, target_times, step, query_duration, target_duration, **extra):
+def _end_extents(box: tuple[int, int, int, int], sim: np.ndarray, query_times: np.ndarray,
+                 target_times: np.ndarray, step: float, query_duration: float | None,
+                 target_duration: float | None) -> tuple[float, float]:
+    """How far past its last sample a box's copy runs on the query and target axes, in
+    steps: END_BASE plus the share of a step that the next diagonal sample matches. A box
+    whose last sample is a video's last runs to that video's end when its duration is
+    known, and the other axis as far (a 1:1 copy)."""
     i0, i1, j0, j1 = box
-    q_end = float(query_times[i1]) + step
-    t_end = float(target_times[j1]) + step
+    q_edge, t_edge = i1 + 1 >= sim.shape[0], j1 + 1 >= sim.shape[1]
+    if not (q_edge or t_edge):
+        low = float(sim.mean())
+        high = float(np.median(sim[i0 : i1 + 1, j0 : j1 + 1].max(axis=1)))
+        share = (float(sim[i1 + 1, j1 + 1]) - low) / max(high - low, 1e-6)
+        extent = END_BASE + float(np.clip(share, 0.0, 1.0))
+        return extent, extent
+    q_rest = (query_duration - float(query_times[i1])) / step if q_edge and query_duration else None
+    t_rest = (target_duration - float(target_times[j1])) / step if t_edge and target_duration else None
+    q_ext = q_rest if q_rest is not None else t_rest if t_rest is not None else END_BASE
+    t_ext = t_rest if t_rest is not None else q_ext
+    return max(0.0, q_ext), max(0.0, t_ext)
+
+
+def _box_span(cls, box, query_times, target_times, step, query_duration, target_duration,
+              extents=(1.0, 1.0), **extra):
+    i0, i1, j0, j1 = box
+    q_end = float(query_times[i1]) + extents[0] * step
+    t_end = float(target_times[j1]) + extents[1] * step
     if query_duration:
         q_end = min(q_end, query_duration)
     if target_duration:
@@ -140,9 +170,10 @@ def matched_segments(
     relative, so it suits raw and background-normalised matrices alike). Segments other
     than the best must score at least a third of it. A TN box much longer on one axis is
     cut to 1:1 time where that diagonal matches (`_one_to_one`), and may take the sample
-    before it (`_grow_start`). The method, THRESHOLD, ONE_TO_ONE and START_GROWTH were chosen
+    before it (`_grow_start`). A segment ends between its last matching sample and the next
+    (`_end_extents`). The method, THRESHOLD, ONE_TO_ONE, START_GROWTH and END_BASE were chosen
     by span F1 on the collection benchmark's train and validation splits
-    (notebooks/RESULTS.md, rounds 6, 13 and 21).
+    (notebooks/RESULTS.md, rounds 6, 13, 21 and 26).
     """
     sim = np.asarray(sim, np.float32)
     if sim.size == 0:
@@ -160,6 +191,7 @@ def matched_segments(
         i0, i1, j0, j1 = box
         score = float(sim[i0 : i1 + 1, j0 : j1 + 1].max(axis=1).mean())
         segs.append(_box_span(Segment, box, query_times, target_times, step, query_duration, target_duration,
+                              _end_extents(box, sim, query_times, target_times, step, query_duration, target_duration),
                               score=score))
     return segs
 

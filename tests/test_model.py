@@ -239,13 +239,14 @@ def test_matched_span_finds_offset_and_speed():
     sim = rng.uniform(-0.1, 0.2, size=(10, 40)).astype(np.float32)
     for i in range(10):
         sim[i, 20 + i] = 0.9  # query 0-10 s at 20-30 s of the target
-    span = matched_span(sim, np.arange(10.0), np.arange(40.0))
+    span = matched_span(sim, np.arange(10.0), np.arange(40.0), 1.0, 10.0, 40.0)
     assert (span.query_start, span.query_end, span.start, span.end) == (0, 10, 20, 30)
     sim2 = rng.uniform(-0.1, 0.2, size=(10, 40)).astype(np.float32)
     for i in range(2, 8):
         sim2[i, 5 + 2 * i] = 0.9  # query 2-8 s at double speed from 9 s
     span = matched_span(sim2, np.arange(10.0), np.arange(40.0))
-    assert (span.query_start, span.query_end) == (2, 8) and (span.start, span.end) == (9, 20)
+    # a copy ends 0.6 of a step after its last matching sample when the next one is noise
+    assert (span.query_start, span.start) == (2, 9) and 7.6 <= span.query_end < 8.6 and 19.6 <= span.end < 20.6
 
 
 def test_matched_span_edge_cases():
@@ -254,7 +255,7 @@ def test_matched_span_edge_cases():
     assert (span.query_start, span.query_end, span.start, span.end) == (0, 0.5, 0, 0.8)
     # nothing stands out (a flat matrix): a one-frame span, never an exception
     span = matched_span(np.full((5, 7), 0.3, np.float32), np.arange(5.0), np.arange(7.0))
-    assert span.query_end - span.query_start == 1 and span.end - span.start == 1
+    assert 0 < span.query_end - span.query_start <= 1 and 0 < span.end - span.start <= 1
     # a query longer than the target that holds all of it in its middle
     sim = np.full((12, 4), -0.1, np.float32)
     for j in range(4):
@@ -264,7 +265,7 @@ def test_matched_span_edge_cases():
     # times in seconds at 2 fps: the step is half a second
     sim = np.full((6, 6), 0.0, np.float32)
     np.fill_diagonal(sim, 1.0)
-    span = matched_span(sim, np.arange(6) / 2, np.arange(6) / 2, 0.5)
+    span = matched_span(sim, np.arange(6) / 2, np.arange(6) / 2, 0.5, 3.0, 3.0)
     assert (span.query_start, span.query_end, span.start, span.end) == (0, 3, 0, 3)
 
 
@@ -279,14 +280,14 @@ def test_matched_segments_finds_a_clip_used_twice():
         sim[i, 5 + i] = 0.95
         sim[i, 25 + 2 * i] = sim[i, 26 + 2 * i] = 0.9
     for method in Localiser:
-        segs = matched_segments(sim, np.arange(6.0), np.arange(40.0), method=method)
+        segs = matched_segments(sim, np.arange(6.0), np.arange(40.0), 1.0, 6.0, 40.0, method=method)
         assert len(segs) == 2, method
         first, second = segs
         assert (first.query_start, first.query_end, first.start, first.end) == (0, 6, 5, 11)
         assert second.query_start == 0 and second.query_end == 6 and 25 <= second.start and second.end >= 35
         assert first.score > second.score > 0.8
     # a single alignment: one segment, and matched_span agrees with it
-    one = matched_segments(sim[:, :20], np.arange(6.0), np.arange(20.0))
+    one = matched_segments(sim[:, :20], np.arange(6.0), np.arange(20.0), 1.0, 6.0, 20.0)
     assert len(one) == 1 and (one[0].start, one[0].end) == (5, 11)
 
 
@@ -302,13 +303,13 @@ def test_matched_segments_cuts_a_still_shot_to_one_to_one_time():
     for i in range(4):
         sim[2 + i, 10 + i] = 0.95  # the frames actually copied: query 2-6 s
     (seg,) = matched_segments(sim, np.arange(10.0), np.arange(30.0), method=Localiser.TEMPORAL_NETWORK)
-    assert seg.query_end - seg.query_start == seg.end - seg.start == 4, seg
-    assert (seg.start, seg.end) == (10, 14)
+    assert seg.query_end - seg.query_start == pytest.approx(seg.end - seg.start) and seg.start == 10, seg
+    assert 3.6 <= seg.end - seg.start < 4.6, seg
     speed = rng.uniform(0.0, 0.3, (10, 30)).astype(np.float32)
     for i in range(8):
         speed[i, 10 + i // 2] = 0.9  # 8 s of the query shown at double speed in 4 s
     (seg,) = matched_segments(speed, np.arange(10.0), np.arange(30.0), method=Localiser.TEMPORAL_NETWORK)
-    assert (seg.query_start, seg.query_end, seg.start, seg.end) == (0, 8, 10, 14), seg
+    assert (seg.query_start, seg.start) == (0, 10) and 7.6 <= seg.query_end < 8.6 and 13.6 <= seg.end < 14.6, seg
 
 
 def test_a_segment_takes_its_weaker_first_sample():
@@ -323,7 +324,32 @@ def test_a_segment_takes_its_weaker_first_sample():
         sim[i, 10 + i] = 0.9  # query 3-10 s at 13-20 s of the target
     sim[2, 12] = 0.42  # the fade in, one sample before
     (seg,) = matched_segments(sim, np.arange(12.0), np.arange(30.0))
-    assert (seg.query_start, seg.query_end, seg.start, seg.end) == (2, 10, 12, 20), seg
+    assert (seg.query_start, seg.start) == (2, 12) and 9.6 <= seg.query_end < 10.6, seg
+    assert seg.end - seg.query_end == pytest.approx(10), seg
     sim[2, 12] = 0.15  # noise: the segment keeps its start
     (seg,) = matched_segments(sim, np.arange(12.0), np.arange(30.0))
     assert (seg.query_start, seg.start) == (3, 13), seg
+
+
+def test_a_segment_ends_between_its_last_sample_and_the_next():
+    """Samples are instants 1 s apart: a copy ends 0.6 s after its last matching sample,
+    later as the next sample on its diagonal matches more (a fade out), and at the video's
+    end when its last sample is the video's last and the duration is known."""
+    from engine.spans import matched_segments
+
+    rng = np.random.default_rng(4)
+    sim = rng.uniform(-0.1, 0.1, (12, 30)).astype(np.float32)
+    for i in range(2, 8):
+        sim[i, 10 + i] = 0.9  # query 2-8 s at 12-18 s of the target
+    low = float(sim.mean())
+    sim[8, 18] = low  # noise after the last sample
+    (seg,) = matched_segments(sim, np.arange(12.0), np.arange(30.0))
+    assert (seg.query_end, seg.end) == pytest.approx((7.6, 17.6), abs=1e-3), seg
+    sim[8, 18] = 0.25  # the fade out, below the threshold (about 0.3): a quarter of the copy's level
+    (seg,) = matched_segments(sim, np.arange(12.0), np.arange(30.0))
+    share = (0.25 - sim.mean()) / (0.9 - sim.mean())
+    assert (seg.query_end, seg.end) == pytest.approx((7.6 + share, 17.6 + share), abs=1e-3), seg
+    # the copy runs to the query's last sample: it ends with the query (9.4 s long)
+    clip = sim[2:8]
+    (seg,) = matched_segments(clip, np.arange(6.0), np.arange(30.0), 1.0, 5.4, 30.0)
+    assert (seg.query_end, seg.end) == pytest.approx((5.4, 17.4), abs=1e-3), seg

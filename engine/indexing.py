@@ -77,6 +77,7 @@ class Plan:
     report: BuildReport
     identity: dict[str, dict] = field(default_factory=dict)
     reuse: dict[str, tuple[str, Path]] = field(default_factory=dict)  # new id: (indexed id of its bytes, path)
+    twins: dict[str, tuple[str, Path]] = field(default_factory=dict)  # new id: (id embedded this run with its bytes, path)
 
 
 def scan_folder(video_dir: Path) -> list[Path]:
@@ -123,9 +124,37 @@ def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
                 continue
             report.added.append(vid)
         plan.todo.append((vid, p))
+    _find_twins(plan)
     report.unchanged = len(plan.keep)
     report.removed = [r.id for r in index.records if r.id not in present]
     return plan
+
+
+def _find_twins(plan: Plan) -> None:
+    """Files to embed that have the bytes of another file to embed (the same video saved
+    twice) move from `plan.todo` to `plan.twins`: the first is embedded, the others copy its
+    rows. Only files that share a size with another are read."""
+    by_size: dict[int, list[tuple[str, Path]]] = {}
+    for vid, path in plan.todo:
+        try:
+            by_size.setdefault(path.stat().st_size, []).append((vid, path))
+        except OSError:
+            continue
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first: dict[str, str] = {}
+        for vid, path in group:
+            digest = _hash(path)
+            if not digest:
+                continue
+            if digest in first:
+                plan.twins[vid] = (first[digest], path)
+            else:
+                first[digest] = vid
+    if plan.twins:
+        plan.todo = [(vid, path) for vid, path in plan.todo if vid not in plan.twins]
+        plan.report.added = [vid for vid in plan.report.added if vid not in plan.twins]
 
 
 def _indexed_bytes(path: Path, size: int, by_size: dict[int, list]) -> str | None:
@@ -252,9 +281,24 @@ def build_index(
                 index.append(records, embeddings)
                 records, embeddings, last = [], [], time.perf_counter()
         index.append(records, embeddings)
+        _copy_twins(index, plan)
         index.refresh_derived()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _copy_twins(index: VideoIndex, plan: Plan) -> None:
+    """Each twin takes a copy of the rows embedded this run for its first file; when that
+    file could not be embedded, the twin is reported skipped for the same reason."""
+    skipped = dict(plan.report.skipped)
+    ready = {}
+    for vid, (first, path) in plan.twins.items():
+        if first in index:
+            ready[vid] = (first, path)
+            plan.report.reused.append((first, vid))
+        else:
+            plan.report.skipped.append((vid, skipped.get(first, f"{first} (the same bytes) was not indexed")))
+    _reuse_stored(index, ready)
 
 
 def _reuse_stored(index: VideoIndex, reuse: dict[str, tuple[str, Path]], batch: int = 1000) -> None:

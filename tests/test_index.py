@@ -138,6 +138,36 @@ def test_a_moved_or_copied_file_reuses_the_stored_rows(small_folder, tmp_path, m
     assert top.id == "renamed/a2.mp4" and Path(eng.video(top.id).path) == small_folder / "renamed" / "a2.mp4"
 
 
+def test_a_video_saved_twice_is_embedded_once(small_folder, tmp_path, monkeypatch):
+    """Two new files with the same bytes in one run: the first is embedded, the other copies
+    its rows; a twin of a file that cannot be read is skipped for the same reason."""
+    from engine.index import VideoIndex
+
+    (small_folder / "again").mkdir()
+    (small_folder / "again" / "a.mp4").write_bytes((small_folder / "a.mp4").read_bytes())
+    (small_folder / "broken copy.mp4").write_bytes((small_folder / "broken.mp4").read_bytes())
+    eng = Engine(backbone="efficientnet-lite0")
+    embedded = []
+    real = eng.embedder.embed
+
+    def counting(path, *args, **kwargs):
+        embedded.append(Path(path).relative_to(small_folder).as_posix())
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(eng.embedder, "embed", counting)
+    report = eng.build_index(small_folder, tmp_path / "idx", progress=False)
+    assert len(embedded) == len(set(embedded)) and not {"a.mp4", "again/a.mp4"} <= set(embedded)
+    assert not {"broken.mp4", "broken copy.mp4"} <= set(embedded)
+    twin = "again/a.mp4" if "a.mp4" in embedded else "a.mp4"
+    assert [vid for _, vid in report.reused] == [twin] and twin not in report.added
+    skipped = dict(report.skipped)
+    assert skipped["broken copy.mp4"] == skipped["broken.mp4"]
+    index = VideoIndex.open(tmp_path / "idx")
+    np.testing.assert_allclose(index.video_frames(index.position("a.mp4"), pictures=True)[0],
+                               index.video_frames(index.position("again/a.mp4"), pictures=True)[0], atol=2e-3)
+    assert {m.id for m in eng.search(small_folder / "a.mp4", k=2).matches} == {"a.mp4", "again/a.mp4"}
+
+
 def test_a_file_that_cannot_be_hashed_is_embedded_not_an_error(small_folder, tmp_path, monkeypatch):
     """Hashing reads the whole file; a read error there (permissions, a file being replaced)
     must leave the run to the old size + mtime test, not stop it."""

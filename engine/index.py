@@ -62,7 +62,11 @@ from .similarity import Measure, chamfer_many, cosine, look_margins, stream_ids
 from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, write_array, write_array_chunks,
                     write_bytes)
 
-FORMAT_VERSION = 2
+# 3: records carry content_hash and a segment may name a rewritten records file
+# (S.records-G.jsonl), which engines that read only 2 cannot; they now say so instead of
+# failing on the first record. A format-2 index is read as it is and written as 3.
+FORMAT_VERSION = 3
+READS = (1, 2, 3)
 FLAT_LIMIT = 20_000  # a segment with more videos gets an IVF-PQ index; smaller ones are searched exactly
 FRAME_FLAT_ROWS = 20_000  # a segment with more stored rows gets an IVF index of them
 FRAME_NEIGHBOURS = 32  # stored rows each query row fetches for the frame measures' candidates
@@ -376,10 +380,11 @@ class VideoIndex:
     def _from_manifest(cls, directory: Path, manifest: dict) -> "VideoIndex":
         if manifest.get("format_version") == 1:
             return cls._from_v1(directory, manifest)
-        if manifest.get("format_version") != FORMAT_VERSION:
+        if manifest.get("format_version") not in READS:
             raise IndexFileError(
                 f"{directory}: index format {manifest.get('format_version')} is not supported "
-                f"(this engine reads 1 and {FORMAT_VERSION}); rebuild the index")
+                f"(this engine reads formats {READS[0]} to {READS[-1]}); update the engine "
+                "(pip install -U, or git pull) or rebuild the index")
         spec = manifest["codec"]
         try:
             data = verified_bytes(directory / spec["file"], spec) if spec["spec"] != FLOAT16 else None

@@ -527,6 +527,7 @@ def test_codec_is_trained_once_there_are_enough_frames(tmp_path):
 def test_format_1_index_opens_and_converts(tmp_path):
     """An index written by the previous engine (format 1) is searched as it is and converted
     to segments by the next writer."""
+    from engine import index as index_module
     from engine.index import VideoIndex
 
     import faiss
@@ -555,9 +556,34 @@ def test_format_1_index_opens_and_converts(tmp_path):
     with VideoIndex.writing(folder) as idx:
         idx.append(more_r, more_e, derive=True)
     new = VideoIndex.open(folder)
-    assert new.manifest["format_version"] == 2 and len(new) == n + 2
+    assert new.manifest["format_version"] == index_module.FORMAT_VERSION and len(new) == n + 2
     assert not list(folder.glob("*-3.npy"))  # the format-1 files are gone
     assert new.records[new.search(more_e[1].frames, more_e[1].video, k=1)[0].position].id == more_r[1].id
+
+
+def test_format_2_index_opens_and_a_newer_format_is_refused_clearly(tmp_path):
+    """Format 2 (before content hashes) is read as it is and written as the current format;
+    a format this engine does not know is an IndexFileError that says what to do, never a
+    traceback on the first record."""
+    from engine.errors import IndexFileError
+    from engine.index import FORMAT_VERSION, MANIFEST, VideoIndex
+
+    records, embs = _synthetic(0, 4, 16, 4)
+    folder = tmp_path / "idx"
+    with VideoIndex.writing(folder, _new(16)) as idx:
+        idx.append(records, embs)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["format_version"] == FORMAT_VERSION == 3
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "format_version": 2}))
+    assert len(VideoIndex.open(folder)) == 4
+    more_r, more_e = _synthetic(4, 1, 16, 4)
+    with VideoIndex.writing(folder) as idx:
+        idx.append(more_r, more_e)
+    assert json.loads((folder / MANIFEST).read_text())["format_version"] == FORMAT_VERSION
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(IndexFileError, match="format 4 is not supported.*update the engine"):
+        VideoIndex.open(folder)
 
 
 def test_ivf_branch_for_large_segments(tmp_path, monkeypatch):

@@ -81,11 +81,19 @@ class Plan:
 
 
 def scan_folder(video_dir: Path) -> list[Path]:
-    """Video files under a folder (recursive, by extension), sorted, hidden files skipped."""
-    return sorted(
-        p for p in video_dir.rglob("*")
-        if p.is_file() and is_video_path(p) and not any(part.startswith(".") for part in p.relative_to(video_dir).parts)
-    )
+    """Video files under a folder (recursive, by extension), sorted, hidden files skipped.
+    Linked folders are followed (a library often links in folders from other disks), each
+    real folder once, so a link back up the tree is no loop."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(video_dir, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # sorted: the same path wins each run
+        found += [Path(root) / f for f in files if not f.startswith(".")]
+    return sorted(p for p in found if is_video_path(p) and p.is_file())
 
 
 def plan_update(video_dir: Path, index: VideoIndex) -> Plan:

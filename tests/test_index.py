@@ -42,6 +42,22 @@ def test_bad_files_are_reported_and_skipped(small_folder, tmp_path):
     assert len(eng.index) == 2
 
 
+def test_linked_folders_are_followed_once(small_folder, tmp_path):
+    """A folder linked in from elsewhere is indexed under its link's path; a link back up the
+    tree is no loop; hidden files and folders stay out."""
+    from engine.indexing import scan_folder
+
+    elsewhere = tmp_path / "other disk"
+    elsewhere.mkdir()
+    (elsewhere / "c.mp4").write_bytes((small_folder / "a.mp4").read_bytes())
+    (small_folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (small_folder / "linked" / "back").symlink_to(small_folder, target_is_directory=True)
+    (small_folder / ".cache").mkdir()
+    (small_folder / ".cache" / "d.mp4").write_bytes(b"x")
+    found = [p.relative_to(small_folder).as_posix() for p in scan_folder(small_folder)]
+    assert found == ["a.mp4", "audio.mp4", "b.mkv", "broken.mp4", "linked/c.mp4"]
+
+
 def test_incremental_add_change_remove(small_folder, tmp_path):
     eng = Engine(backbone="efficientnet-lite0")
     idx = tmp_path / "idx"

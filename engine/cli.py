@@ -209,7 +209,11 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"{args.index_dir}: {len(idx)} videos, {idx.num_frames} frames, {total / 60:.1f} min of video")
     print(f"backbone {m['backbone']} ({m['pooling']}), model {m['model_id'][:16]} "
           f"({m.get('model_path') or 'builtin'}), dim {m['dim']}, {m['sample_fps']:g} fps, FAISS {m.get('faiss')}")
-    print(f"format {m['format_version']}, {len(idx.segments)} segment(s), frames stored as {idx.codec.spec}")
+    others = m.get("codecs", {})
+    also = f" (+ {len(others)} more codec(s) for footage unlike its sample)" if others else ""
+    apart = sum(s.f for s in idx.segments if s.entry.get("codec") == "float16")
+    also += f"; {apart} frames of such footage in float16 until a codec is trained on them" if apart else ""
+    print(f"format {m['format_version']}, {len(idx.segments)} segment(s), frames stored as {idx.codec.spec}{also}")
     if total:
         print(f"{idx.bytes_on_disk / (total / 60) / 1024:.1f} KiB per indexed minute (all index files)")
     return 0

@@ -1,10 +1,11 @@
 """The index: immutable segments of videos, a JSON manifest that names them, and search.
 
-An index directory holds (format 2):
+An index directory holds (format 3):
   manifest.json            format, model identity, dims, codec, the live segments with every
                            data file's size and block checksums, tombstones, derived state
   .lock                    held by the one process writing (engine.files.folder_lock)
-  codec-G.faiss            the trained frame codec (engine.codec), once there are enough frames
+  codec-G.faiss            the trained frame codec (engine.codec), once there are enough frames;
+                           more of them when footage unlike its sample arrives (`DRIFT`)
   S.records.jsonl          per segment S: one VideoRecord per line (S.records-G.jsonl once
                            `update_records` has rewritten them)
   S.offsets.npy            int64 [n + 1]: video i's frames are rows offsets[i]:offsets[i+1]
@@ -23,6 +24,15 @@ adding N videos to an index of M writes O(N) bytes, and a kill at any moment lea
 last committed manifest, whose files are all there. Removed or changed videos are
 tombstoned and dropped when segments merge (small segments are merged in tiers of
 `MERGE_FACTOR`, so there are O(log M) of them) or at an explicit `compact`.
+
+The frame codec is trained once, on the first frames an index receives. A collection that
+later grows into other footage would store that footage through a codec that does not fit
+it (the collection benchmark's landscape, screencast and fractal videos added after its
+slides and webcam uploads: mean cosine 0.83 to their true rows, 0.92 with this). So each new segment is written
+with the codec that keeps its rows best; when none keeps them within `DRIFT` of what it
+keeps of new rows of its own footage, the segment is stored in float16, and once such segments
+hold a codec's sample of frames, a codec is trained on them and they are recoded with it.
+Segments of different codecs merge only with their own (a segment entry names its codec).
 
 Derived state (backgrounds, map) depends on the whole collection while it is small: up
 to `EXACT_FRAMES` frames it is recomputed over every video at `refresh_derived` (end of
@@ -67,6 +77,8 @@ from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, wr
 # failing on the first record. A format-2 index is read as it is and written as 3.
 FORMAT_VERSION = 3
 READS = (1, 2, 3)
+MAX_CODECS = 8  # trained codecs an index may hold (each kind of footage's segments merge apart)
+DRIFT = 0.04  # `_fidelity`: how much worse than rows of its own footage a codec may keep new rows
 FLAT_LIMIT = 20_000  # a segment with more videos gets an IVF-PQ index; smaller ones are searched exactly
 FRAME_FLAT_ROWS = 20_000  # a segment with more stored rows gets an IVF index of them
 FRAME_NEIGHBOURS = 32  # stored rows each query row fetches for the frame measures' candidates
@@ -157,6 +169,31 @@ def records_file(entry: dict) -> str:
 
 def _records_bytes(records: Sequence[VideoRecord]) -> bytes:
     return "".join(json.dumps(asdict(r)) + "\n" for r in records).encode()
+
+
+def _read_codec(directory: Path, spec: dict, dim: int) -> Codec:
+    data = verified_bytes(directory / spec["file"], spec) if spec["spec"] != FLOAT16 else None
+    return Codec.from_bytes(spec["spec"], dim, data, bool(spec.get("unit")))
+
+
+def _held_out_fidelity(spec: str, sample: np.ndarray, held: float = 0.2) -> float:
+    """`_fidelity` on the last `held` of a training sample of a codec trained on the rest: what
+    rows of the same footage get. On its own training sample a codec keeps more (PCAR768,SQ4
+    on 4096 rows of the collection benchmark: 0.982 there, 0.94 on new videos of the same
+    footage, which this estimates within 0.005)."""
+    cut = int(len(sample) * (1 - held))
+    return _fidelity(Codec.train(spec, sample[:cut]), sample[cut:])
+
+
+def _fidelity(codec: Codec, rows: np.ndarray, sample: int = 4096) -> float:
+    """How much of each row's similarity to itself its stored version keeps, x . decode(encode(x))
+    / |x|^2, averaged over rows [n, d] (at most `sample` of them, spread evenly): as a search
+    sees it, the cosine for unit rows through a `unit` codec."""
+    if len(rows) > sample:
+        rows = rows[np.linspace(0, len(rows) - 1, sample).astype(np.int64)]
+    rows = np.asarray(rows, np.float32)
+    back = codec.decode(codec.encode(rows))
+    return float(np.mean(np.sum(rows * back, axis=1) / np.maximum(np.sum(rows * rows, axis=1), 1e-12)))
 
 
 # ------------------------------------------------------------------------------ segments
@@ -307,8 +344,12 @@ class Records(Sequence):
 class VideoIndex:
     """An opened index. Positions 0..N-1 number its live videos, segment by segment."""
 
-    def __init__(self, manifest: dict, directory: Path | None, segments: list[Segment], codec: Codec):
+    def __init__(self, manifest: dict, directory: Path | None, segments: list[Segment], codec: Codec,
+                 codecs: dict[str, Codec] | None = None):
         self.manifest, self.directory, self.segments, self.codec = manifest, directory, segments, codec
+        # codecs other than the main one, by the name a segment entry gives ("float16": footage
+        # that no trained codec fits, waiting for enough frames to train one)
+        self.codecs = codecs if codecs is not None else {FLOAT16: Codec.float16(codec.dim)}
         self._writable = False
         self._reindex()
 
@@ -385,16 +426,18 @@ class VideoIndex:
                 f"{directory}: index format {manifest.get('format_version')} is not supported "
                 f"(this engine reads formats {READS[0]} to {READS[-1]}); update the engine "
                 "(pip install -U, or git pull) or rebuild the index")
-        spec = manifest["codec"]
+        dim = int(manifest["dim"])
         try:
-            data = verified_bytes(directory / spec["file"], spec) if spec["spec"] != FLOAT16 else None
-            codec = Codec.from_bytes(spec["spec"], int(manifest["dim"]), data)
-            segments = [Segment(directory, e, codec) for e in manifest["segments"]]
+            codec = _read_codec(directory, manifest["codec"], dim)
+            codecs = {FLOAT16: Codec.float16(dim)}
+            codecs |= {name: _read_codec(directory, spec, dim) for name, spec in manifest.get("codecs", {}).items()}
+            segments = [Segment(directory, e, codecs[e["codec"]] if "codec" in e else codec)
+                        for e in manifest["segments"]]
         except DamagedFileError as err:
             raise DamagedFileError(str(err)) from None
         except (OSError, ValueError, RuntimeError, KeyError) as err:
             raise DamagedFileError(f"{directory}: index files damaged or missing ({err}); rebuild it") from err
-        return cls(manifest, directory, segments, codec)
+        return cls(manifest, directory, segments, codec, codecs)
 
     @classmethod
     def _from_v1(cls, directory: Path, manifest: dict) -> "VideoIndex":
@@ -936,9 +979,11 @@ class VideoIndex:
         for rec, (_, _, views) in zip(records, rows):
             rec.views = views  # the layout just written
         merge = self._maybe_train_codec(frames)
-        self._write_segment(list(records), videos, frames, meta, lengths, merge)
+        self._write_segment(list(records), videos, frames, meta, lengths, merge,
+                            codec_name=None if merge else self._fitting_codec(frames))
         del frames, videos, meta  # written: not held through the merges below
         self._merge_tiers()
+        self._maybe_train_drift_codec()
         if self._exact():  # the whole collection's backgrounds and map change
             self._invalidate_derived()
         if derive:
@@ -992,10 +1037,12 @@ class VideoIndex:
         self._commit()
 
     def compact(self) -> None:
-        """Rewrite every live video into one segment (IVF-PQ searched when large), dropping
-        tombstones; derived state is recomputed in exact mode and carried over otherwise."""
+        """Rewrite every live video into one segment per codec (IVF-PQ searched when large),
+        dropping tombstones; derived state is recomputed in exact mode and carried over
+        otherwise."""
         self._require_writable()
-        self._merge(list(range(len(self.segments))))
+        for members in self._families().values():  # one segment per codec
+            self._merge([self.segments.index(seg) for seg in members])
         if self._exact():
             self._invalidate_derived()
         self._fill_derived(persist=True)
@@ -1020,47 +1067,106 @@ class VideoIndex:
         old = self._gather([(0, have)]) if have else np.zeros((0, self.dim), np.float32)
         sample = np.concatenate([old, new_frames])[:need]  # the first frames: deterministic
         self.codec = Codec.train(spec["train"], sample)
-        gen = int(self.manifest["generation"]) + 1
-        name = f"codec-{gen}.faiss"
-        self.manifest["codec"] = {"spec": spec["train"], "train": spec["train"], "train_frames": need,
-                                  "file": name, **write_bytes(self.directory / name, self.codec.to_bytes())}
+        self.manifest["codec"] = {"train": spec["train"], "train_frames": need,
+                                  **self._write_codec(self.codec, _held_out_fidelity(spec["train"], sample))}
         return bool(self.segments)
+
+    def _write_codec(self, codec: Codec, fidelity: float) -> dict:
+        """Store a trained codec; its manifest entry, with `fidelity`: how well a codec of its
+        kind keeps rows of its footage that it was not trained on (`_held_out_fidelity`)."""
+        gen = int(self.manifest["generation"]) + 1
+        self.manifest["generation"] = gen
+        name = f"codec-{gen}.faiss"
+        return {"spec": codec.spec, "file": name, "fidelity": round(fidelity, 4), "unit": codec.unit,
+                **write_bytes(self.directory / name, codec.to_bytes())}
+
+    def _fitting_codec(self, frames: np.ndarray) -> str | None:
+        """The codec a new segment is written with: None for the main one, else a name in
+        `codecs`. A trained codec fits when it keeps the new rows (`_fidelity`) no more than
+        DRIFT below what it keeps of its own footage; the best fitting one wins, the main one on a
+        tie; when none fits, "float16" (indexes whose codec predates the measure: the main)."""
+        if not self.codec.trained or "fidelity" not in self.manifest["codec"]:
+            return None
+        specs = {None: self.manifest["codec"], **self.manifest.get("codecs", {})}
+        best, best_fit = FLOAT16, -np.inf
+        for name, spec in specs.items():
+            fit = _fidelity(self.codec if name is None else self.codecs[name], frames)
+            if fit >= spec["fidelity"] - DRIFT and fit > best_fit:
+                best, best_fit = name, fit
+        return best
+
+    def _families(self) -> dict[str | None, list[Segment]]:
+        """The segments by the codec they are written with (None: the main codec)."""
+        out: dict[str | None, list[Segment]] = {}
+        for seg in self.segments:
+            out.setdefault(seg.entry.get("codec"), []).append(seg)
+        return out
+
+    def _maybe_train_drift_codec(self) -> None:
+        """Once the float16 segments of footage that no codec fits hold a codec's sample of
+        frames, train a codec on them (rows spread evenly over them) and recode them with it.
+        The new codec is kept only when it keeps their rows at least DRIFT / 2 better than
+        the best codec there is (and there are fewer than MAX_CODECS); else they are recoded
+        with that best one, so that hard footage of the same kind (the last few percent of
+        any collection) does not breed codecs."""
+        waiting = self._families().get(FLOAT16, [])
+        need = int(self.manifest["codec"].get("train_frames", TRAIN_FRAMES))
+        if sum(seg.f for seg in waiting) < need:
+            return
+        rows = np.concatenate([seg.codec.decode(seg.frames.all()) for seg in waiting])
+        sample = rows[np.linspace(0, len(rows) - 1, need).astype(np.int64)]
+        del rows
+        fits = {name: _fidelity(self.codec if name is None else self.codecs[name], sample)
+                for name in [None, *self.manifest.get("codecs", {})]}
+        best = max(fits, key=lambda name: fits[name])
+        spec = self.manifest["codec"].get("train") or self.codec.spec
+        fidelity = _held_out_fidelity(spec, sample)
+        if len(fits) < MAX_CODECS and fidelity >= fits[best] + DRIFT / 2:
+            codec = Codec.train(spec, sample)
+            entry = self._write_codec(codec, fidelity)
+            best = entry["file"].removesuffix(".faiss")
+            self.manifest.setdefault("codecs", {})[best] = entry
+            self.codecs[best] = codec
+        self._merge([self.segments.index(seg) for seg in waiting], codec_name=best)
 
     def _write_segment(self, records: list[VideoRecord], videos: np.ndarray, frames: np.ndarray,
                        meta: np.ndarray, lengths: list[int], recode: bool = False,
-                       derived: dict | None = None, encoded: bool = False) -> None:
+                       derived: dict | None = None, encoded: bool = False, codec_name: str | None = None) -> None:
         """Write one segment of new videos (float32 inputs, or the codec's codes when
-        `encoded`). recode: the old float16 segments are rewritten into it (the codec was
-        just trained)."""
+        `encoded`) with the main codec or `codecs[codec_name]`. recode: the old float16
+        segments are rewritten into it (the codec was just trained)."""
         if recode:
             self._merge(list(range(len(self.segments))), extra=(records, videos, frames, meta, lengths))
             return
+        codec = self.codec if codec_name is None else self.codecs[codec_name]
         gen = int(self.manifest["generation"]) + 1
         name = f"s{gen:06d}"
         d = self.directory
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        video_codes = videos if encoded else self.codec.encode(videos)
+        video_codes = videos if encoded else codec.encode(videos)
         files = {
             "records": write_bytes(d / f"{name}.records.jsonl", _records_bytes(records)),
             "offsets": write_array(d / f"{name}.offsets.npy", offsets),
             "videos": write_array(d / f"{name}.videos.npy", video_codes),
             "frames": (write_array_chunks(d / f"{name}.frames.npy", *frames) if isinstance(frames, tuple) else
-                       write_array(d / f"{name}.frames.npy", frames if encoded else self.codec.encode(frames))),
+                       write_array(d / f"{name}.frames.npy", frames if encoded else codec.encode(frames))),
             "meta": write_array(d / f"{name}.meta.npy", meta),
         }
         del frames
         if len(records) > FLAT_LIMIT:
-            vecs, decode = (video_codes, self.codec.decode) if encoded else (videos, np.asarray)
+            vecs, decode = (video_codes, codec.decode) if encoded else (videos, np.asarray)
             files["faiss"] = _write_index(d / f"{name}.faiss-{gen}.index",
                                           _ivf(len(vecs), lambda a, b: decode(vecs[a:b])))
         if offsets[-1] > FRAME_FLAT_ROWS:  # read back from the file just written, block by block
             stored = CheckedArray(d / f"{name}.frames.npy", files["frames"])
             files["frames_faiss"] = _write_index(
                 d / f"{name}.frames_faiss-{gen}.index",
-                _ivf(int(offsets[-1]), lambda a, b: self.codec.decode(stored.rows(a, b)),
+                _ivf(int(offsets[-1]), lambda a, b: codec.decode(stored.rows(a, b)),
                      rows=frame_index_rows(offsets, [r.views for r in records])))
         entry = {"name": name, "videos": len(records), "frames": int(offsets[-1]), "files": files}
-        seg = Segment(d, entry, self.codec)
+        if codec_name is not None:
+            entry["codec"] = codec_name
+        seg = Segment(d, entry, codec)
         if derived is not None:
             seg.background, seg.video_background, seg.coords = (derived["background"], derived["video_background"],
                                                                 derived["map"])
@@ -1072,10 +1178,11 @@ class VideoIndex:
         self.manifest["generation"] = gen
         self._reindex()
 
-    def _merge(self, which: list[int], extra: tuple | None = None) -> None:
+    def _merge(self, which: list[int], extra: tuple | None = None, codec_name: str | None = "theirs") -> None:
         """Replace the segments at `which` by one holding their live videos (plus `extra`,
-        float32 new videos). Codes are copied as they are when the codec is the same (no
-        decoding: a merge of large segments costs their bytes, not their floats)."""
+        float32 new videos), written with `codec_name`'s codec (None: the main one; "theirs",
+        the default: the members' own, the main one with `extra`). Codes are copied as they are when the codec is the same
+        (no decoding: a merge of large segments costs their bytes, not their floats)."""
         if not which and extra is None:
             return
         if extra is None and not self._exact():
@@ -1083,7 +1190,10 @@ class VideoIndex:
             # so the merged segment carries everyone's instead of recomputing them all
             # (persisted: the reference sample, if drawn now, must reach the manifest).
             self._fill_derived(persist=True)
-        same = extra is None and all(self.segments[s].codec is self.codec for s in which)
+        if codec_name == "theirs":
+            codec_name = self.segments[which[0]].entry.get("codec") if extra is None and which else None
+        target = self.codec if codec_name is None else self.codecs[codec_name]
+        same = extra is None and all(self.segments[s].codec is target for s in which)
         records, vids, frames, meta, lengths = [], [], [], [], []
         keep_derived = extra is None and not self._exact() and all(
             self.segments[s].background is not None and self.segments[s].coords is not None for s in which)
@@ -1140,19 +1250,21 @@ class VideoIndex:
             else:
                 frames_all = np.concatenate(frames) if len(frames) > 1 else frames[0]
             del frames
-            self._write_segment(records, vids_all, frames_all, meta_all, lengths, derived=derived, encoded=same)
+            self._write_segment(records, vids_all, frames_all, meta_all, lengths, derived=derived, encoded=same,
+                                codec_name=codec_name)
 
     def _merge_tiers(self) -> None:
         """Merge segments in tiers: MERGE_FACTOR segments of one size class become one, so
         there are O(log N) segments and each video is rewritten O(log N) times."""
         while True:
-            tiers: dict[int, list[int]] = {}
-            for i, seg in enumerate(self.segments):
-                tiers.setdefault(int(np.log(max(seg.n, 1)) / np.log(MERGE_FACTOR)), []).append(i)
+            tiers: dict[tuple[str, int], list[int]] = {}
+            for i, seg in enumerate(self.segments):  # segments of one codec merge with their own only
+                size = int(np.log(max(seg.n, 1)) / np.log(MERGE_FACTOR))
+                tiers.setdefault((seg.entry.get("codec") or "", size), []).append(i)
             full = [t for t, members in tiers.items() if len(members) >= MERGE_FACTOR]
             if not full:
                 return
-            self._merge(tiers[min(full)])
+            self._merge(tiers[min(full, key=lambda t: t[1])])
 
     def _convert_v1(self) -> None:
         seg = self.segments[0]
@@ -1189,6 +1301,7 @@ class VideoIndex:
         for key in ("codec", "reference"):
             if "file" in (self.manifest.get(key) or {}):
                 named.add(self.manifest[key]["file"])
+        named |= {spec["file"] for spec in self.manifest.get("codecs", {}).values()}
         for f in self.directory.iterdir():
             if f.is_file() and f.name not in named and not f.name.startswith("."):
                 f.unlink(missing_ok=True)

@@ -326,6 +326,7 @@ def named_files(index_dir) -> set[str]:
         names |= {v["file"] for v in e["files"].values() if "file" in v}
         names |= {v["file"] for v in (e.get("derived") or {}).values()}
     names |= {m[k]["file"] for k in ("codec", "reference") if "file" in (m.get(k) or {})}
+    names |= {spec["file"] for spec in m.get("codecs", {}).values()}
     return names
 
 
@@ -528,6 +529,14 @@ def test_codec_is_trained_once_there_are_enough_frames(tmp_path):
         idx.append(*second, derive=True)
     opened = VideoIndex.open(tmp_path / "idx")
     assert opened.codec.spec == "PCAR24,SQ4" and opened.manifest["codec"]["file"]
+    # trained on unit vectors, it decodes to unit vectors (cosines, however well a row was coded)
+    assert opened.manifest["codec"]["unit"] and opened.codec.unit
+    rows = opened.segments[0].codec.decode(opened.segments[0].frames.all())
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    from engine.codec import Codec
+
+    loose = Codec.train("PCAR24,SQ4", 3 * first[1][0].frames.repeat(30, axis=0))
+    assert not loose.unit and np.linalg.norm(loose.decode(loose.encode(3 * first[1][0].frames)), axis=1).min() > 2
     code = opened.segments[0].frames.shape[1]
     assert all(s.frames.shape[1] == code < 2 * d for s in opened.segments)
     hits = 0
@@ -538,6 +547,82 @@ def test_codec_is_trained_once_there_are_enough_frames(tmp_path):
             f, _, _ = opened.video_frames(opened.position(r.id))
             assert np.mean(np.sum(f * e.frames, axis=1)) > 0.7  # near the original (random data: 3/4 of the dims kept)
     assert hits == 40
+
+
+def _footage(first, n, d, frames_per_video, dims):
+    """n synthetic videos whose unit frames lie near the coordinate axes `dims` (one kind of
+    footage; another slice of dims is footage unlike it)."""
+    records, embs = _synthetic(first, n, d, frames_per_video)
+    rng = np.random.default_rng(first)
+    for e in embs:
+        f = 0.05 * rng.standard_normal(e.frames.shape).astype(np.float32)
+        f[:, dims] += rng.standard_normal((len(f), len(dims))).astype(np.float32)
+        e.frames[:] = f / np.linalg.norm(f, axis=1, keepdims=True)
+        e.video[:] = e.frames.mean(0) / np.linalg.norm(e.frames.mean(0))
+    return records, embs
+
+
+def test_footage_unlike_the_codec_gets_a_codec_of_its_own(tmp_path):
+    """The codec is trained on the first footage; videos of other footage, added later one by
+    one, wait in float16 and then get a codec trained on them, instead of being stored
+    through one that loses most of them. Each kind of footage keeps its rows; segments of
+    one codec merge with their own; the first footage still goes to the main codec."""
+    from engine.index import VideoIndex
+
+    d, first, other = 32, list(range(16)), list(range(16, 32))
+    folder = tmp_path / "idx"
+    with VideoIndex.writing(folder, _new(d)) as idx:
+        idx.manifest["codec"]["train_frames"] = 300
+        a = _footage(0, 40, d, 10, first)
+        idx.append(*a)  # 400 frames: the main codec is trained on the first footage
+        assert idx.manifest["codec"]["fidelity"] > 0.95
+        b = _footage(100, 35, d, 10, other)
+        main_keeps = np.mean(np.sum(b[1][0].frames * idx.codec.decode(idx.codec.encode(b[1][0].frames)), axis=1))
+        assert main_keeps < 0.85  # what the main codec would have stored
+        for r, e in zip(*b):
+            idx.append([r], [e])
+            if r.id == "v101":  # the first videos of the other footage wait in float16
+                assert {s.entry.get("codec") for s in idx.segments} == {None, "float16"}
+        more = _footage(200, 5, d, 10, first)
+        idx.append(*more)
+    opened = VideoIndex.open(folder)
+    (name, spec), = opened.manifest["codecs"].items()
+    assert spec["fidelity"] > 0.95 and (folder / spec["file"]).is_file()
+    assert {s.entry.get("codec") for s in opened.segments} == {None, name}
+    assert opened.segments[-1].entry.get("codec") is None  # the first footage, added last
+    for recs, embs in (a, b, more):
+        for r, e in zip(recs, embs):
+            f, _, _ = opened.video_frames(opened.position(r.id))
+            assert np.mean(np.sum(f * e.frames, axis=1)) > 0.95, r.id
+    e = b[1][20]
+    assert opened.records[opened.search(e.frames, e.video, k=1)[0].position].id == "v120"
+    assert set(p.name for p in folder.iterdir()) == named_files(folder)
+    with VideoIndex.writing(folder) as idx:
+        idx.compact()
+    compacted = VideoIndex.open(folder)
+    assert sorted(str(s.entry.get("codec")) for s in compacted.segments) == sorted(["None", name])
+    assert len(compacted) == 80
+
+
+def test_footage_waiting_for_a_codec_joins_the_best_one_when_no_new_one_may_be_trained(tmp_path, monkeypatch):
+    """With no room for another codec, the float16 segments of footage unlike the codec are
+    recoded with the best codec there is once they hold a codec's sample, not kept apart."""
+    from engine import index as index_module
+    from engine.index import VideoIndex
+
+    monkeypatch.setattr(index_module, "MAX_CODECS", 1)
+    d = 32
+    with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
+        idx.manifest["codec"]["train_frames"] = 300
+        idx.append(*_footage(0, 40, d, 10, list(range(16))))
+        other = _footage(100, 30, d, 10, list(range(16, 32)))  # 300 frames: one codec sample
+        for r, e in zip(*other):
+            idx.append([r], [e])
+            if r.id == "v101":
+                assert {s.entry.get("codec") for s in idx.segments} == {None, "float16"}
+    opened = VideoIndex.open(tmp_path / "idx")
+    assert "codecs" not in opened.manifest and {s.entry.get("codec") for s in opened.segments} == {None}
+    assert len(opened) == 70 and opened.records[opened.search(other[1][5].frames, other[1][5].video, k=1)[0].position].id == "v105"
 
 
 def test_format_1_index_opens_and_converts(tmp_path):

@@ -11,6 +11,7 @@ by `VideoIndex.search`; the videos a search does not return rank last.
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +32,8 @@ def build_index(db: "Database", where: str | Path, fps: float = 1.0, tca: bool =
     """Write the database's videos to a new index at `where` (an empty or missing folder)
     and open it: each video's rows as `Database.of` laid them out (its whole frames, then
     each inner picture's), frames 1/fps s apart, its video vector; the index computes its
-    own backgrounds and trains its own codec, as `python -m engine index` would."""
+    own backgrounds and trains its own codecs, as `python -m engine index` would: one video
+    committed at a time, in the same fixed shuffled order."""
     dim = db.frames.shape[1]
     records, embeddings = [], []
     for i, vid in enumerate(db.ids):
@@ -44,8 +46,12 @@ def build_index(db: "Database", where: str | Path, fps: float = 1.0, tca: bool =
             pictures=rows[t:].reshape(views - 1, t, dim) if views > 1 else None))
         records.append(VideoRecord(id=vid, path=vid, size=0, mtime_ns=0, duration=t / fps, fps=fps,
                                    width=0, height=0, num_frames=t, views=views))
+    order = list(range(len(records)))
+    random.Random(0).shuffle(order)  # as engine.indexing.build_index while the codec is untrained
     with VideoIndex.writing(where, VideoIndex.new("evaluation", "-", "-", dim, fps, tca=tca)) as index:
-        index.append(records, embeddings, derive=True)
+        for i in order:
+            index.append([records[i]], [embeddings[i]])
+        index.refresh_derived()
     return VideoIndex.open(where)
 
 

@@ -107,5 +107,6 @@ class Codec:
             return np.zeros((0, self.dim), np.float32)
         out = self._index.sa_decode(np.ascontiguousarray(codes, np.uint8))
         if self.unit:
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+            norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+            out /= np.maximum(norms, 1e-12)[:, None]
         return out

@@ -184,6 +184,21 @@ def test_a_video_saved_twice_is_embedded_once(small_folder, tmp_path, monkeypatc
     assert {m.id for m in eng.search(small_folder / "a.mp4", k=2).matches} == {"a.mp4", "again/a.mp4"}
 
 
+def test_a_remuxed_copy_is_another_file_with_the_same_rows(small_folder, tmp_path):
+    """Twins are byte-identical files only: the speed bench's copies of its clip, remuxed under
+    other titles (the same packets), are each embedded, to the same rows."""
+    from engine.bench import _remux
+
+    _remux(small_folder / "a.mp4", small_folder / "a remuxed.mp4", "another title")
+    assert (small_folder / "a remuxed.mp4").read_bytes() != (small_folder / "a.mp4").read_bytes()
+    eng = Engine(backbone="efficientnet-lite0")
+    report = eng.build_index(small_folder, tmp_path / "idx", progress=False)
+    assert sorted(report.added) == ["a remuxed.mp4", "a.mp4", "b.mkv"] and report.reused == []
+    index = eng.index
+    np.testing.assert_allclose(index.video_frames(index.position("a.mp4"))[0],
+                               index.video_frames(index.position("a remuxed.mp4"))[0], atol=1e-6)
+
+
 def test_a_file_that_cannot_be_hashed_is_embedded_not_an_error(small_folder, tmp_path, monkeypatch):
     """Hashing reads the whole file; a read error there (permissions, a file being replaced)
     must leave the run to the old size + mtime test, not stop it."""

@@ -619,6 +619,42 @@ def test_footage_unlike_the_codec_gets_a_codec_of_its_own(tmp_path):
     assert len(compacted) == 80
 
 
+def test_a_failure_while_footage_gets_its_codec_leaves_the_index_whole(tmp_path, monkeypatch):
+    """The disk fills while waiting footage is recoded with its new codec: the index is the
+    last committed one (its videos all found, the waiting ones in float16), and the next
+    append trains the codec again and drops the orphaned files."""
+    from engine import index as index_module
+    from engine.index import VideoIndex
+
+    d, folder = 32, tmp_path / "idx"
+    with VideoIndex.writing(folder, _new(d)) as idx:
+        idx.manifest["codec"]["train_frames"] = 300
+        idx.append(*_footage(0, 40, d, 10, list(range(16))))
+        other = _footage(100, 30, d, 10, list(range(16, 32)))
+        for r, e in zip(other[0][:29], other[1][:29]):
+            idx.append([r], [e])
+    real = index_module.write_array
+
+    def disk_full(path, array):
+        if path.name.endswith(".frames.npy") and array.dtype == np.uint8:
+            raise OSError(28, "No space left on device")
+        return real(path, array)
+
+    monkeypatch.setattr(index_module, "write_array", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        with VideoIndex.writing(folder) as idx:
+            idx.append([other[0][29]], [other[1][29]])  # the 300th waiting frame: the codec is trained
+    monkeypatch.setattr(index_module, "write_array", real)
+    kept = VideoIndex.open(folder)
+    assert len(kept) == 69 and "codecs" not in kept.manifest
+    assert kept.records[kept.search(other[1][3].frames, other[1][3].video, k=1)[0].position].id == "v103"
+    with VideoIndex.writing(folder) as idx:
+        idx.append([other[0][29]], [other[1][29]])
+    after = VideoIndex.open(folder)
+    assert len(after) == 70 and len(after.manifest["codecs"]) == 1
+    assert set(p.name for p in folder.iterdir()) == named_files(folder)
+
+
 def test_footage_waiting_for_a_codec_joins_the_best_one_when_no_new_one_may_be_trained(tmp_path, monkeypatch):
     """With no room for another codec, the float16 segments of footage unlike the codec are
     recoded with the best codec there is once they hold a codec's sample, not kept apart."""

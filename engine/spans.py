@@ -85,19 +85,19 @@ def matched_span(
     return Span(best.query_start, best.query_end, best.start, best.end)
 
 
-def _end_extents(box: tuple[int, int, int, int], sim: np.ndarray, query_times: np.ndarray,
+def _end_extents(box: tuple[int, int, int, int], sim: np.ndarray, mean: float, query_times: np.ndarray,
                  target_times: np.ndarray, step: float, query_duration: float | None,
                  target_duration: float | None) -> tuple[float, float]:
     """How far past its last sample a box's copy runs on the query and target axes, in
-    steps: END_BASE plus the share of a step that the next diagonal sample matches. A box
+    steps: END_BASE plus the share of a step that the next diagonal sample matches (from
+    the matrix's `mean` to the box's median row maximum). A box
     whose last sample is a video's last runs to that video's end when its duration is
     known, and the other axis as far (a 1:1 copy)."""
     i0, i1, j0, j1 = box
     q_edge, t_edge = i1 + 1 >= sim.shape[0], j1 + 1 >= sim.shape[1]
     if not (q_edge or t_edge):
-        low = float(sim.mean())
         high = float(np.median(sim[i0 : i1 + 1, j0 : j1 + 1].max(axis=1)))
-        share = (float(sim[i1 + 1, j1 + 1]) - low) / max(high - low, 1e-6)
+        share = (float(sim[i1 + 1, j1 + 1]) - mean) / max(high - mean, 1e-6)
         extent = END_BASE + float(np.clip(share, 0.0, 1.0))
         return extent, extent
     q_rest = (query_duration - float(query_times[i1])) / step if q_edge and query_duration else None
@@ -107,8 +107,7 @@ def _end_extents(box: tuple[int, int, int, int], sim: np.ndarray, query_times: n
     return max(0.0, q_ext), max(0.0, t_ext)
 
 
-def _box_span(cls, box, query_times, target_times, step, query_duration, target_duration,
-              extents=(1.0, 1.0), **extra):
+def _box_span(cls, box, query_times, target_times, step, query_duration, target_duration, extents, **extra):
     i0, i1, j0, j1 = box
     q_end = float(query_times[i1]) + extents[0] * step
     t_end = float(target_times[j1]) + extents[1] * step
@@ -191,7 +190,8 @@ def matched_segments(
         i0, i1, j0, j1 = box
         score = float(sim[i0 : i1 + 1, j0 : j1 + 1].max(axis=1).mean())
         segs.append(_box_span(Segment, box, query_times, target_times, step, query_duration, target_duration,
-                              _end_extents(box, sim, query_times, target_times, step, query_duration, target_duration),
+                              _end_extents(box, sim, mean, query_times, target_times, step, query_duration,
+                                           target_duration),
                               score=score))
     return segs
 

@@ -202,6 +202,7 @@ def arguments_info(p: argparse.ArgumentParser) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     from .api import open_index
+    from .codec import FLOAT16
 
     idx = open_index(args.index_dir)
     m = idx.manifest
@@ -211,7 +212,7 @@ def run_info(args: argparse.Namespace) -> int:
           f"({m.get('model_path') or 'builtin'}), dim {m['dim']}, {m['sample_fps']:g} fps, FAISS {m.get('faiss')}")
     others = m.get("codecs", {})
     also = f" (+ {len(others)} more codec(s) for footage unlike its sample)" if others else ""
-    apart = sum(s.f for s in idx.segments if s.entry.get("codec") == "float16")
+    apart = sum(s.f for s in idx.segments if s.entry.get("codec") == FLOAT16)
     also += f"; {apart} frames of such footage in float16 until a codec is trained on them" if apart else ""
     print(f"format {m['format_version']}, {len(idx.segments)} segment(s), frames stored as {idx.codec.spec}{also}")
     if total:

@@ -28,7 +28,8 @@ tombstoned and dropped when segments merge (small segments are merged in tiers o
 The frame codec is trained once, on the first frames an index receives. A collection that
 later grows into other footage would store that footage through a codec that does not fit
 it (the collection benchmark's landscape, screencast and fractal videos added after its
-slides and webcam uploads: mean cosine 0.83 to their true rows, 0.92 with this). So each new segment is written
+slides and webcam uploads: 0.828 of their true rows' similarity kept as searched, 0.948 with
+this, notebooks/RESULTS.md round 26). So each new segment is written
 with the codec that keeps its rows best; when none keeps them within `DRIFT` of what it
 keeps of new rows of its own footage, the segment is stored in float16, and once such segments
 hold a codec's sample of frames, a codec is trained on them and they are recoded with it.
@@ -1090,10 +1091,14 @@ class VideoIndex:
         specs = {None: self.manifest["codec"], **self.manifest.get("codecs", {})}
         best, best_fit = FLOAT16, -np.inf
         for name, spec in specs.items():
-            fit = _fidelity(self.codec if name is None else self.codecs[name], frames)
+            fit = _fidelity(self._codec_named(name), frames)
             if fit >= spec["fidelity"] - DRIFT and fit > best_fit:
                 best, best_fit = name, fit
         return best
+
+    def _codec_named(self, name: str | None) -> Codec:
+        """The codec a segment entry names (None: the main one)."""
+        return self.codec if name is None else self.codecs[name]
 
     def _families(self) -> dict[str | None, list[Segment]]:
         """The segments by the codec they are written with (None: the main codec)."""
@@ -1116,7 +1121,7 @@ class VideoIndex:
         rows = np.concatenate([seg.codec.decode(seg.frames.all()) for seg in waiting])
         sample = rows[np.linspace(0, len(rows) - 1, need).astype(np.int64)]
         del rows
-        fits = {name: _fidelity(self.codec if name is None else self.codecs[name], sample)
+        fits = {name: _fidelity(self._codec_named(name), sample)
                 for name in [None, *self.manifest.get("codecs", {})]}
         best = max(fits, key=lambda name: fits[name])
         spec = self.manifest["codec"].get("train") or self.codec.spec
@@ -1138,7 +1143,7 @@ class VideoIndex:
         if recode:
             self._merge(list(range(len(self.segments))), extra=(records, videos, frames, meta, lengths))
             return
-        codec = self.codec if codec_name is None else self.codecs[codec_name]
+        codec = self._codec_named(codec_name)
         gen = int(self.manifest["generation"]) + 1
         name = f"s{gen:06d}"
         d = self.directory
@@ -1192,7 +1197,7 @@ class VideoIndex:
             self._fill_derived(persist=True)
         if codec_name == "theirs":
             codec_name = self.segments[which[0]].entry.get("codec") if extra is None and which else None
-        target = self.codec if codec_name is None else self.codecs[codec_name]
+        target = self._codec_named(codec_name)
         same = extra is None and all(self.segments[s].codec is target for s in which)
         records, vids, frames, meta, lengths = [], [], [], [], []
         keep_derived = extra is None and not self._exact() and all(

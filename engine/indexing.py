@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -177,11 +178,19 @@ def _indexed_bytes(path: Path, size: int, by_size: dict[int, list]) -> str | Non
 
 def _hash(path: Path) -> str:
     """`content_hash` of a file, or "" when it cannot be read: the file is then embedded (or
-    reported unreadable) as if it had no hash, never an error that stops the run."""
+    reported unreadable) as if it had no hash, never an error that stops the run. A file is
+    read once while its size and time stay the same (planning may hash a new file to find
+    its twin or its indexed bytes, and its record hashes it again)."""
     try:
-        return content_hash(path)
+        st = path.stat()
+        return _hash_of(str(path), st.st_size, st.st_mtime_ns)
     except OSError:
         return ""
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _hash_of(path: str, size: int, mtime_ns: int) -> str:
+    return content_hash(path)
 
 
 def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:

@@ -170,9 +170,20 @@ def test_a_video_saved_twice_is_embedded_once(small_folder, tmp_path, monkeypatc
         embedded.append(Path(path).relative_to(small_folder).as_posix())
         return real(path, *args, **kwargs)
 
+    from engine import indexing
+
+    reads = []
+    real_hash = indexing.content_hash
+
+    def reading(path, *args):
+        reads.append(Path(path).relative_to(small_folder).as_posix())
+        return real_hash(path, *args)
+
     monkeypatch.setattr(eng.embedder, "embed", counting)
+    monkeypatch.setattr(indexing, "content_hash", reading)
     report = eng.build_index(small_folder, tmp_path / "idx", progress=False)
     assert len(embedded) == len(set(embedded)) and not {"a.mp4", "again/a.mp4"} <= set(embedded)
+    assert sorted(reads) == sorted(set(reads)) and "a.mp4" in reads  # each file read once in the run
     assert not {"broken.mp4", "broken copy.mp4"} <= set(embedded)
     twin = "again/a.mp4" if "a.mp4" in embedded else "a.mp4"
     assert [vid for _, vid in report.reused] == [twin] and twin not in report.added

@@ -87,7 +87,7 @@ intros, end cards and black gaps that many videos share are dark, and the video 
 (cosine measure) is the frames weighted by it.
 
 - Model: `{a.model}` (backbone {a.backbone}, {'with' if a.tca else 'without'} TCA).{trained}
-- Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device}.
+- Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device} ({a.precision}).
 - Search: each query frame fetches its nearest indexed frames (FAISS), the videos they belong
   to are the candidates, then chamfer re-ranking of the candidates' frames, each
   frame-to-frame similarity less the indexed frame's background and averaged with its

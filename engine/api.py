@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import DEFAULT_MODEL
-from .backbone import Backbone
+from .backbone import Backbone, Precision
 from .background import distinctiveness
 from .embedding import Embedder, VideoEmbedding
 from .files import resolve
@@ -153,6 +153,7 @@ class EngineInfo:
     videos: int = 0
     frames: int = 0
     faiss: str | None = None
+    precision: str = "float32"  # what the CNN runs in (engine.backbone.Precision)
 
 
 def resolve_model(model: str | Path | None = None) -> tuple[ModelBundle, Path | None]:
@@ -185,6 +186,8 @@ class Engine:
     variants: the query variants a search also describes (greyscale, low detail...: see
     engine.variants; names or Variant, () for none): each query frame counts with its best
     look, so greyscale and degraded copies rank; one more backbone pass per variant.
+    precision: the number format the CNN runs in (`engine.backbone.Precision`; auto: bfloat16
+    on a CPU with AMX, float16 on CUDA, else float32).
     """
 
     def __init__(
@@ -201,6 +204,7 @@ class Engine:
         normalize: bool = True,
         use_tca: bool = True,
         variants: tuple[Variant | str, ...] | str | None = DEFAULT_VARIANTS,
+        precision: Precision | str = Precision.AUTO,
     ):
         if fps is not None and not fps > 0:
             raise ValueError(f"fps must be above 0 (frames sampled per second), not {fps}")
@@ -224,7 +228,8 @@ class Engine:
             self.index.check_model(bundle.identity, bundle.backbone.value)
             self.index.use_device(device)
             fps = fps if fps is not None else float(self.index.manifest["sample_fps"])
-        self.embedder = Embedder(bundle, backbone_weights, device, fps if fps is not None else 1.0, max_duration, max_pixels=max_pixels)
+        self.embedder = Embedder(bundle, backbone_weights, device, fps if fps is not None else 1.0, max_duration,
+                                 max_pixels=max_pixels, precision=precision)
         self.backbone_weights = str(backbone_weights) if backbone_weights else None
         self.candidates = candidates
         self.normalize = normalize
@@ -258,6 +263,7 @@ class Engine:
         out = EngineInfo(b.name, b.backbone.value, b.tca is not None, dict(b.info),
                          str(self.model_path) if self.model_path else None, str(self.embedder.device),
                          float(self.embedder.fps), int(self.embedder.dim))
+        out.precision = str(self.embedder.encoder.dtype).removeprefix("torch.")
         if self.index is not None:
             out.index, out.videos, out.frames = str(self.index.directory), len(self.index), self.index.num_frames
             out.faiss = self.index.manifest.get("faiss")
@@ -419,7 +425,7 @@ class Engine:
             connect(ray)  # a missing Ray or an unreachable cluster fails before the index is touched
             e = self.embedder
             stage = partial(embed_files_ray, bundle=bundle, backbone_weights=self.backbone_weights,
-                            device=str(e.device), fps=e.fps, max_duration=e.max_duration,
+                            device=str(e.device), precision=e.precision.value, fps=e.fps, max_duration=e.max_duration,
                             max_pixels=e.max_pixels, address=ray, actors=actors, inner_pictures=inner_pictures)
         report = build_index(video_dir, index_dir, lambda p: self.embedder.embed(p, inner_pictures), new_index,
                              check, progress, commit_seconds, stage)

@@ -262,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
     ap.add_argument("--sizes", default="10000,100000", help="synthetic index sizes for search latency")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                    help="number format of the CNN (engine.backbone.Precision; default auto)")
     ap.add_argument("--scale", type=int, metavar="N",
                     help="run only the scale part at N synthetic 20-s videos (build, open, search, append)")
     ap.add_argument("--reference-frames", type=int, default=2048,
@@ -294,11 +296,12 @@ def main(argv: list[str] | None = None) -> None:
                 tmp.write_text(json.dumps(out, indent=1))
         return
     clip = args.clip or make_clip(CACHE / CLIP_NAME)
-    eng = Engine(device=args.device)
+    eng = Engine(device=args.device, precision=args.precision)
+    precision = str(eng.embedder.encoder.dtype).removeprefix("torch.")
     with av.open(str(clip)) as c:
         s = c.streams.video[0]
         desc = f"{s.codec_context.name} {s.width}x{s.height} {float(s.average_rate):.0f} fps"
-    print(f"machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, device {args.device}")
+    print(f"machine: {os.cpu_count()} CPU threads, torch {torch.__version__}, device {args.device}, CNN in {precision}")
     print(f"model: {eng.model.name}, embedding dim {eng.embedder.dim}")
     print(f"query: {clip.name} ({desc})\n")
 
@@ -391,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
         record_results(args.results, ["speed"], {
             "command": "python -m engine.bench" + ("" if args.sizes == "10000,100000" else f" --sizes {args.sizes}"),
             "machine": f"{os.cpu_count()} CPU threads ({platform.machine()}), torch {torch.__version__}, "
-                       f"device {args.device}",
+                       f"device {args.device}, CNN in {precision}",
             "query": f"{clip.name} ({desc})", "rows": rows, "other": other,
         })
 

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 BACKBONES = ("efficientnet-lite0", "resnet50")  # engine.backbone.Backbone's values (checked by a test)
 MEASURES = ("cosine", "chamfer", "symmetric_chamfer")  # engine.similarity.Measure's values
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # engine.backbone.Precision's values
 
 
 class UsageError(UserError):
@@ -50,6 +51,9 @@ def add_model_flags(p: argparse.ArgumentParser, model: bool = True, backbone: bo
                    help="ImageNet weights for the backbone: a local file or hf://owner/repo "
                         "(required for resnet50, e.g. hf://timm/resnet50.tv_in1k)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="number format of the CNN (default auto: bfloat16 on a CPU with AMX matrix "
+                        "units, where it is twice as fast; float16 on CUDA; else float32)")
 
 
 def read_list(path: Path) -> list[str]:
@@ -100,7 +104,8 @@ def run_index(args: argparse.Namespace) -> int:
     if args.max_duration is not None and args.max_duration <= 0:
         raise UsageError(f"--max-duration {args.max_duration:g}: seconds used per video must be above 0")
     eng = Engine(model=args.model, backbone=args.backbone, backbone_weights=args.backbone_weights,
-                 device=args.device, fps=args.fps, max_duration=args.max_duration, use_tca=not args.no_tca)
+                 device=args.device, fps=args.fps, max_duration=args.max_duration, use_tca=not args.no_tca,
+                 precision=args.precision)
     print(f"model: {eng.model.name}", file=sys.stderr)
     if args.actors is not None and (args.ray is None or args.actors < 1):
         raise UsageError("--actors needs --ray and a count of at least 1")
@@ -143,7 +148,7 @@ def run_search(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise UsageError("--top-k must be at least 1")
     eng = Engine(model=args.model, index=args.index_dir, backbone_weights=args.backbone_weights, device=args.device,
-                 **({"variants": args.variants} if args.variants is not None else {}))
+                 precision=args.precision, **({"variants": args.variants} if args.variants is not None else {}))
     result = eng.search(args.query, k=args.top_k, measure=args.measure, normalize=not args.no_normalize)
     if args.json:
         print(json.dumps(result.as_dict()))
@@ -177,7 +182,7 @@ def run_embed(args: argparse.Namespace) -> int:
     from .files import atomic_write
 
     eng = Engine(model=args.model, backbone=args.backbone, backbone_weights=args.backbone_weights,
-                 device=args.device)
+                 device=args.device, precision=args.precision)
     e = eng.embed(args.video, variants=())
     if args.out:
         with atomic_write(args.out) as tmp:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backbone import FrameEncoder, load_backbone
+from .backbone import FrameEncoder, Precision, load_backbone
 from .inner_pictures import crop, grey, inner_boxes
 from .model import ModelBundle
 from .tca import aggregate
@@ -79,15 +79,17 @@ class Embedder:
         batch_size: int = 8,
         encoder: FrameEncoder | None = None,
         max_pixels: int = MAX_PIXELS,
+        precision: Precision | str = Precision.AUTO,
     ):
         self.bundle = bundle
+        self.precision = Precision(precision)
         self.max_pixels = max_pixels
         self.device = torch.device(device)
         self.fps = fps
         self.max_duration = max_duration
         self.batch_size = batch_size
         self.encoder = encoder or load_backbone(
-            bundle.backbone, backbone_weights, bundle.pooling, self.device
+            bundle.backbone, backbone_weights, bundle.pooling, self.device, self.precision
         )
         if bundle.pca is not None and bundle.pca.dim_in != self.encoder.dim:
             raise ValueError(

@@ -44,10 +44,12 @@ class EmbedActor:
     (empty when it worked), "embedding": [B] (a pickled VideoEmbedding, empty on error)}."""
 
     def __init__(self, bundle: ModelBundle, backbone_weights: str | None, device: str, fps: float,
-                 max_duration: float | None, max_pixels: int, inner_pictures: bool = True):
+                 max_duration: float | None, max_pixels: int, inner_pictures: bool = True,
+                 precision: str = "auto"):
         from .embedding import Embedder
 
-        self.embedder = Embedder(bundle, backbone_weights, device, fps, max_duration, max_pixels=max_pixels)
+        self.embedder = Embedder(bundle, backbone_weights, device, fps, max_duration, max_pixels=max_pixels,
+                                 precision=precision)
         self.inner_pictures = inner_pictures
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -108,6 +110,7 @@ def embed_files_ray(
     bundle: ModelBundle,
     backbone_weights: str | None = None,
     device: str = "cpu",
+    precision: str = "auto",
     fps: float = 1.0,
     max_duration: float | None = None,
     max_pixels: int = MAX_PIXELS,
@@ -134,7 +137,7 @@ def embed_files_ray(
         num_cpus=cpus, num_gpus=gpus or None,
         fn_constructor_kwargs={"bundle": bundle, "backbone_weights": backbone_weights, "device": actor_device,
                                "fps": fps, "max_duration": max_duration, "max_pixels": max_pixels,
-                               "inner_pictures": inner_pictures},
+                               "inner_pictures": inner_pictures, "precision": precision},
     )
     paths = dict(todo)
 

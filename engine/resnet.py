@@ -41,6 +41,7 @@ class ResNet50(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        self.low_dtype = torch.float32
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -63,8 +64,15 @@ class ResNet50(nn.Module):
         layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
+    def run_in(self, dtype: torch.dtype) -> None:
+        """Run the four stages in `dtype` (bfloat16 on a CPU with AMX); the stem on the
+        picture stays float32 (see EfficientNetLite0Trunk.run_in)."""
+        self.low_dtype = dtype
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            layer.to(dtype)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x)))).to(self.low_dtype)
         outs = []
         for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
             x = layer(x)

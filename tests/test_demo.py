@@ -91,7 +91,7 @@ def test_shipped_heat_strips_show_wrappers_as_common():
     """Without TCA the heat strips show each frame's distinctiveness in the collection: over
     the channel uploads of the shipped index, intro and end-card frames get well under their
     share of the frames (about 0.57 of it: the demo's channels are small; 0.0004 on the
-    collection benchmark), and the channel example's black gap gets nothing."""
+    collection benchmark), and the channel example's black gap next to nothing."""
     channels = json.loads((ASSETS / "demo" / "channels.json").read_text())
     eng = Engine(index=DEFAULT_INDEX)
     got = share = 0.0
@@ -106,7 +106,10 @@ def test_shipped_heat_strips_show_wrappers_as_common():
     example = next((ASSETS / "demo" / "examples").glob("channel-*-full.mp4"))
     q = eng.search(example, k=1)
     w = q.query_distinctiveness * len(q.query_distinctiveness)  # 1 = the frame's share
-    assert w.min() < 0.01 and w[:3].max() < 0.8 and np.median(w) > 1.0
+    # the black gap: 0.0001 of its share when query and index ran the CNN in one precision,
+    # 0.015 for a bfloat16 query against this float32-built index (a flat frame's whitened
+    # descriptor moves most; notebooks/RESULTS.md, round 27)
+    assert w.min() < 0.03 and w[:3].max() < 0.8 and np.median(w) > 1.0
 
 
 @needs_assets

@@ -50,10 +50,11 @@ def test_import_engine_and_cli_help_stay_cheap():
 
 
 def test_cli_choices_match_the_engine():
-    from engine.backbone import Backbone
-    from engine.cli import BACKBONES, COMMANDS, MEASURES, build_parser
+    from engine.backbone import Backbone, Precision
+    from engine.cli import BACKBONES, COMMANDS, MEASURES, PRECISIONS, build_parser
     from engine.similarity import Measure
 
     assert BACKBONES == tuple(b.value for b in Backbone) and MEASURES == tuple(m.value for m in Measure)
+    assert PRECISIONS == tuple(p.value for p in Precision)
     for name in COMMANDS:  # every command's module declares its arguments
         build_parser(name)

@@ -120,7 +120,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.features:
         feats = load_features(args.features, wanted or None)
     else:
-        embedder = Embedder(bundle, args.backbone_weights, args.device)
+        embedder = Embedder(bundle, args.backbone_weights, args.device, precision=args.precision)
         fps = float(embedder.fps)
         if not wanted:
             wanted = [str(p.relative_to(args.videos)) for p in scan_folder(args.videos)]

@@ -81,7 +81,8 @@ def run_pca(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise UsageError(f"{args.copies}: not a collection's labels.json ({type(err).__name__}: {err}); "
                              "make one with python -m engine.evaluation.collection build") from None
-    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device, fps=args.fps)
+    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device, fps=args.fps,
+                        precision=args.precision)
     descs = {}
     for path in paths:
         try:
@@ -200,7 +201,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError("--attention-only needs --pooling attention (with mean pooling the attention "
                          "changes nothing a loss can see, so nothing would be trained)")
     base = builtin_model(args.backbone)
-    encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device)
+    encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device, args.precision)
     try:
         if args.pairs:
             bundle = train_pairs(args.video_dir, args.pairs, args.out, encoder, base, cfg,

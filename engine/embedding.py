@@ -18,7 +18,7 @@ from .inner_pictures import crop, grey, inner_boxes
 from .model import ModelBundle
 from .tca import aggregate
 from .variants import Variant, apply_variant
-from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frames
+from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frame_views, iter_frames
 
 
 @dataclass
@@ -64,6 +64,10 @@ class VideoEmbedding:
             return self.frames[None], self.video[None]
         return (np.concatenate([self.frames[None], self.variant_frames]),
                 np.concatenate([self.video[None], self.variant_videos]))
+
+
+# Short side (px) of the whole frames that inner pictures are found in and cut from.
+WHOLE_SIDE = 180
 
 
 class Embedder:
@@ -115,7 +119,15 @@ class Embedder:
                             report: DecodeReport | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`descriptors` and, from the same decode, those of each query variant
         (`engine.variants`): (times [T] s, float32 [T, D], float32 [W, T, D])."""
+        return self._decode_and_describe(path, variants, report)[:3]
+
+    def _decode_and_describe(self, path: str | Path, variants: tuple[Variant, ...], report: DecodeReport | None = None,
+                             whole_side: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+        """`variant_descriptors`, and with `whole_side` the whole frames at that short side
+        (uint8 [h, w, 3] each, from the same decode; else an empty list)."""
         report = report if report is not None else DecodeReport()
+        views = ((256, 224),) + (((whole_side, None),) if whole_side else ())
+        wholes: list[np.ndarray] = []
         batches: queue.Queue = queue.Queue(maxsize=4)
         stop = threading.Event()
 
@@ -129,12 +141,13 @@ class Embedder:
         def produce() -> None:
             try:
                 buf_t, buf_i = [], []
-                for t, img in iter_frames(path, self.fps, max_duration=self.max_duration, report=report,
-                                          max_pixels=self.max_pixels):
+                for t, (img, *whole) in iter_frame_views(path, self.fps, views, self.max_duration, report=report,
+                                                         max_pixels=self.max_pixels):
                     if stop.is_set():
                         return
                     buf_t.append(t)
                     buf_i.append(img)
+                    wholes.extend(whole)
                     if len(buf_i) == self.batch_size:
                         put((buf_t, np.stack(buf_i)))
                         buf_t, buf_i = [], []
@@ -168,7 +181,7 @@ class Embedder:
             torch.set_num_threads(threads)
             thread.join()
         out = np.concatenate(descs, axis=1)
-        return np.asarray(times, np.float32), out[0], out[1:]
+        return np.asarray(times, np.float32), out[0], out[1:], wholes
 
     def embed_descriptors(self, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Backbone descriptors [T, D] -> (frames [T, d], video [d], attention [T]), float32."""
@@ -177,18 +190,23 @@ class Embedder:
     def picture_descriptors(self, path: str | Path, times: np.ndarray) -> np.ndarray:
         """Backbone descriptors float32 [V, T, D] of a video's inner pictures (`engine.inner_pictures`)
         at `times` [T] s (those of `descriptors`); V = 0 when there are none. A second,
-        small decode of the whole frames (180 px high, no crop) finds the boxes."""
+        small decode of the whole frames (`WHOLE_SIDE` px high, no crop) finds the boxes
+        (`embed` takes them from its one decode instead)."""
         step = 1.0 / self.fps
         shown = {int(round(t / step)): img for t, img in iter_frames(
-            path, self.fps, short_side=180, crop=None, max_duration=self.max_duration,
+            path, self.fps, short_side=WHOLE_SIDE, crop=None, max_duration=self.max_duration,
             max_pixels=self.max_pixels)}
         keys = [int(round(float(t) / step)) for t in times]
-        out = []
-        if keys and all(k in shown for k in keys):  # else a damaged file: whole frames only
-            images = [shown[k] for k in keys]
-            for box in inner_boxes(grey(np.stack(images))):
-                out.append(self.encoder.describe(np.stack([crop(img, box) for img in images]), self.batch_size))
-        return np.stack(out) if out else np.zeros((0, len(times), self.encoder.dim), np.float32)
+        if not keys or not all(k in shown for k in keys):  # a damaged file: whole frames only
+            return np.zeros((0, len(times), self.encoder.dim), np.float32)
+        return self._pictures_in([shown[k] for k in keys])
+
+    def _pictures_in(self, images: list[np.ndarray]) -> np.ndarray:
+        """Backbone descriptors float32 [V, T, D] of the inner pictures found in a video's
+        whole frames (uint8 [h, w, 3] each, `WHOLE_SIDE` high)."""
+        out = [self.encoder.describe(np.stack([crop(img, box) for img in images]), self.batch_size)
+               for box in inner_boxes(grey(np.stack(images)))] if images else []
+        return np.stack(out) if out else np.zeros((0, len(images), self.encoder.dim), np.float32)
 
     def inner_pictures(self, path: str | Path, times: np.ndarray) -> np.ndarray:
         """Frame embeddings float32 [V, T, d] of a video's inner pictures at `times` [T] s."""
@@ -200,7 +218,8 @@ class Embedder:
         a query is compared whole); with `variants`, those query variants too (for searching:
         `engine.variants`). Raises engine.video.VideoError for files that cannot be used."""
         report = DecodeReport()
-        times, desc, variant_desc = self.variant_descriptors(path, tuple(variants), report)
+        times, desc, variant_desc, wholes = self._decode_and_describe(path, tuple(variants), report,
+                                                                      WHOLE_SIDE if inner_pictures else None)
         frames, video, attention = self.embed_descriptors(desc)
         variant_frames, variant_videos = embed_sequences(self.bundle, variant_desc, self.device) if variants \
             else (None, None)
@@ -215,7 +234,7 @@ class Embedder:
             info=report.info,
             warnings=report.warnings,
             capped=report.capped,
-            pictures=self.inner_pictures(path, times) if inner_pictures else None,
+            pictures=embed_pictures(self.bundle, self._pictures_in(wholes), self.device) if inner_pictures else None,
             variants=tuple(variants),
             variant_frames=variant_frames,
             variant_videos=variant_videos,

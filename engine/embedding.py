@@ -208,10 +208,6 @@ class Embedder:
                for box in inner_boxes(grey(np.stack(images)))] if images else []
         return np.stack(out) if out else np.zeros((0, len(images), self.encoder.dim), np.float32)
 
-    def inner_pictures(self, path: str | Path, times: np.ndarray) -> np.ndarray:
-        """Frame embeddings float32 [V, T, d] of a video's inner pictures at `times` [T] s."""
-        return embed_pictures(self.bundle, self.picture_descriptors(path, times), self.device)
-
     def embed(self, path: str | Path, inner_pictures: bool = False,
               variants: tuple[Variant, ...] = ()) -> VideoEmbedding:
         """Embed one video file; with `inner_pictures`, its inner pictures too (for indexing:

@@ -223,6 +223,26 @@ def test_the_logo_is_drawn_the_same_everywhere():
     assert 0.2 < (a[..., 3] > 0).mean() < 0.6  # a visible mark, with transparent parts
 
 
+def test_a_feature_cache_says_what_made_it(tiny_folder, tmp_path, capsys):
+    """A cache made by one CNN setting is not extended by another: features of two number
+    formats (or backbones, or rates) would be compared as if they were one."""
+    from engine.evaluation.features import cache_made_by, load_features
+
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"v0.mp4": ["copy_of_v0.mp4"]}))
+    cache = tmp_path / "f.npz"
+    args = ("evaluate", "generic", gt, "--videos", tiny_folder, "--cache", cache, "--measure", "cosine", "--json")
+    code, _, err = run_cli(capsys, *args, "--precision", "float32")
+    assert code == 0, err
+    assert cache_made_by(cache) == "efficientnet-lite0 l3-irmac (packaged weights), float32, 1 fps"
+    assert "__made_by__" not in load_features(cache)  # never read as a video
+    code, _, err = run_cli(capsys, *args, "--precision", "float32")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, *args, "--precision", "bfloat16")
+    assert code == 2 and f"{cache}: its features were made by efficientnet-lite0" in err, err
+    assert "not by efficientnet-lite0 l3-irmac (packaged weights), bfloat16, 1 fps" in err
+
+
 def test_evaluate_reads_hdf5(tmp_path):
     h5py = pytest.importorskip("h5py")
     from engine.evaluation.features import load_features

@@ -77,6 +77,14 @@ def coded_database(embs: dict, database: list[str], queries: set[str], spec: str
     return out
 
 
+def described_by(embedder, weights) -> str:
+    """What makes an evaluation's cached features: the CNN, its weights, its number format
+    and the sampling rate (a cache extended by another would mix two kinds of descriptor)."""
+    enc = embedder.encoder
+    return (f"{enc.name.value} {enc.pooling.value} ({weights or 'packaged weights'}), "
+            f"{str(enc.dtype).removeprefix('torch.')}, {embedder.fps:g} fps")
+
+
 def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder=None,
                     weights=None, shares: dict | None = None) -> dict[str, float]:
     """The benchmark's `attention_share` for the bundle's TCA (or for `shares`, {id: [T]}
@@ -122,9 +130,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     else:
         embedder = Embedder(bundle, args.backbone_weights, args.device, precision=args.precision)
         fps = float(embedder.fps)
+        made_by = described_by(embedder, args.backbone_weights)
         if not wanted:
             wanted = [str(p.relative_to(args.videos)) for p in scan_folder(args.videos)]
-        feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache)
+        feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache, made_by)
     missing = len(set(wanted) - set(feats))
     embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
     pictures = None
@@ -138,7 +147,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         cache = args.cache.with_suffix(".pictures.npz") if args.cache else None
         step = 1.0 / fps
         pic_feats = extract_features(args.videos, db_ids, lambda p: embedder.picture_descriptors(
-            p, np.arange(len(feats[str(p.relative_to(args.videos))])) * step), cache)
+            p, np.arange(len(feats[str(p.relative_to(args.videos))])) * step), cache, made_by)
         pictures = {v: embed_pictures(bundle, x, args.device, not args.no_tca) for v, x in pic_feats.items()}
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
@@ -152,7 +161,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         variants = DEFAULT_VARIANTS if args.query_variants == "default" else parse_variants(args.query_variants)
         cache = args.cache.with_suffix(".variants." + "-".join(v.value for v in variants) + ".npz") if args.cache else None
         var_feats = extract_features(args.videos, [q for q in bench.queries if q in embs],
-                                     lambda p: embedder.variant_descriptors(p, variants)[2], cache)
+                                     lambda p: embedder.variant_descriptors(p, variants)[2], cache, made_by)
         embs = with_variants(embs, var_feats, bundle, args.device, not args.no_tca)
     with contextlib.ExitStack() as stack:
         index = None

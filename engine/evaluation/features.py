@@ -23,6 +23,9 @@ from ..files import atomic_write
 from ..model import ModelBundle
 
 Features = dict[str, np.ndarray]
+# The entry of a cache (.npz) that says what made its features (`extract_features`' made_by);
+# never a video id.
+MADE_BY = "__made_by__"
 
 
 class FeatureError(UserError):
@@ -48,28 +51,49 @@ def load_features(path: str | Path, ids: Iterable[str] | None = None) -> Feature
             raise FeatureError(f"{path}: not a readable HDF5 file of frame features ({err})") from err
     try:
         with np.load(path, allow_pickle=False) as data:
-            keys = [k for k in data.files if wanted is None or k in wanted]
+            keys = [k for k in data.files if k != MADE_BY and (wanted is None or k in wanted)]
             return {k: np.asarray(data[k], np.float32) for k in keys}
     except (OSError, ValueError) as err:
         raise FeatureError(f"{path}: not a readable .npz of frame features ({err})") from err
 
 
-def save_features(features: Mapping[str, np.ndarray], path: str | Path) -> None:
-    """Write {id: [T, D]} as .npz (float16 halves the size; cosine barely moves), atomically."""
+def save_features(features: Mapping[str, np.ndarray], path: str | Path, made_by: str = "") -> None:
+    """Write {id: [T, D]} as .npz (float16 halves the size; cosine barely moves), atomically,
+    with `made_by` (what made them) when given."""
     with atomic_write(path) as tmp:
-        np.savez(tmp, **{k: np.asarray(v, np.float16) for k, v in features.items()})
+        np.savez(tmp, **{k: np.asarray(v, np.float16) for k, v in features.items()},
+                 **({MADE_BY: np.array(made_by)} if made_by else {}))
 
 
-def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache: str | Path | None = None) -> Features:
+def cache_made_by(path: str | Path) -> str | None:
+    """What made the features of a cache written by `save_features` (None: not recorded)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data[MADE_BY]) if MADE_BY in data.files else None
+    except (OSError, ValueError) as err:
+        raise FeatureError(f"{path}: not a readable .npz of frame features ({err})") from err
+
+
+def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache: str | Path | None = None,
+                     made_by: str = "") -> Features:
     """Backbone descriptors of the videos `ids` under `video_dir`, reusing `cache` (.npz).
 
     describe: path -> float32 [T, D] (e.g. `Embedder.descriptors(p)[1]`). Unreadable
-    videos are reported on stderr and left out."""
+    videos are reported on stderr and left out. made_by: what `describe` is (backbone,
+    precision, rate...), kept in the cache; a cache made by something else is an error,
+    since extending it would mix two kinds of descriptor without a word."""
     from ..video import VideoError
 
     feats: Features = {}
     if cache is not None and Path(cache).is_file():
+        stored = cache_made_by(cache)
+        if made_by and stored is not None and stored != made_by:
+            raise FeatureError(f"{cache}: its features were made by {stored}, not by {made_by}; "
+                               "pass another --cache or delete this one")
         feats = load_features(cache)
+        if made_by and stored is None and feats:
+            print(f"note: {cache} does not say what made its features (an older cache); they are "
+                  f"used as they are and new ones are added by {made_by}", file=sys.stderr)
     missing = [i for i in ids if i not in feats]
     for vid in tqdm(missing, desc="describing", unit="video", disable=not missing):
         try:
@@ -77,7 +101,7 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
         except VideoError as err:
             print(f"skipped {err}", file=sys.stderr)
     if cache is not None and missing:
-        save_features(feats, cache)
+        save_features(feats, cache, made_by)
     return feats
 
 

@@ -85,15 +85,18 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
     from ..video import VideoError
 
     feats: Features = {}
+    label = made_by  # an older cache that does not say what made it stays unlabelled
     if cache is not None and Path(cache).is_file():
         stored = cache_made_by(cache)
         if made_by and stored is not None and stored != made_by:
             raise FeatureError(f"{cache}: its features were made by {stored}, not by {made_by}; "
                                "pass another --cache or delete this one")
         feats = load_features(cache)
-        if made_by and stored is None and feats:
-            print(f"note: {cache} does not say what made its features (an older cache); they are "
-                  f"used as they are and new ones are added by {made_by}", file=sys.stderr)
+        if stored is None and feats:
+            label = ""
+            if made_by:
+                print(f"note: {cache} does not say what made its features (an older cache); they are "
+                      "used as they are", file=sys.stderr)
     missing = [i for i in ids if i not in feats]
     for vid in tqdm(missing, desc="describing", unit="video", disable=not missing):
         try:
@@ -101,7 +104,7 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
         except VideoError as err:
             print(f"skipped {err}", file=sys.stderr)
     if cache is not None and missing:
-        save_features(feats, cache, made_by)
+        save_features(feats, cache, label)
     return feats
 
 

@@ -95,6 +95,13 @@ FRAME_CODE = "PCAR{half},IVF{nlist},SQ4"
 # halves the index (storage 21.8 -> 17.7 KiB per indexed minute at d = 512) for no loss
 # through a real index of the collection benchmark (notebooks/RESULTS.md, round 21).
 FRAME_INDEX_EVERY = 2
+# The frame measures' candidates are fetched by at most this many query rows (each look's
+# frames evenly strided, the same frames in every look): a copied stretch is found by any of
+# its rows, and the cost of fetching grows with the rows and with the index's segments. A
+# 60-s query with its five looks has 300 rows; at 300k indexed videos they took 0.93 s to
+# fetch for, 64 take 0.21 s, for no loss through a real index of the collection benchmark at
+# 20 candidates of 460 (notebooks/RESULTS.md, round 28).
+FRAME_QUERY_ROWS = 64
 EXACT_FRAMES = 20_000  # derived state over the whole collection up to this many frames
 REFERENCE_FRAMES = 20_000  # the background reference sample's size above it
 MAP_REFIT_VIDEOS = 5_000  # the UMAP map is refitted up to this many videos, then new videos are placed
@@ -893,13 +900,17 @@ class VideoIndex:
                           ) -> np.ndarray:
         """Live positions of the n_cand best videos by chamfer over the cells the query's rows
         fetch: each row of query_frames [Tq, d] (or its looks [L, Tq, d]) fetches its
-        FRAME_NEIGHBOURS nearest stored rows in every segment; a fetched cell counts as the
+        FRAME_NEIGHBOURS nearest stored rows in every segment (of at most FRAME_QUERY_ROWS
+        rows: a long query's frames are strided); a fetched cell counts as the
         re-rank counts it (a variant look's less VARIANT_MARGIN, less the stored row's
         background when `normalize`), a video scores the sum over query frames of its best
         positive cell. Videos found this way come first; the best by video cosine (`q`
         [L, d]) fill what is left of the list."""
         looks = query_frames if query_frames.ndim == 3 else query_frames[None]
-        n_looks, t, d = looks.shape
+        n_looks, every, d = looks.shape
+        per_look = max(1, FRAME_QUERY_ROWS // n_looks)
+        looks = looks[:, :: max(1, -(-every // per_look))]  # every ceil(Tq / per_look)-th frame
+        t = looks.shape[1]
         rows = looks.reshape(-1, d)
         less = np.repeat(look_margins(n_looks), t)[:, None]
         frame_of = np.tile(np.arange(t, dtype=np.int64), n_looks)[:, None]

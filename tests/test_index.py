@@ -985,3 +985,45 @@ def test_the_frame_index_holds_every_second_row_of_each_stream(tmp_path, monkeyp
     assert seg._frame_index.ntotal == len(held) < seg.f
     _, ids = seg.frame_neighbours(index.codec.decode(seg.frames.rows(0, 5)), 4)
     assert np.isin(ids[ids >= 0], held).all()
+
+
+def test_a_long_query_fetches_candidates_with_a_budget_of_rows(tmp_path, monkeypatch):
+    """A long query with five looks fetches its frame candidates with at most
+    FRAME_QUERY_ROWS rows (each look's frames strided alike), and still finds a video that
+    hides ten seconds of it among unrelated frames, where the video vectors would not."""
+    from engine import index as index_module
+    from engine.bench import _Emb
+    from engine.index import FRAME_QUERY_ROWS, Segment, VideoIndex, VideoRecord
+
+    rng = np.random.default_rng(5)
+    d = 64
+
+    def unit(x):
+        return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+    query = unit(rng.standard_normal((5, 100, d)))  # itself, then four looks
+    videos = [unit(np.concatenate([rng.standard_normal((40, d)), query[0, 40:50] + 0.1 * rng.standard_normal((10, d)),
+                                   rng.standard_normal((40, d))]))]
+    mean = unit(query.mean(1))  # [5, d]: each look's video vector
+    videos += [unit(mean[0] + 0.6 * rng.standard_normal((30, d))) for _ in range(60)]  # near the query by vector
+    embs = [_Emb(f, unit(f.mean(0)), np.arange(len(f), dtype=np.float32), np.full(len(f), 1 / len(f), np.float32))
+            for f in videos]
+    records = [VideoRecord("target" if i == 0 else f"other{i}", f"{i}.mp4", 0, 0, float(len(f)), 30.0, 0, 0, len(f))
+               for i, f in enumerate(videos)]
+    monkeypatch.setattr(index_module, "FRAME_FLAT_ROWS", 100)  # the stored IVF frame index
+    with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
+        idx.append(records, embs, derive=True)
+    index = VideoIndex.open(tmp_path / "idx")
+    by_vector = np.argsort(-(index.video_vectors() @ mean[0]))
+    assert 0 not in by_vector[:5].tolist()  # the video vectors alone would not re-rank it
+    fetched = []
+    original = Segment.frame_neighbours
+
+    def spy(self, rows, k, decoded=None):
+        fetched.append(len(rows))
+        return original(self, rows, k, decoded)
+
+    monkeypatch.setattr(Segment, "frame_neighbours", spy)
+    hits = index.search(query, mean, k=1, candidates=5)
+    assert index.records[hits[0].position].id == "target"
+    assert fetched and max(fetched) <= FRAME_QUERY_ROWS and max(fetched) >= FRAME_QUERY_ROWS - 5, fetched

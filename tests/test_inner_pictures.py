@@ -183,8 +183,11 @@ def test_evaluate_with_inner_pictures_describes_every_ranked_video(pip_corpus, t
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["model"].endswith("with inner pictures")
+    from engine.evaluation.features import MADE_BY
+
     with np.load(tmp_path / "f.pictures.npz") as cached:
-        assert sorted(cached.files) == sorted(p.name for p in (root / "videos").iterdir())
+        assert sorted(set(cached.files) - {MADE_BY}) == sorted(p.name for p in (root / "videos").iterdir())
+        assert MADE_BY in cached.files
         assert cached["pip.mp4"].shape[0] >= 1
     bad = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--inner-pictures"],
                          cwd=ROOT, capture_output=True, text=True)

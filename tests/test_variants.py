@@ -117,8 +117,10 @@ def test_search_and_evaluate_flags(grey_corpus, tmp_path):
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["model"].endswith("queries with variants grey")
+    from engine.evaluation.features import MADE_BY
+
     with np.load(tmp_path / "f.variants.grey.npz") as cached:
-        assert cached.files == ["copy.mp4"] and cached["copy.mp4"].shape[0] == 1
+        assert sorted(cached.files) == sorted(["copy.mp4", MADE_BY]) and cached["copy.mp4"].shape[0] == 1
 
 
 

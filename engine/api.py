@@ -263,7 +263,7 @@ class Engine:
         out = EngineInfo(b.name, b.backbone.value, b.tca is not None, dict(b.info),
                          str(self.model_path) if self.model_path else None, str(self.embedder.device),
                          float(self.embedder.fps), int(self.embedder.dim))
-        out.precision = str(self.embedder.encoder.dtype).removeprefix("torch.")
+        out.precision = self.embedder.encoder.precision_name
         if self.index is not None:
             out.index, out.videos, out.frames = str(self.index.directory), len(self.index), self.index.num_frames
             out.faiss = self.index.manifest.get("faiss")

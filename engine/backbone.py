@@ -200,6 +200,11 @@ class FrameEncoder(nn.Module):
     def device(self) -> torch.device:
         return self.mean.device
 
+    @property
+    def precision_name(self) -> str:
+        """The number format the trunk runs in, as `Precision` names it ("bfloat16")."""
+        return str(self.dtype).removeprefix("torch.")
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float()
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)

@@ -207,7 +207,8 @@ def scale(n: int, work: Path, fpv: int = 20, dim: int = 512, chunk: int = 10_000
     for _ in range(10):
         looks = rng.standard_normal((5, 60, dim), dtype=np.float32)
         looks /= np.linalg.norm(looks, axis=-1, keepdims=True)
-        vectors = looks.mean(1) / np.linalg.norm(looks.mean(1), axis=-1, keepdims=True)
+        vectors = looks.mean(1)
+        vectors /= np.linalg.norm(vectors, axis=-1, keepdims=True)
         s = time.perf_counter()
         index.search(looks, vectors, 10, "chamfer", candidates=100)
         long_times.append(time.perf_counter() - s)

@@ -82,7 +82,7 @@ def described_by(embedder, weights) -> str:
     and the sampling rate (a cache extended by another would mix two kinds of descriptor)."""
     enc = embedder.encoder
     return (f"{enc.name.value} {enc.pooling.value} ({weights or 'packaged weights'}), "
-            f"{str(enc.dtype).removeprefix('torch.')}, {embedder.fps:g} fps")
+            f"{enc.precision_name}, {embedder.fps:g} fps")
 
 
 def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder=None,

@@ -49,10 +49,17 @@ def load_features(path: str | Path, ids: Iterable[str] | None = None) -> Feature
                 return {k: np.asarray(f[k], np.float32) for k in keys}
         except OSError as err:
             raise FeatureError(f"{path}: not a readable HDF5 file of frame features ({err})") from err
+    return _read_npz(path, wanted)[0]
+
+
+def _read_npz(path: Path, wanted: set[str] | None) -> tuple[Features, str | None]:
+    """The features of an .npz (only `wanted` ids if given) and what made them (None: not
+    recorded, see `save_features`)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = [k for k in data.files if k != MADE_BY and (wanted is None or k in wanted)]
-            return {k: np.asarray(data[k], np.float32) for k in keys}
+            made_by = str(data[MADE_BY]) if MADE_BY in data.files else None
+            return {k: np.asarray(data[k], np.float32) for k in keys}, made_by
     except (OSError, ValueError) as err:
         raise FeatureError(f"{path}: not a readable .npz of frame features ({err})") from err
 
@@ -67,11 +74,7 @@ def save_features(features: Mapping[str, np.ndarray], path: str | Path, made_by:
 
 def cache_made_by(path: str | Path) -> str | None:
     """What made the features of a cache written by `save_features` (None: not recorded)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return str(data[MADE_BY]) if MADE_BY in data.files else None
-    except (OSError, ValueError) as err:
-        raise FeatureError(f"{path}: not a readable .npz of frame features ({err})") from err
+    return _read_npz(Path(path), set())[1]
 
 
 def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache: str | Path | None = None,
@@ -87,11 +90,10 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
     feats: Features = {}
     label = made_by  # an older cache that does not say what made it stays unlabelled
     if cache is not None and Path(cache).is_file():
-        stored = cache_made_by(cache)
+        feats, stored = _read_npz(Path(cache), None)
         if made_by and stored is not None and stored != made_by:
             raise FeatureError(f"{cache}: its features were made by {stored}, not by {made_by}; "
                                "pass another --cache or delete this one")
-        feats = load_features(cache)
         if stored is None and feats:
             label = ""
             if made_by:

@@ -69,7 +69,7 @@ from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
-from .similarity import Measure, chamfer_many, cosine, look_margins, stream_ids
+from .similarity import Measure, chamfer_many, cosine, cosine_views, look_margins, stream_ids
 from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, write_array, write_array_chunks,
                     write_bytes)
 
@@ -683,21 +683,23 @@ class VideoIndex:
         with one_thread():
             return query_background(frames, self._query_ref, k, skip)
 
-    def distinctive_vectors(self, positions: np.ndarray) -> np.ndarray:
-        """float32 [len(positions), d]: each live video's whole frames pooled by their
-        distinctiveness in the collection (its stored frame backgrounds)."""
+    def distinctive_vectors(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each live video's views pooled by their distinctiveness in the collection (its
+        stored frame backgrounds): (float32 [sum(views), d], a video's whole frames then
+        each inner picture; int64 [len(positions)] views per video), as
+        `similarity.cosine_views` takes them."""
         row_bg = self._row_backgrounds()
-        spans = []
-        for p in np.asarray(positions, np.int64):
-            lo, hi = self._span(int(p))
-            spans.append((lo, lo + (hi - lo) // max(int(self.records[int(p)].views), 1)))
+        spans = [self._span(int(p)) for p in np.asarray(positions, np.int64)]
+        views = np.array([max(int(self.records[int(p)].views), 1) for p in np.asarray(positions, np.int64)], np.int64)
         frames = self._gather(spans)
-        out = np.zeros((len(spans), self.dim), np.float32)
-        at = 0
-        for i, (lo, hi) in enumerate(spans):
-            out[i] = distinctive_pooling(frames[at : at + hi - lo], row_bg[lo:hi])
-            at += hi - lo
-        return out
+        out = np.zeros((int(views.sum()), self.dim), np.float32)
+        at = row = 0
+        for (lo, hi), v in zip(spans, views):
+            t = (hi - lo) // v
+            out[row : row + v] = distinctive_pooling(frames[at : at + hi - lo].reshape(v, t, self.dim),
+                                                     row_bg[lo:hi].reshape(v, t))
+            at, row = at + hi - lo, row + v
+        return out, views
 
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the live videos."""
@@ -840,7 +842,8 @@ class VideoIndex:
         vectors, of any look (all videos when the index is smaller), are re-ranked exactly by
         the measure, minus the backgrounds when `normalize` (cosine: the video's; chamfer:
         each frame's). Normalised cosine in an index without TCA compares video vectors
-        pooled by distinctiveness (`distinctive_vectors`, `query_background`)."""
+        pooled by distinctiveness, one per view: a video's whole frames and each inner
+        picture (`distinctive_vectors`, `query_background`, `similarity.cosine_views`)."""
         with one_thread():
             return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize)
 
@@ -854,14 +857,15 @@ class VideoIndex:
         n_cand = max(k, min(candidates, n))
         if n_cand >= n:
             pos = np.arange(n)
-        elif measure == Measure.COSINE:
+        elif measure == Measure.COSINE and not (normalize and self.distinctive):
             pos = self._candidates(q, n_cand)
-        else:
+        else:  # a copy inside a picture or a stretch of a long video: its frames find it
             pos = self._frame_candidates(np.asarray(query_frames, np.float32), q, n_cand, normalize)
         if measure == Measure.COSINE:
             if normalize and self.distinctive:
                 looks = np.asarray(query_frames, np.float32)
-                scores = cosine(distinctive_pooling(looks, self.query_background(looks)), self.distinctive_vectors(pos))
+                scores = cosine_views(distinctive_pooling(looks, self.query_background(looks)),
+                                      *self.distinctive_vectors(pos))
             else:
                 scores = cosine(q, self.video_vectors(pos))
             if normalize:

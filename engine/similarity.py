@@ -40,6 +40,15 @@ VARIANT_MARGIN = 0.02
 TEMPORAL_SUPPORT = 0.5
 
 
+# In an index without TCA a video has one vector per view (its whole frames, then each inner
+# picture: a picture-in-picture box, a side-by-side half, a vertical band), and corpus-aware
+# cosine takes the best. A picture's vector must beat the whole frames' by this much: boxes
+# found on uploads (a logo panel, a slide's inset) match other videos' content too. Chosen on
+# the collection benchmark's train and validation splits of two draws (notebooks/RESULTS.md,
+# round 29: 0.05 to 0.15 gave the same; no margin lost 0.02).
+PICTURE_MARGIN = 0.1
+
+
 class Measure(str, enum.Enum):
     COSINE = "cosine"
     CHAMFER = "chamfer"
@@ -50,6 +59,19 @@ def cosine(query: np.ndarray, videos: np.ndarray) -> np.ndarray:
     """query [d] (or its looks [L, d]), videos [N, d] (all L2-normalised) -> [N] (the best
     look's, variants less VARIANT_MARGIN)."""
     return _looks_similarity(np.asarray(query, np.float32)[..., None, :], videos)[0]
+
+
+def cosine_views(query: np.ndarray, vectors: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """Each video's best view: query [d] (or its looks [L, d]); vectors [sum(views), d], every
+    video's whole-frame vector followed by its inner pictures' (all L2-normalised); views [N]
+    (>= 1) -> [N], `cosine` of the best view, an inner picture's less PICTURE_MARGIN."""
+    views = np.asarray(views, np.int64)
+    s = cosine(query, vectors)
+    if not len(views):
+        return s[:0]
+    starts = np.concatenate([[0], np.cumsum(views)[:-1]]).astype(np.int64)
+    s[np.setdiff1d(np.arange(len(s)), starts)] -= PICTURE_MARGIN
+    return np.maximum.reduceat(s, starts)
 
 
 def _looks_similarity(query: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from engine.backbone import BackboneError, Precision, load_backbone, resolve_pre
 from engine.model import ModelBundle, ModelError, builtin_model, load_model, save_model
 from engine.pca import fit_pca
 from engine.resnet import ResNet50
-from engine.similarity import chamfer, chamfer_many, evidence, frame_similarity, symmetric_chamfer, temporal_support
+from engine.similarity import PICTURE_MARGIN, chamfer, chamfer_many, cosine, cosine_views, evidence, frame_similarity, symmetric_chamfer, temporal_support
 from engine.spans import matched_span
 from engine.tca import TCA
 
@@ -235,6 +235,24 @@ def test_chamfer_many_matches_pairwise():
     for chunk in (1, 5, 1000):
         got = chamfer_many(q, frames, offsets, chunk_frames=chunk, background=bg, views=views)
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_cosine_views_takes_each_videos_best_view_and_charges_inner_pictures():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(6, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    views = np.array([1, 3, 2])  # video 0: one view; video 1: whole + 2 pictures; video 2: whole + 1
+    q = v[2]  # video 1's first inner picture
+    s = cosine_views(q, v, views)
+    plain = cosine(q, v)
+    assert s.shape == (3,)
+    assert s[0] == pytest.approx(plain[0])
+    assert s[1] == pytest.approx(max(plain[1], plain[2] - PICTURE_MARGIN, plain[3] - PICTURE_MARGIN))
+    assert s[1] == pytest.approx(1 - PICTURE_MARGIN)  # found through its picture, which pays the margin
+    assert s[2] == pytest.approx(max(plain[4], plain[5] - PICTURE_MARGIN))
+    looks = np.stack([v[0], v[4]])  # a query's looks: the best look of the best view
+    np.testing.assert_allclose(cosine_views(looks, v, views)[[0, 2]], [1.0, 1.0 - 0.02], atol=1e-6)
+    assert cosine_views(q, v[:0], np.zeros(0, np.int64)).shape == (0,)
 
 
 def test_temporal_support_keeps_copied_stretches_and_lowers_lone_matches():

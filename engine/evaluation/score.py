@@ -15,7 +15,7 @@ import numpy as np
 
 from ..background import backgrounds, distinctive_pooling, query_background
 from ..inner_pictures import stored_rows
-from ..similarity import Measure, chamfer_many, cosine, frame_similarity
+from ..similarity import Measure, chamfer_many, cosine, cosine_views, frame_similarity
 from ..spans import Localiser, matched_segments
 from .benchmarks import Benchmark, ranking
 
@@ -38,8 +38,9 @@ class Database:
     frame_bg: np.ndarray | None  # [F]
     video_bg: np.ndarray | None  # [N]
     views: np.ndarray | None = None  # [N]: rows per time (whole frame + inner pictures), as the index stores them
-    # [N, d]: video vectors pooled by distinctiveness, which corpus-aware cosine compares
-    # (an index without TCA); None: the embeddings' own video vectors
+    # [sum(views), d]: each video's views (whole frames, then inner pictures) pooled by
+    # distinctiveness, which corpus-aware cosine compares (an index without TCA); None: the
+    # embeddings' own video vectors
     pooled: np.ndarray | None = None
 
     @classmethod
@@ -59,8 +60,9 @@ class Database:
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
         if normalize and distinctive and ids:
-            db.pooled = np.stack([distinctive_pooling(db.frames[lo:hi], fbg[lo:hi])
-                                  for lo, hi in map(db.whole_rows, range(len(ids)))])
+            db.pooled = np.concatenate([distinctive_pooling(db.frames[lo:hi].reshape(v, -1, dim),
+                                                            fbg[lo:hi].reshape(v, -1))
+                                        for lo, hi, v in zip(offsets[:-1], offsets[1:], views)])
         return db
 
     def whole_rows(self, position: int) -> tuple[int, int]:
@@ -73,7 +75,8 @@ class Database:
         if measure is Measure.COSINE:
             if self.pooled is not None:  # the query's frames pooled by their backgrounds here
                 looks = query[0]
-                s = cosine(distinctive_pooling(looks, query_background(looks, (self.frames, self.offsets))), self.pooled)
+                s = cosine_views(distinctive_pooling(looks, query_background(looks, (self.frames, self.offsets))),
+                                 self.pooled, self.views)
             else:
                 s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s

@@ -48,14 +48,15 @@ class Database:
            pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False) -> "Database":
         """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
         videos, stored after their whole frames as the index stores them. distinctive:
-        corpus-aware cosine compares video vectors pooled by distinctiveness, as an index
-        built without TCA does (`engine.background.distinctive_pooling`)."""
+        corpus-aware cosine compares video vectors pooled by distinctiveness, one per view
+        (whole frames, each inner picture), as an index built without TCA does
+        (`engine.background.distinctive_pooling`, `engine.similarity.cosine_views`)."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
         frames = np.concatenate(rows) if ids else np.zeros((0, dim), np.float32)
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-        views = np.array([len(r) // max(len(embeddings[v][0]), 1) for r, v in zip(rows, ids)], np.int64)
+        views = np.array([max(len(r) // max(len(embeddings[v][0]), 1), 1) for r, v in zip(rows, ids)], np.int64)
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)

@@ -147,7 +147,7 @@ LEGENDS = {
     "attention": "Colour: attention each frame receives from the others in TCA, "
                  "from the video's least (dark) to its most attended frame (yellow).",
     "distinctiveness": "Colour: how distinctive each frame is in this collection (1 − its background, "
-                       "squared), from the video's most common frame (dark: intros, end cards, black "
+                       "cubed), from the video's most common frame (dark: intros, end cards, black "
                        "gaps that many videos share) to its most distinctive (yellow).",
 }
 

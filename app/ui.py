@@ -82,7 +82,7 @@ transformer layer re-describe each frame in the context of the whole video. Vide
 compared frame by frame: **chamfer similarity** averages, over the query's frames, the
 best similarity in the other video. With a TCA model the heat strips show how much
 attention each frame receives from the others (frames that say a lot about the video get more);
-without TCA, how distinctive each frame is in this collection (1 − its background, squared):
+without TCA, how distinctive each frame is in this collection (1 − its background, cubed):
 intros, end cards and black gaps that many videos share are dark, and the video vector
 (cosine measure) is the frames weighted by it, one for the whole frames and one for each
 inner picture (a picture-in-picture box, a side-by-side half), the best counting.

@@ -14,7 +14,7 @@ The index computes the backgrounds when it is saved (so they stay right as video
 added) and stores them beside the frames; a query costs one subtraction more.
 
 The same backgrounds say which frames a video vector should be made of: a model without
-TCA pools its frames weighted by their `distinctiveness` (1 - background, squared), so
+TCA pools its frames weighted by their `distinctiveness` ((1 - background) cubed), so
 bumpers, end cards and black gaps, which match the whole collection, weigh almost
 nothing (`distinctive_pooling`; notebooks/RESULTS.md, round 14).
 """
@@ -25,9 +25,12 @@ import numpy as np
 DEFAULT_K = 10
 DEFAULT_SKIP = 3
 # Exponent of (1 - background) in a frame's weight. 1 to 4 are level on the collection
-# benchmark's train and validation splits of two draws (mean cosine mAP 0.493-0.496,
-# 8 the worst, 0.475); 2 shows the contrast better in the heat strips.
-DISTINCTIVE_POWER = 2
+# benchmark's train and validation splits of two draws (round 14: mean cosine mAP
+# 0.493-0.496, 8 the worst, 0.475; round 29, a vector per view: 0.603 for 2, 3 and 4). 3
+# darkens what a small collection's channels share: in the shipped demo index (channels of
+# 4-6 uploads, whose bumper is shared by as few videos as a clip with some copies) intros
+# and end cards get 0.42 of their share of the weights, against 0.57 with 2 (notebooks/RESULTS.md).
+DISTINCTIVE_POWER = 3
 
 
 def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K, skip: int = DEFAULT_SKIP,

@@ -53,7 +53,7 @@ def test_a_shared_intro_stops_deciding_the_ranking():
 def test_distinctive_pooling_weighs_common_frames_down():
     frames = np.eye(4, dtype=np.float32)[:3]
     w = distinctiveness(np.array([0.2, 0.6, 1.0]))  # the third frame matches everything
-    np.testing.assert_allclose(w, np.array([0.64, 0.16, 0]) / 0.8, atol=1e-6)
+    np.testing.assert_allclose(w, np.array([0.512, 0.064, 0]) / 0.576, atol=1e-6)  # (1 - background)^3
     v = distinctive_pooling(frames, np.array([0.2, 0.2, 1.0]))
     np.testing.assert_allclose(v, [2 ** -0.5, 2 ** -0.5, 0, 0], atol=1e-6)
     np.testing.assert_allclose(distinctive_pooling(frames, np.ones(3)), [3 ** -0.5] * 3 + [0], atol=1e-6)

@@ -30,7 +30,7 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", choices=["engine", "model", "distinctive"], default="engine",
                    help="video vectors (corpus-aware cosine): as an index searches ('engine': a model without "
                         "TCA pools its frames by how distinctive each is in the database, (1 - its "
-                        "background)^2; a TCA model uses its own), the model's own (mean pooling without "
+                        "background)^3; a TCA model uses its own), the model's own (mean pooling without "
                         "TCA), or distinctive pooling of any model's frames")
     p.add_argument("--inner-pictures", action="store_true",
                    help="with --videos: database videos also get their inner pictures (picture-in-picture "

@@ -139,6 +139,15 @@ def distinctiveness(background: np.ndarray) -> np.ndarray:
     return (w / total).astype(np.float32)
 
 
+def distinctive_views(rows: np.ndarray, background: np.ndarray, views: int) -> np.ndarray:
+    """One stored video's views pooled each by distinctiveness: rows [V * T, d] as the index
+    stores them (whole frames, then each inner picture's), their backgrounds [V * T], V =
+    views -> float32 [V, d] (`distinctive_pooling` of each view)."""
+    rows = np.asarray(rows, np.float32)
+    v = max(int(views), 1)
+    return distinctive_pooling(rows.reshape(v, -1, rows.shape[-1]), np.asarray(background, np.float32).reshape(v, -1))
+
+
 def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
     """The video vector of a model without TCA in a collection: frames [T, d] (or looks
     [L, T, d]; L2-normalised) weighted by their `distinctiveness` (background [T] or

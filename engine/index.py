@@ -63,8 +63,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .background import (DEFAULT_K, DEFAULT_SKIP, distinctive_pooling, frame_background, query_background,
-                         video_background)
+from .background import (DEFAULT_K, DEFAULT_SKIP, distinctive_pooling, distinctive_views, frame_background,
+                         query_background, video_background)
 from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
@@ -689,15 +689,14 @@ class VideoIndex:
         each inner picture; int64 [len(positions)] views per video), as
         `similarity.cosine_views` takes them."""
         row_bg = self._row_backgrounds()
-        spans = [self._span(int(p)) for p in np.asarray(positions, np.int64)]
-        views = np.array([max(int(self.records[int(p)].views), 1) for p in np.asarray(positions, np.int64)], np.int64)
+        positions = [int(p) for p in np.asarray(positions, np.int64)]
+        spans = [self._span(p) for p in positions]
+        views = np.array([max(int(self.records[p].views), 1) for p in positions], np.int64)
         frames = self._gather(spans)
         out = np.zeros((int(views.sum()), self.dim), np.float32)
         at = row = 0
         for (lo, hi), v in zip(spans, views):
-            t = (hi - lo) // v
-            out[row : row + v] = distinctive_pooling(frames[at : at + hi - lo].reshape(v, t, self.dim),
-                                                     row_bg[lo:hi].reshape(v, t))
+            out[row : row + v] = distinctive_views(frames[at : at + hi - lo], row_bg[lo:hi], v)
             at, row = at + hi - lo, row + v
         return out, views
 

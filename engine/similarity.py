@@ -70,7 +70,9 @@ def cosine_views(query: np.ndarray, vectors: np.ndarray, views: np.ndarray) -> n
     if not len(views):
         return s[:0]
     starts = np.concatenate([[0], np.cumsum(views)[:-1]]).astype(np.int64)
-    s[np.setdiff1d(np.arange(len(s)), starts)] -= PICTURE_MARGIN
+    picture = np.ones(len(s), bool)
+    picture[starts] = False  # each video's first view is its whole frames
+    s[picture] -= PICTURE_MARGIN
     return np.maximum.reduceat(s, starts)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..background import backgrounds, distinctive_pooling, query_background
+from ..background import backgrounds, distinctive_pooling, distinctive_views, query_background
 from ..inner_pictures import stored_rows
 from ..similarity import Measure, chamfer_many, cosine, cosine_views, frame_similarity
 from ..spans import Localiser, matched_segments
@@ -61,8 +61,7 @@ class Database:
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
         if normalize and distinctive and ids:
-            db.pooled = np.concatenate([distinctive_pooling(db.frames[lo:hi].reshape(v, -1, dim),
-                                                            fbg[lo:hi].reshape(v, -1))
+            db.pooled = np.concatenate([distinctive_views(db.frames[lo:hi], fbg[lo:hi], v)
                                         for lo, hi, v in zip(offsets[:-1], offsets[1:], views)])
         return db
 

@@ -84,8 +84,9 @@ best similarity in the other video. With a TCA model the heat strips show how mu
 attention each frame receives from the others (frames that say a lot about the video get more);
 without TCA, how distinctive each frame is in this collection (1 − its background, cubed):
 intros, end cards and black gaps that many videos share are dark, and the video vector
-(cosine measure) is the frames weighted by it, one for the whole frames and one for each
-inner picture (a picture-in-picture box, a side-by-side half), the best counting.
+(cosine measure) is the frames weighted by it, one for the whole frames, one for each
+8-s window of them (a copy inside a longer video or a compilation) and one for each inner
+picture (a picture-in-picture box, a side-by-side half), the best counting.
 
 - Model: `{a.model}` (backbone {a.backbone}, {'with' if a.tca else 'without'} TCA).{trained}
 - Index: {a.videos} videos, {a.frames} frames, {a.dim}-d embeddings, on {a.device} ({a.precision}).

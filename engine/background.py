@@ -16,7 +16,9 @@ added) and stores them beside the frames; a query costs one subtraction more.
 The same backgrounds say which frames a video vector should be made of: a model without
 TCA pools its frames weighted by their `distinctiveness` ((1 - background) cubed), so
 bumpers, end cards and black gaps, which match the whole collection, weigh almost
-nothing (`distinctive_pooling`; notebooks/RESULTS.md, round 14).
+nothing (`distinctive_pooling`; notebooks/RESULTS.md, round 14); a stored video has such a
+vector for its whole frames, each inner picture and each window of a few seconds
+(`distinctive_views`).
 """
 from __future__ import annotations
 
@@ -139,13 +141,61 @@ def distinctiveness(background: np.ndarray) -> np.ndarray:
     return (w / total).astype(np.float32)
 
 
-def distinctive_views(rows: np.ndarray, background: np.ndarray, views: int) -> np.ndarray:
-    """One stored video's views pooled each by distinctiveness: rows [V * T, d] as the index
-    stores them (whole frames, then each inner picture's), their backgrounds [V * T], V =
-    views -> float32 [V, d] (`distinctive_pooling` of each view)."""
+# A stored video's stretches are views too: a compilation or an insertion holds a query's
+# content in a few seconds of a longer video, whose one vector mixes it with the rest.
+# Windows of WINDOW_SECONDS every WINDOW_STRIDE_SECONDS, in videos at least one window and
+# one stride long. Chosen on the collection benchmark's train and validation splits of two
+# draws (notebooks/RESULTS.md, round 30: 6-8 s windows level, 4 s and 10-16 s lower).
+WINDOW_SECONDS = 8.0
+WINDOW_STRIDE_SECONDS = 4.0
+
+
+def window_starts(samples: int, fps: float) -> tuple[np.ndarray, int]:
+    """The stretches of a video of `samples` frames sampled at `fps` (frames per second)
+    that are views of it: (int64 [W] first frame of each window, frames per window); no
+    windows (an empty array) in a video shorter than a window and a stride."""
+    length = max(int(round(WINDOW_SECONDS * fps)), 1)
+    stride = max(int(round(WINDOW_STRIDE_SECONDS * fps)), 1)
+    if samples < length + stride:
+        return np.zeros(0, np.int64), length
+    return np.arange(0, samples - length + 1, stride, dtype=np.int64), length
+
+
+def distinctive_views(rows: np.ndarray, background: np.ndarray, views: int, fps: float = 1.0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """One stored video's vectors, each pooled by distinctiveness: rows [V * T, d] as the
+    index stores them (whole frames, then each inner picture's), their backgrounds [V * T],
+    V = views, sampled at `fps` -> (float32 [1 + W + V - 1, d]: the whole frames, each
+    window of them (`window_starts`), each inner picture; bool [same], True for an inner
+    picture's, which `similarity.cosine_views` charges a margin)."""
     rows = np.asarray(rows, np.float32)
     v = max(int(views), 1)
-    return distinctive_pooling(rows.reshape(v, -1, rows.shape[-1]), np.asarray(background, np.float32).reshape(v, -1))
+    bg = np.asarray(background, np.float32).reshape(v, -1)
+    frames = rows.reshape(v, -1, rows.shape[-1])
+    starts, length = window_starts(frames.shape[1], fps)
+    whole = distinctive_pooling(frames, bg)  # [V, d]
+    vectors = np.concatenate([whole[:1], _window_pooling(frames[0], bg[0], starts, length), whole[1:]])
+    picture = np.zeros(len(vectors), bool)
+    picture[1 + len(starts):] = True
+    return vectors.astype(np.float32), picture
+
+
+def _window_pooling(frames: np.ndarray, background: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """`distinctive_pooling` of every window frames[a : a + length] (a in starts) at once,
+    from running sums (an hour-long video has some 900 windows): frames [T, d],
+    background [T] -> float32 [len(starts), d]."""
+    if not len(starts):
+        return np.zeros((0, frames.shape[-1]), np.float32)
+    w = np.clip(1.0 - background.astype(np.float64), 0.0, None) ** DISTINCTIVE_POWER
+    ends = starts + length
+    weighted = np.cumsum(np.concatenate([np.zeros((1, frames.shape[-1])), w[:, None] * frames]), axis=0)
+    total = np.cumsum(np.concatenate([[0.0], w]))
+    v = weighted[ends] - weighted[starts]
+    flat = total[ends] - total[starts] <= 1e-12  # every frame as common as the most common: the plain mean
+    if flat.any():
+        plain = np.cumsum(np.concatenate([np.zeros((1, frames.shape[-1])), frames]), axis=0)
+        v[flat] = (plain[ends] - plain[starts])[flat]
+    return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:

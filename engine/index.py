@@ -683,22 +683,27 @@ class VideoIndex:
         with one_thread():
             return query_background(frames, self._query_ref, k, skip)
 
-    def distinctive_vectors(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def distinctive_vectors(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each live video's views pooled by their distinctiveness in the collection (its
-        stored frame backgrounds): (float32 [sum(views), d], a video's whole frames then
-        each inner picture; int64 [len(positions)] views per video), as
+        stored frame backgrounds; `background.distinctive_views`): (float32 [sum(counts), d],
+        a video's whole frames, each window of them, then each inner picture; int64
+        [len(positions)] views per video; bool [sum(counts)], True for an inner picture's), as
         `similarity.cosine_views` takes them."""
         row_bg = self._row_backgrounds()
+        fps = float(self.manifest["sample_fps"])
         positions = [int(p) for p in np.asarray(positions, np.int64)]
         spans = [self._span(p) for p in positions]
-        views = np.array([max(int(self.records[p].views), 1) for p in positions], np.int64)
         frames = self._gather(spans)
-        out = np.zeros((int(views.sum()), self.dim), np.float32)
-        at = row = 0
-        for (lo, hi), v in zip(spans, views):
-            out[row : row + v] = distinctive_views(frames[at : at + hi - lo], row_bg[lo:hi], v)
-            at, row = at + hi - lo, row + v
-        return out, views
+        vectors, pictures, at = [], [], 0
+        for p, (lo, hi) in zip(positions, spans):
+            v, pic = distinctive_views(frames[at : at + hi - lo], row_bg[lo:hi], max(int(self.records[p].views), 1), fps)
+            vectors.append(v)
+            pictures.append(pic)
+            at += hi - lo
+        if not vectors:
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
+        counts = np.array([len(v) for v in vectors], np.int64)
+        return np.concatenate(vectors), counts, np.concatenate(pictures)
 
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the live videos."""
@@ -841,8 +846,9 @@ class VideoIndex:
         vectors, of any look (all videos when the index is smaller), are re-ranked exactly by
         the measure, minus the backgrounds when `normalize` (cosine: the video's; chamfer:
         each frame's). Normalised cosine in an index without TCA compares video vectors
-        pooled by distinctiveness, one per view: a video's whole frames and each inner
-        picture (`distinctive_vectors`, `query_background`, `similarity.cosine_views`)."""
+        pooled by distinctiveness, one per view: a video's whole frames, each window of a
+        few seconds of them and each inner picture (`distinctive_vectors`,
+        `query_background`, `similarity.cosine_views`)."""
         with one_thread():
             return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize)
 

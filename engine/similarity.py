@@ -40,11 +40,12 @@ VARIANT_MARGIN = 0.02
 TEMPORAL_SUPPORT = 0.5
 
 
-# In an index without TCA a video has one vector per view (its whole frames, then each inner
-# picture: a picture-in-picture box, a side-by-side half, a vertical band), and corpus-aware
-# cosine takes the best. A picture's vector must beat the whole frames' by this much: boxes
-# found on uploads (a logo panel, a slide's inset) match other videos' content too. Chosen on
-# the collection benchmark's train and validation splits of two draws (notebooks/RESULTS.md,
+# In an index without TCA a video has one vector per view (its whole frames, each window of
+# a few seconds of them, each inner picture: a picture-in-picture box, a side-by-side half, a
+# vertical band), and corpus-aware cosine takes the best. A picture's vector must beat the
+# whole frames' by this much: boxes found on uploads (a logo panel, a slide's inset) match
+# other videos' content too; a window pays nothing (round 30: any margin lost). Chosen on the
+# collection benchmark's train and validation splits of two draws (notebooks/RESULTS.md,
 # round 29: 0.05 to 0.15 gave the same; no margin lost 0.02).
 PICTURE_MARGIN = 0.1
 
@@ -61,18 +62,17 @@ def cosine(query: np.ndarray, videos: np.ndarray) -> np.ndarray:
     return _looks_similarity(np.asarray(query, np.float32)[..., None, :], videos)[0]
 
 
-def cosine_views(query: np.ndarray, vectors: np.ndarray, views: np.ndarray) -> np.ndarray:
-    """Each video's best view: query [d] (or its looks [L, d]); vectors [sum(views), d], every
-    video's whole-frame vector followed by its inner pictures' (all L2-normalised); views [N]
-    (>= 1) -> [N], `cosine` of the best view, an inner picture's less PICTURE_MARGIN."""
-    views = np.asarray(views, np.int64)
+def cosine_views(query: np.ndarray, vectors: np.ndarray, counts: np.ndarray, picture: np.ndarray) -> np.ndarray:
+    """Each video's best view: query [d] (or its looks [L, d]); vectors [sum(counts), d], each
+    video's views back to back (all L2-normalised; `background.distinctive_views`); counts
+    [N] (>= 1) views per video; picture bool [sum(counts)], True for an inner picture's view
+    -> [N], `cosine` of the best view, an inner picture's less PICTURE_MARGIN."""
+    counts = np.asarray(counts, np.int64)
     s = cosine(query, vectors)
-    if not len(views):
+    if not len(counts):
         return s[:0]
-    starts = np.concatenate([[0], np.cumsum(views)[:-1]]).astype(np.int64)
-    picture = np.ones(len(s), bool)
-    picture[starts] = False  # each video's first view is its whole frames
-    s[picture] -= PICTURE_MARGIN
+    s[np.asarray(picture, bool)] -= PICTURE_MARGIN
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     return np.maximum.reduceat(s, starts)
 
 

@@ -1,7 +1,8 @@
 """Corpus-aware similarity: backgrounds against brute force, and what they do to a ranking."""
 import numpy as np
 
-from engine.background import distinctive_pooling, distinctiveness, frame_background, video_background
+from engine.background import (WINDOW_SECONDS, WINDOW_STRIDE_SECONDS, distinctive_pooling, distinctive_views,
+                               distinctiveness, frame_background, video_background, window_starts)
 from engine.similarity import chamfer_many
 
 
@@ -102,3 +103,54 @@ def test_an_index_without_tca_pools_its_video_vectors_by_distinctiveness(tmp_pat
     w = distinctiveness(opened.query_background(query))
     assert w[:6].sum() < 0.1 and w[6:].min() > 5 * w[:6].max()
     np.testing.assert_allclose(opened.query_background(np.stack([query, query])), [opened.query_background(query)] * 2)
+
+
+def test_a_stored_video_has_a_vector_for_its_whole_frames_each_window_and_each_picture():
+    rng = np.random.default_rng(5)
+    starts, length = window_starts(30, 1.0)
+    assert length == WINDOW_SECONDS and starts[1] - starts[0] == WINDOW_STRIDE_SECONDS and starts[-1] + length <= 30
+    assert window_starts(30, 2.0)[1] == 2 * WINDOW_SECONDS  # windows are seconds, not samples
+    assert len(window_starts(int(WINDOW_SECONDS + WINDOW_STRIDE_SECONDS) - 1, 1.0)[0]) == 0  # too short
+    rows = _unit(rng.standard_normal((2 * 30, 16)))  # whole frames, then one inner picture
+    bg = rng.uniform(0, 0.5, 60).astype(np.float32)
+    vectors, picture = distinctive_views(rows, bg, 2, 1.0)
+    assert vectors.shape == (1 + len(starts) + 1, 16)
+    assert picture.tolist() == [False] * (1 + len(starts)) + [True]
+    np.testing.assert_allclose(vectors[0], distinctive_pooling(rows[:30], bg[:30]), atol=1e-6)
+    a = int(starts[2])
+    np.testing.assert_allclose(vectors[3], distinctive_pooling(rows[a : a + length], bg[a : a + length]), atol=1e-6)
+    np.testing.assert_allclose(vectors[-1], distinctive_pooling(rows[30:], bg[30:]), atol=1e-6)
+    short, picture = distinctive_views(rows[:6], bg[:6], 2)  # 3 s: whole frames and the picture only
+    assert short.shape == (2, 16) and picture.tolist() == [False, True]
+
+
+def test_cosine_finds_a_copy_that_is_a_few_seconds_of_a_longer_video(tmp_path):
+    """A compilation holds the query's 8 s among 24 s of other sources, so its whole vector
+    is less like the query than a video that only resembles it; the window that holds the
+    copy is a view of its own, and puts the compilation first."""
+    from engine.bench import _Emb
+    from engine.index import VideoIndex, VideoRecord
+
+    rng = np.random.default_rng(7)
+    d = 64
+    query = _unit(rng.standard_normal((8, d)))
+    compilation = np.concatenate([_unit(rng.standard_normal((12, d))), _unit(query + 0.02 * rng.standard_normal(query.shape)),
+                                  _unit(rng.standard_normal((12, d)))])
+    alike = _unit(query.mean(0, keepdims=True) + 0.06 * rng.standard_normal((8, d)))  # near the query's mean only
+    videos = [compilation, alike] + [_unit(rng.standard_normal((10, d))) for _ in range(4)]
+    records, embs = [], []
+    for i, f in enumerate(videos):
+        v = _unit(f.mean(0))
+        embs.append(_Emb(f, v, np.arange(len(f), dtype=np.float32), np.full(len(f), 1 / len(f), np.float32)))
+        records.append(VideoRecord(f"v{i}", f"v{i}.mp4", 0, 0, float(len(f)), 30.0, 0, 0, len(f)))
+    idx = VideoIndex.new("m", "efficientnet-lite0", "l3-irmac", d, 1.0, tca=False)
+    with VideoIndex.writing(tmp_path / "idx", idx) as idx:
+        idx.append(records, embs, derive=True)
+    opened = VideoIndex.open(tmp_path / "idx")
+    vectors, counts, picture = opened.distinctive_vectors(np.arange(len(videos)))
+    whole = vectors[np.concatenate([[0], np.cumsum(counts)[:-1]])]
+    qv = distinctive_pooling(query, opened.query_background(query))
+    assert qv @ whole[1] > qv @ whole[0]  # by whole vectors the look-alike would win
+    assert counts[0] > 1 and counts[1] == 1 and not picture.any()
+    hits = opened.search(query, _unit(query.mean(0)), k=2, measure="cosine")
+    assert [opened.records[h.position].id for h in hits] == ["v0", "v1"]

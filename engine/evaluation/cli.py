@@ -153,7 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does
     distinctive = args.pooling == "distinctive" or (args.pooling == "engine" and (bundle.tca is None or args.no_tca))
-    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures, distinctive)
+    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures, distinctive, fps)
     variants = ()
     if args.query_variants:
         if embedder is None:

@@ -38,19 +38,23 @@ class Database:
     frame_bg: np.ndarray | None  # [F]
     video_bg: np.ndarray | None  # [N]
     views: np.ndarray | None = None  # [N]: rows per time (whole frame + inner pictures), as the index stores them
-    # [sum(views), d]: each video's views (whole frames, then inner pictures) pooled by
-    # distinctiveness, which corpus-aware cosine compares (an index without TCA); None: the
-    # embeddings' own video vectors
+    # [sum(pooled_counts), d]: each video's views (whole frames, their windows, inner
+    # pictures) pooled by distinctiveness, which corpus-aware cosine compares (an index
+    # without TCA); None: the embeddings' own video vectors
     pooled: np.ndarray | None = None
+    pooled_counts: np.ndarray | None = None  # [N] vectors per video
+    pooled_picture: np.ndarray | None = None  # bool [sum(pooled_counts)]: an inner picture's
 
     @classmethod
     def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
-           pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False) -> "Database":
+           pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False,
+           fps: float = 1.0) -> "Database":
         """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
         videos, stored after their whole frames as the index stores them. distinctive:
         corpus-aware cosine compares video vectors pooled by distinctiveness, one per view
-        (whole frames, each inner picture), as an index built without TCA does
-        (`engine.background.distinctive_pooling`, `engine.similarity.cosine_views`)."""
+        (whole frames, each window of them, each inner picture), as an index built without
+        TCA does (`engine.background.distinctive_views`, `engine.similarity.cosine_views`);
+        fps: the embeddings' frames per second."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
@@ -61,8 +65,11 @@ class Database:
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
         if normalize and distinctive and ids:
-            db.pooled = np.concatenate([distinctive_views(db.frames[lo:hi], fbg[lo:hi], v)
-                                        for lo, hi, v in zip(offsets[:-1], offsets[1:], views)])
+            pooled = [distinctive_views(db.frames[lo:hi], fbg[lo:hi], v, fps)
+                      for lo, hi, v in zip(offsets[:-1], offsets[1:], views)]
+            db.pooled = np.concatenate([p[0] for p in pooled])
+            db.pooled_counts = np.array([len(p[0]) for p in pooled], np.int64)
+            db.pooled_picture = np.concatenate([p[1] for p in pooled])
         return db
 
     def whole_rows(self, position: int) -> tuple[int, int]:
@@ -76,7 +83,7 @@ class Database:
             if self.pooled is not None:  # the query's frames pooled by their backgrounds here
                 looks = query[0]
                 s = cosine_views(distinctive_pooling(looks, query_background(looks, (self.frames, self.offsets))),
-                                 self.pooled, self.views)
+                                 self.pooled, self.pooled_counts, self.pooled_picture)
             else:
                 s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s

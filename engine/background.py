@@ -133,29 +133,31 @@ def distinctiveness(background: np.ndarray) -> np.ndarray:
     """How much each frame says about its video rather than about the collection: shares
     [T] summing to 1, proportional to max(1 - background, 0) ** DISTINCTIVE_POWER (uniform
     when every frame is as common as the collection's most common). background [T]
-    (`frame_background`) -> float32 [T]."""
+    (`frame_background`), or [..., T] (each row on its own) -> float32, the same shape."""
     w = np.clip(1.0 - np.asarray(background, np.float32), 0.0, None) ** DISTINCTIVE_POWER
-    total = float(w.sum())
-    if total <= 1e-12:
-        return np.full(len(w), 1.0 / max(len(w), 1), np.float32)
-    return (w / total).astype(np.float32)
+    total = w.sum(axis=-1, keepdims=True)
+    flat = total <= 1e-12
+    uniform = np.float32(1.0 / max(w.shape[-1], 1))
+    return np.where(flat, uniform, w / np.where(flat, 1.0, total)).astype(np.float32)
 
 
 # A stored video's stretches are views too: a compilation or an insertion holds a query's
 # content in a few seconds of a longer video, whose one vector mixes it with the rest.
-# Windows of WINDOW_SECONDS every WINDOW_STRIDE_SECONDS, in videos at least one window and
-# one stride long. Chosen on the collection benchmark's train and validation splits of two
-# draws (notebooks/RESULTS.md, round 30: 6-8 s windows level, 4 s and 10-16 s lower).
-WINDOW_SECONDS = 8.0
+# Windows of WINDOW_STRIDES strides of WINDOW_STRIDE_SECONDS (8 s every 4 s), in videos at
+# least one window and one stride long. Chosen on the collection benchmark's train and
+# validation splits of two draws (notebooks/RESULTS.md, round 30: 6-8 s windows level, 4 s
+# and 10-16 s lower).
 WINDOW_STRIDE_SECONDS = 4.0
+WINDOW_STRIDES = 2
+WINDOW_SECONDS = WINDOW_STRIDES * WINDOW_STRIDE_SECONDS
 
 
 def window_starts(samples: int, fps: float) -> tuple[np.ndarray, int]:
     """The stretches of a video of `samples` frames sampled at `fps` (frames per second)
     that are views of it: (int64 [W] first frame of each window, frames per window); no
     windows (an empty array) in a video shorter than a window and a stride."""
-    length = max(int(round(WINDOW_SECONDS * fps)), 1)
     stride = max(int(round(WINDOW_STRIDE_SECONDS * fps)), 1)
+    length = stride * WINDOW_STRIDES
     if samples < length + stride:
         return np.zeros(0, np.int64), length
     return np.arange(0, samples - length + 1, stride, dtype=np.int64), length
@@ -174,28 +176,32 @@ def distinctive_views(rows: np.ndarray, background: np.ndarray, views: int, fps:
     frames = rows.reshape(v, -1, rows.shape[-1])
     starts, length = window_starts(frames.shape[1], fps)
     whole = distinctive_pooling(frames, bg)  # [V, d]
-    vectors = np.concatenate([whole[:1], _window_pooling(frames[0], bg[0], starts, length), whole[1:]])
+    vectors = np.concatenate([whole[:1], _window_pooling(frames[0], bg[0], len(starts), length), whole[1:]])
     picture = np.zeros(len(vectors), bool)
     picture[1 + len(starts):] = True
     return vectors.astype(np.float32), picture
 
 
-def _window_pooling(frames: np.ndarray, background: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """`distinctive_pooling` of every window frames[a : a + length] (a in starts) at once,
-    from running sums (an hour-long video has some 900 windows): frames [T, d],
-    background [T] -> float32 [len(starts), d]."""
-    if not len(starts):
-        return np.zeros((0, frames.shape[-1]), np.float32)
-    w = np.clip(1.0 - background.astype(np.float64), 0.0, None) ** DISTINCTIVE_POWER
-    ends = starts + length
-    weighted = np.cumsum(np.concatenate([np.zeros((1, frames.shape[-1])), w[:, None] * frames]), axis=0)
-    total = np.cumsum(np.concatenate([[0.0], w]))
-    v = weighted[ends] - weighted[starts]
-    flat = total[ends] - total[starts] <= 1e-12  # every frame as common as the most common: the plain mean
-    if flat.any():
-        plain = np.cumsum(np.concatenate([np.zeros((1, frames.shape[-1])), frames]), axis=0)
-        v[flat] = (plain[ends] - plain[starts])[flat]
-    return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+def _window_pooling(frames: np.ndarray, background: np.ndarray, windows: int, length: int) -> np.ndarray:
+    """`distinctive_pooling` of the first `windows` windows of `window_starts` at once
+    (frames[k * stride : k * stride + length], stride = length / WINDOW_STRIDES), each the
+    sum of WINDOW_STRIDES consecutive blocks of a stride's frames: frames [T, d], background
+    [T] -> float32 [windows, d]."""
+    d = frames.shape[-1]
+    if windows <= 0:
+        return np.zeros((0, d), np.float32)
+    stride = length // WINDOW_STRIDES
+    blocks = windows + WINDOW_STRIDES - 1
+    f = frames[: blocks * stride]
+    w = np.clip(1.0 - background[: blocks * stride].astype(np.float32), 0.0, None) ** DISTINCTIVE_POWER
+    weighted = (w[:, None] * f).reshape(blocks, stride, d).sum(axis=1)
+    total = w.reshape(blocks, stride).sum(axis=1, dtype=np.float64)
+    v = sum(weighted[j : j + windows] for j in range(WINDOW_STRIDES))
+    flat = sum(total[j : j + windows] for j in range(WINDOW_STRIDES)) <= 1e-12
+    if flat.any():  # every frame as common as the most common: the plain mean
+        plain = f.reshape(blocks, stride, d).sum(axis=1)
+        v[flat] = sum(plain[j : j + windows] for j in range(WINDOW_STRIDES))[flat]
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -203,7 +209,6 @@ def distinctive_pooling(frames: np.ndarray, background: np.ndarray) -> np.ndarra
     [L, T, d]; L2-normalised) weighted by their `distinctiveness` (background [T] or
     [L, T]), L2-normalised -> float32 [d] (or [L, d])."""
     f = np.asarray(frames, np.float32)
-    w = np.apply_along_axis(distinctiveness, -1, np.asarray(background, np.float32)) if f.ndim == 3 else \
-        distinctiveness(background)
-    v = (w[..., None] * f).sum(axis=-2)
+    w = distinctiveness(background)
+    v = np.matmul(w[..., None, :], f)[..., 0, :]
     return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)

@@ -687,23 +687,23 @@ class VideoIndex:
         """Each live video's views pooled by their distinctiveness in the collection (its
         stored frame backgrounds; `background.distinctive_views`): (float32 [sum(counts), d],
         a video's whole frames, each window of them, then each inner picture; int64
-        [len(positions)] views per video; bool [sum(counts)], True for an inner picture's), as
+        [len(positions)] views per video; float32 [sum(counts)], what each view pays), as
         `similarity.cosine_views` takes them."""
         row_bg = self._row_backgrounds()
         fps = float(self.manifest["sample_fps"])
         positions = [int(p) for p in np.asarray(positions, np.int64)]
         spans = [self._span(p) for p in positions]
         frames = self._gather(spans)
-        vectors, pictures, at = [], [], 0
+        vectors, margins, at = [], [], 0
         for p, (lo, hi) in zip(positions, spans):
-            v, pic = distinctive_views(frames[at : at + hi - lo], row_bg[lo:hi], max(int(self.records[p].views), 1), fps)
+            v, m = distinctive_views(frames[at : at + hi - lo], row_bg[lo:hi], max(int(self.records[p].views), 1), fps)
             vectors.append(v)
-            pictures.append(pic)
+            margins.append(m)
             at += hi - lo
         if not vectors:
-            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, bool)
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
         counts = np.array([len(v) for v in vectors], np.int64)
-        return np.concatenate(vectors), counts, np.concatenate(pictures)
+        return np.concatenate(vectors), counts, np.concatenate(margins)
 
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the live videos."""

@@ -44,7 +44,8 @@ TEMPORAL_SUPPORT = 0.5
 # a few seconds of them, each inner picture: a picture-in-picture box, a side-by-side half, a
 # vertical band), and corpus-aware cosine takes the best. A picture's vector must beat the
 # whole frames' by this much: boxes found on uploads (a logo panel, a slide's inset) match
-# other videos' content too; a window pays nothing (round 30: any margin lost). Chosen on the
+# other videos' content too; a window pays nothing, unless its video has very many
+# (`background.window_margin`; round 30: any fixed margin lost). Chosen on the
 # collection benchmark's train and validation splits of two draws (notebooks/RESULTS.md,
 # round 29: 0.05 to 0.15 gave the same; no margin lost 0.02).
 PICTURE_MARGIN = 0.1
@@ -62,16 +63,16 @@ def cosine(query: np.ndarray, videos: np.ndarray) -> np.ndarray:
     return _looks_similarity(np.asarray(query, np.float32)[..., None, :], videos)[0]
 
 
-def cosine_views(query: np.ndarray, vectors: np.ndarray, counts: np.ndarray, picture: np.ndarray) -> np.ndarray:
+def cosine_views(query: np.ndarray, vectors: np.ndarray, counts: np.ndarray, margins: np.ndarray) -> np.ndarray:
     """Each video's best view: query [d] (or its looks [L, d]); vectors [sum(counts), d], each
     video's views back to back (all L2-normalised; `background.distinctive_views`); counts
-    [N] (>= 1) views per video; picture bool [sum(counts)], True for an inner picture's view
-    -> [N], `cosine` of the best view, an inner picture's less PICTURE_MARGIN."""
+    [N] (>= 1) views per video; margins [sum(counts)] what each view pays (an inner
+    picture PICTURE_MARGIN) -> [N], the best view's `cosine` less its margin."""
     counts = np.asarray(counts, np.int64)
     s = cosine(query, vectors)
     if not len(counts):
         return s[:0]
-    s[np.asarray(picture, bool)] -= PICTURE_MARGIN
+    s -= np.asarray(margins, np.float32)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     return np.maximum.reduceat(s, starts)
 

@@ -1,8 +1,10 @@
 """Corpus-aware similarity: backgrounds against brute force, and what they do to a ranking."""
 import numpy as np
 
-from engine.background import (WINDOW_SECONDS, WINDOW_STRIDE_SECONDS, distinctive_pooling, distinctive_views,
-                               distinctiveness, frame_background, video_background, window_starts)
+from engine.background import (WINDOW_FREE, WINDOW_SECONDS, WINDOW_STRIDE_SECONDS, distinctive_pooling,
+                               distinctive_views, distinctiveness, frame_background, video_background, window_margin,
+                               window_starts)
+from engine.similarity import PICTURE_MARGIN
 from engine.similarity import chamfer_many
 
 
@@ -113,15 +115,23 @@ def test_a_stored_video_has_a_vector_for_its_whole_frames_each_window_and_each_p
     assert len(window_starts(int(WINDOW_SECONDS + WINDOW_STRIDE_SECONDS) - 1, 1.0)[0]) == 0  # too short
     rows = _unit(rng.standard_normal((2 * 30, 16)))  # whole frames, then one inner picture
     bg = rng.uniform(0, 0.5, 60).astype(np.float32)
-    vectors, picture = distinctive_views(rows, bg, 2, 1.0)
+    vectors, margins = distinctive_views(rows, bg, 2, 1.0)
     assert vectors.shape == (1 + len(starts) + 1, 16)
-    assert picture.tolist() == [False] * (1 + len(starts)) + [True]
+    np.testing.assert_allclose(margins, [0.0] * (1 + len(starts)) + [PICTURE_MARGIN])  # a few windows are free
     np.testing.assert_allclose(vectors[0], distinctive_pooling(rows[:30], bg[:30]), atol=1e-6)
     a = int(starts[2])
     np.testing.assert_allclose(vectors[3], distinctive_pooling(rows[a : a + length], bg[a : a + length]), atol=1e-6)
     np.testing.assert_allclose(vectors[-1], distinctive_pooling(rows[30:], bg[30:]), atol=1e-6)
-    short, picture = distinctive_views(rows[:6], bg[:6], 2)  # 3 s: whole frames and the picture only
-    assert short.shape == (2, 16) and picture.tolist() == [False, True]
+    short, margins = distinctive_views(rows[:6], bg[:6], 2)  # 3 s: whole frames and the picture only
+    assert short.shape == (2, 16)
+    np.testing.assert_allclose(margins, [0.0, PICTURE_MARGIN])
+    # the best of very many windows matches anything a little: each then pays a margin that
+    # grows with their number
+    long_rows = _unit(rng.standard_normal((600, 16)))
+    _, margins = distinctive_views(long_rows, np.zeros(600, np.float32), 1)
+    n = len(margins) - 1
+    assert n > WINDOW_FREE and np.all(margins[1:] == window_margin(n)) and margins[0] == 0
+    assert window_margin(WINDOW_FREE) == 0 < window_margin(n) < window_margin(10 * n) < 0.3
 
 
 def test_cosine_finds_a_copy_that_is_a_few_seconds_of_a_longer_video(tmp_path):
@@ -147,10 +157,10 @@ def test_cosine_finds_a_copy_that_is_a_few_seconds_of_a_longer_video(tmp_path):
     with VideoIndex.writing(tmp_path / "idx", idx) as idx:
         idx.append(records, embs, derive=True)
     opened = VideoIndex.open(tmp_path / "idx")
-    vectors, counts, picture = opened.distinctive_vectors(np.arange(len(videos)))
+    vectors, counts, margins = opened.distinctive_vectors(np.arange(len(videos)))
     whole = vectors[np.concatenate([[0], np.cumsum(counts)[:-1]])]
     qv = distinctive_pooling(query, opened.query_background(query))
     assert qv @ whole[1] > qv @ whole[0]  # by whole vectors the look-alike would win
-    assert counts[0] > 1 and counts[1] == 1 and not picture.any()
+    assert counts[0] > 1 and counts[1] == 1 and not margins.any()
     hits = opened.search(query, _unit(query.mean(0)), k=2, measure="cosine")
     assert [opened.records[h.position].id for h in hits] == ["v0", "v1"]

@@ -243,18 +243,19 @@ def test_cosine_views_takes_each_videos_best_view_and_charges_inner_pictures():
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     counts = np.array([1, 4, 2])  # video 0: one view; video 1: whole, a window, 2 pictures; video 2: whole + 1 picture
     picture = np.array([0, 0, 0, 1, 1, 0, 1], bool)
+    margins = PICTURE_MARGIN * picture
     q = v[3]  # video 1's first inner picture
-    s = cosine_views(q, v, counts, picture)
+    s = cosine_views(q, v, counts, margins)
     plain = cosine(q, v)
     assert s.shape == (3,)
     assert s[0] == pytest.approx(plain[0])
     assert s[1] == pytest.approx(max(plain[1], plain[2], plain[3] - PICTURE_MARGIN, plain[4] - PICTURE_MARGIN))
     assert s[1] == pytest.approx(1 - PICTURE_MARGIN)  # found through its picture, which pays the margin
-    assert cosine_views(v[2], v, counts, picture)[1] == pytest.approx(1.0)  # a window pays nothing
+    assert cosine_views(v[2], v, counts, margins)[1] == pytest.approx(1.0)  # a window pays nothing here
     assert s[2] == pytest.approx(max(plain[5], plain[6] - PICTURE_MARGIN))
     looks = np.stack([v[0], v[5]])  # a query's looks: the best look of the best view
-    np.testing.assert_allclose(cosine_views(looks, v, counts, picture)[[0, 2]], [1.0, 1.0 - 0.02], atol=1e-6)
-    assert cosine_views(q, v[:0], np.zeros(0, np.int64), np.zeros(0, bool)).shape == (0,)
+    np.testing.assert_allclose(cosine_views(looks, v, counts, margins)[[0, 2]], [1.0, 1.0 - 0.02], atol=1e-6)
+    assert cosine_views(q, v[:0], np.zeros(0, np.int64), np.zeros(0, np.float32)).shape == (0,)
 
 
 def test_temporal_support_keeps_copied_stretches_and_lowers_lone_matches():

@@ -43,7 +43,7 @@ class Database:
     # without TCA); None: the embeddings' own video vectors
     pooled: np.ndarray | None = None
     pooled_counts: np.ndarray | None = None  # [N] vectors per video
-    pooled_picture: np.ndarray | None = None  # bool [sum(pooled_counts)]: an inner picture's
+    pooled_margins: np.ndarray | None = None  # [sum(pooled_counts)]: what each view pays
 
     @classmethod
     def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
@@ -69,7 +69,7 @@ class Database:
                       for lo, hi, v in zip(offsets[:-1], offsets[1:], views)]
             db.pooled = np.concatenate([p[0] for p in pooled])
             db.pooled_counts = np.array([len(p[0]) for p in pooled], np.int64)
-            db.pooled_picture = np.concatenate([p[1] for p in pooled])
+            db.pooled_margins = np.concatenate([p[1] for p in pooled])
         return db
 
     def whole_rows(self, position: int) -> tuple[int, int]:
@@ -83,7 +83,7 @@ class Database:
             if self.pooled is not None:  # the query's frames pooled by their backgrounds here
                 looks = query[0]
                 s = cosine_views(distinctive_pooling(looks, query_background(looks, (self.frames, self.offsets))),
-                                 self.pooled, self.pooled_counts, self.pooled_picture)
+                                 self.pooled, self.pooled_counts, self.pooled_margins)
             else:
                 s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s

@@ -167,11 +167,11 @@ def window_starts(samples: int, fps: float) -> tuple[np.ndarray, int]:
 
 # The best of many windows matches anything a little (the largest of n draws grows like
 # sqrt(2 ln n)), so in a video of more than WINDOW_FREE windows (about a minute) each window
-# pays WINDOW_MARGIN_SCALE x (sqrt(2 ln n) - sqrt(2 ln WINDOW_FREE)): 0.06 at 3 minutes, 0.15
-# at 10. Chosen on the collection benchmark's train and validation splits of two draws with
-# 12 added 8-minute videos of unrelated (test split) footage (notebooks/RESULTS.md, round 30):
-# without it they entered the top 10 of 53 and 76 queries' lists, with 0.2 five times each;
-# 0.3-0.4 lose copies hidden inside such videos.
+# pays WINDOW_MARGIN_SCALE x (sqrt(2 ln n) - sqrt(2 ln WINDOW_FREE)): 0.08 at 3 minutes,
+# 0.16 at 10, 0.27 at an hour. Chosen on the collection benchmark's train and validation
+# splits of two draws with 12 added 8-minute videos of unrelated (test split) footage
+# (notebooks/RESULTS.md, round 30): without it they took 53 and 76 places in the queries'
+# top 10s, with 0.2 five each; 0.3-0.4 lose copies hidden inside such videos.
 WINDOW_FREE = 16
 WINDOW_MARGIN_SCALE = 0.2
 

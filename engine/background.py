@@ -136,11 +136,16 @@ def distinctiveness(background: np.ndarray) -> np.ndarray:
     [T] summing to 1, proportional to max(1 - background, 0) ** DISTINCTIVE_POWER (uniform
     when every frame is as common as the collection's most common). background [T]
     (`frame_background`), or [..., T] (each row on its own) -> float32, the same shape."""
-    w = np.clip(1.0 - np.asarray(background, np.float32), 0.0, None) ** DISTINCTIVE_POWER
+    w = _weights(background)
     total = w.sum(axis=-1, keepdims=True)
     flat = total <= 1e-12
     uniform = np.float32(1.0 / max(w.shape[-1], 1))
     return np.where(flat, uniform, w / np.where(flat, 1.0, total)).astype(np.float32)
+
+
+def _weights(background: np.ndarray) -> np.ndarray:
+    """A frame's unnormalised weight, max(1 - background, 0) ** DISTINCTIVE_POWER: float32, background's shape."""
+    return np.clip(1.0 - np.asarray(background, np.float32), 0.0, None) ** DISTINCTIVE_POWER
 
 
 # A stored video's stretches are views too: a compilation or an insertion holds a query's
@@ -203,6 +208,21 @@ def distinctive_views(rows: np.ndarray, background: np.ndarray, views: int, fps:
     return vectors.astype(np.float32), margins
 
 
+def collection_views(frames: np.ndarray, offsets: np.ndarray, background: np.ndarray, views: np.ndarray,
+                     fps: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`distinctive_views` of many stored videos back to back: frames [F, d] with video n at
+    frames[offsets[n]:offsets[n+1]] (offsets [N + 1]), their backgrounds [F], views [N] ->
+    (vectors float32 [sum(counts), d], counts int64 [N], margins float32 [sum(counts)]), as
+    `similarity.cosine_views` takes them."""
+    offsets = np.asarray(offsets, np.int64)
+    got = [distinctive_views(frames[a:b], background[a:b], max(int(v), 1), fps)
+           for a, b, v in zip(offsets[:-1], offsets[1:], views)]
+    if not got:
+        return np.zeros((0, frames.shape[-1]), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return (np.concatenate([g[0] for g in got]), np.array([len(g[0]) for g in got], np.int64),
+            np.concatenate([g[1] for g in got]))
+
+
 def _window_pooling(frames: np.ndarray, background: np.ndarray, windows: int, length: int) -> np.ndarray:
     """`distinctive_pooling` of the first `windows` windows of `window_starts` at once
     (frames[k * stride : k * stride + length], stride = length / WINDOW_STRIDES), each the
@@ -214,7 +234,7 @@ def _window_pooling(frames: np.ndarray, background: np.ndarray, windows: int, le
     stride = length // WINDOW_STRIDES
     blocks = windows + WINDOW_STRIDES - 1
     f = frames[: blocks * stride]
-    w = np.clip(1.0 - background[: blocks * stride].astype(np.float32), 0.0, None) ** DISTINCTIVE_POWER
+    w = _weights(background[: blocks * stride])
     weighted = (w[:, None] * f).reshape(blocks, stride, d).sum(axis=1)
     total = w.reshape(blocks, stride).sum(axis=1, dtype=np.float64)
     v = sum(weighted[j : j + windows] for j in range(WINDOW_STRIDES))

@@ -63,7 +63,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .background import (DEFAULT_K, DEFAULT_SKIP, distinctive_pooling, distinctive_views, frame_background,
+from .background import (DEFAULT_K, DEFAULT_SKIP, collection_views, distinctive_pooling, frame_background,
                          query_background, video_background)
 from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
 from .errors import IndexFileError, UnknownVideoError
@@ -690,20 +690,12 @@ class VideoIndex:
         [len(positions)] views per video; float32 [sum(counts)], what each view pays), as
         `similarity.cosine_views` takes them."""
         row_bg = self._row_backgrounds()
-        fps = float(self.manifest["sample_fps"])
         positions = [int(p) for p in np.asarray(positions, np.int64)]
         spans = [self._span(p) for p in positions]
-        frames = self._gather(spans)
-        vectors, margins, at = [], [], 0
-        for p, (lo, hi) in zip(positions, spans):
-            v, m = distinctive_views(frames[at : at + hi - lo], row_bg[lo:hi], max(int(self.records[p].views), 1), fps)
-            vectors.append(v)
-            margins.append(m)
-            at += hi - lo
-        if not vectors:
-            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        counts = np.array([len(v) for v in vectors], np.int64)
-        return np.concatenate(vectors), counts, np.concatenate(margins)
+        offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
+        bg = np.concatenate([row_bg[a:b] for a, b in spans]) if spans else np.zeros(0, np.float32)
+        views = [self.records[p].views for p in positions]
+        return collection_views(self._gather(spans), offsets, bg, views, float(self.manifest["sample_fps"]))
 
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the live videos."""

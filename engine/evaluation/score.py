@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..background import backgrounds, distinctive_pooling, distinctive_views, query_background
+from ..background import backgrounds, collection_views, distinctive_pooling, query_background
 from ..inner_pictures import stored_rows
 from ..similarity import Measure, chamfer_many, cosine, cosine_views, frame_similarity
 from ..spans import Localiser, matched_segments
@@ -65,11 +65,7 @@ class Database:
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
         if normalize and distinctive and ids:
-            pooled = [distinctive_views(db.frames[lo:hi], fbg[lo:hi], v, fps)
-                      for lo, hi, v in zip(offsets[:-1], offsets[1:], views)]
-            db.pooled = np.concatenate([p[0] for p in pooled])
-            db.pooled_counts = np.array([len(p[0]) for p in pooled], np.int64)
-            db.pooled_margins = np.concatenate([p[1] for p in pooled])
+            db.pooled, db.pooled_counts, db.pooled_margins = collection_views(db.frames, offsets, fbg, views, fps)
         return db
 
     def whole_rows(self, position: int) -> tuple[int, int]:

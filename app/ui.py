@@ -162,7 +162,7 @@ class DemoUI:
         self._posters_html: str | None = None
         # What the heat strips show: TCA's attention, or (a model without TCA) each frame's
         # distinctiveness in the collection, by which its video vector is pooled.
-        self.strip_kind = "attention" if service.engine.info().tca else "distinctiveness"
+        self.strip_kind = "distinctiveness" if service.engine.info().distinctive else "attention"
 
     # ------------------------------------------------------------------ helpers
     def posters(self) -> str:

@@ -154,6 +154,9 @@ class EngineInfo:
     frames: int = 0
     faiss: str | None = None
     precision: str = "float32"  # what the CNN runs in (engine.backbone.Precision)
+    # video vectors pooled by each frame's distinctiveness in the collection (no TCA, or a
+    # TCA trained so), so that is what a heat strip shows; else the TCA's attention
+    distinctive: bool = True
 
 
 def resolve_model(model: str | Path | None = None) -> tuple[ModelBundle, Path | None]:
@@ -264,6 +267,7 @@ class Engine:
                          str(self.model_path) if self.model_path else None, str(self.embedder.device),
                          float(self.embedder.fps), int(self.embedder.dim))
         out.precision = self.embedder.encoder.precision_name
+        out.distinctive = b.distinctive
         if self.index is not None:
             out.index, out.videos, out.frames = str(self.index.directory), len(self.index), self.index.num_frames
             out.faiss = self.index.manifest.get("faiss")
@@ -408,6 +412,7 @@ class Engine:
             return VideoIndex.new(
                 bundle.identity, bundle.backbone.value, bundle.pooling.value,
                 self.embedder.dim, self.embedder.fps, root, model_path, bundle.tca is not None,
+                distinctive=bundle.distinctive,
             )
 
         def check(index: VideoIndex) -> None:

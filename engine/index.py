@@ -388,8 +388,10 @@ class VideoIndex:
     @classmethod
     def new(cls, model_id: str, backbone: str, pooling: str, dim: int, sample_fps: float,
             root: str | None = None, model_path: str | None = None, tca: bool = True,
-            codec: str | None = None) -> "VideoIndex":
-        """An empty index for this model, not yet on disk (see `writing`)."""
+            codec: str | None = None, distinctive: bool | None = None) -> "VideoIndex":
+        """An empty index for this model, not yet on disk (see `writing`). distinctive:
+        whether corpus-aware cosine pools the videos by distinctiveness (default: without
+        TCA; `ModelBundle.distinctive`)."""
         manifest = {
             "format_version": FORMAT_VERSION,
             "backbone": backbone,
@@ -397,6 +399,7 @@ class VideoIndex:
             "model_id": model_id,
             "model_path": model_path,
             "tca": tca,  # False: built with the model's TCA replaced by mean pooling (index --no-tca)
+            "distinctive": (not tca) if distinctive is None else bool(distinctive),
             "dim": dim,
             "sample_fps": sample_fps,
             "root": root,
@@ -660,9 +663,10 @@ class VideoIndex:
     @property
     def distinctive(self) -> bool:
         """Whether corpus-aware cosine pools each video's frames by their distinctiveness
-        (`engine.background.distinctive_pooling`): indexes built without TCA; a TCA
-        model's video vector is its own."""
-        return self.manifest.get("tca") is False
+        (`engine.background.distinctive_pooling`): indexes built without TCA or with a TCA
+        trained to be pooled so; another TCA model's video vector is its own. (Indexes from
+        before this was recorded: without TCA.)"""
+        return bool(self.manifest.get("distinctive", self.manifest.get("tca") is False))
 
     def query_background(self, frames: np.ndarray) -> np.ndarray:
         """How much each frame of a query looks like the collection (`engine.background`):

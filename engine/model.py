@@ -58,6 +58,13 @@ class ModelBundle:
         return replace(self, tca=None, info={**self.info, "tca_removed": True})
 
     @property
+    def distinctive(self) -> bool:
+        """Whether an index of this model pools each video's frames by their distinctiveness
+        in the collection (`engine.background`): without TCA, or a TCA trained with that
+        pooling ("distinctive"); else the TCA's own video vector."""
+        return self.tca is None or self.tca.pooling == "distinctive"
+
+    @property
     def name(self) -> str:
         if not self.sha256:
             return f"{self.backbone.value} (builtin: no PCA, no TCA)"

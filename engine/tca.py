@@ -11,10 +11,14 @@ Two settings go past the paper, both stored with the model (older bundles get th
   with the default initialisation, every attention logit is ~0.001: attention is uniform
   and a few hundred steps never move it. Scaling the input by sqrt(d) (unit-variance
   elements, what a pre-norm transformer sees) gives logits of order 0.5 from the start.
-- `pooling`: "mean" (the paper: mean of the refined frames) or "attention": the video
+- `pooling`: "mean" (the paper: mean of the refined frames), "attention": the video
   vector is the refined frames weighted by the attention each receives, so the video-level
   loss teaches the attention itself which frames carry the video, and the heat strip shows
-  exactly the weights the video vector used.
+  exactly the weights the video vector used; or "distinctive": the refined frames weighted
+  by how distinctive each is in the collection (`engine.background`), as an index without
+  TCA pools them. Only a collection knows that, so `forward` takes each frame's background
+  (an index measures it over itself, training over the training videos); without one the
+  video vector is the mean.
 
 The layer is run by hand (attention, residual, norm, feed-forward, residual, norm) so the
 attention weights come out of the same pass that produces the embeddings; PyTorch's
@@ -28,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .background import DISTINCTIVE_POWER
+
 
 @dataclass
 class TCAOutput:
@@ -38,7 +44,7 @@ class TCAOutput:
     attention: torch.Tensor
 
 
-POOLINGS = ("mean", "attention")
+POOLINGS = ("mean", "attention", "distinctive")
 
 
 class TCA(nn.Module):
@@ -66,8 +72,11 @@ class TCA(nn.Module):
         return {"dim": self.dim, "heads": self.heads, "ff_dim": self.ff_dim,
                 "input_scale": self.input_scale, "pooling": self.pooling}
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> TCAOutput:
-        """x: [B, T, d] frame descriptors; mask: bool [B, T], True where a frame is real."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                background: torch.Tensor | None = None) -> TCAOutput:
+        """x: [B, T, d] frame descriptors; mask: bool [B, T], True where a frame is real;
+        background: [B, T], each frame's background in the collection (used by "distinctive"
+        pooling only)."""
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         layer = self.layer
@@ -78,7 +87,14 @@ class TCA(nn.Module):
         h = layer.norm1(x + layer.dropout1(attn_out))
         ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))
         h = layer.norm2(h + layer.dropout2(ff))
-        return aggregate(h, mask, weights, self.pooling == "attention")
+        out = aggregate(h, mask, weights, self.pooling == "attention")
+        if self.pooling == "distinctive" and background is not None:
+            w = (1 - background.to(h.dtype)).clamp_min(0) ** DISTINCTIVE_POWER * mask
+            # a video whose every frame is as common as the collection's commonest keeps its mean
+            flat = w.sum(1, keepdim=True) <= 1e-12
+            w = torch.where(flat, mask.to(h.dtype), w)
+            out.video = F.normalize((out.frames * w.unsqueeze(-1)).sum(1), dim=-1)
+        return out
 
 
 def aggregate(h: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None,

@@ -84,6 +84,20 @@ def _channel(rng, d=32):
     return np.concatenate([intro, body]), records, embs
 
 
+def test_which_indexes_pool_by_distinctiveness():
+    """Without TCA, or with a TCA trained to be pooled so; indexes written before the
+    manifest recorded it decide by their TCA flag."""
+    from engine.index import VideoIndex
+
+    new = lambda **kw: VideoIndex.new("m", "efficientnet-lite0", "l3-irmac", 8, 1.0, **kw)
+    assert new(tca=False).distinctive and not new(tca=True).distinctive
+    assert new(tca=True, distinctive=True).distinctive
+    for tca in (True, False):
+        old = new(tca=tca)
+        del old.manifest["distinctive"]
+        assert old.distinctive is not tca
+
+
 def test_an_index_without_tca_pools_its_video_vectors_by_distinctiveness(tmp_path):
     """Mean pooling lets the shared intro decide cosine; an index built without TCA pools
     both sides by distinctiveness in the collection, so the copy comes first, and the

@@ -123,6 +123,52 @@ def test_attention_only_trains_only_what_attends():
     assert (model.pooling, model.input_scale) == ("attention", 4.0)
 
 
+def test_distinctive_pooling_weighs_frames_by_their_background():
+    """A TCA trained to be pooled by distinctiveness: a frame as common as the collection's
+    commonest (background 1) leaves the video vector; without backgrounds it is the mean."""
+    torch.manual_seed(0)
+    tca = TCA(8, 2, 16, 0.0, pooling="distinctive").start_at_identity().eval()
+    x = torch.nn.functional.normalize(torch.randn(1, 4, 8), dim=-1)
+    bg = torch.tensor([[0.2, 0.2, 0.2, 1.0]])
+    out = tca(x, background=bg)
+    expected = torch.nn.functional.normalize(out.frames[:, :3].sum(1), dim=-1)
+    assert torch.allclose(out.video, expected, atol=1e-6)
+    assert torch.allclose(tca(x).video, torch.nn.functional.normalize(out.frames.sum(1), dim=-1), atol=1e-6)
+    # every frame common: the mean again, not a zero vector
+    assert torch.allclose(tca(x, background=torch.ones(1, 4)).video, tca(x).video, atol=1e-6)
+
+
+def test_context_only_trains_only_the_attention_with_distinctive_pooling():
+    views = _toy_views()
+    pca = fit_pca(np.concatenate([v.reshape(-1, 48) for v in views]).astype(np.float32), 16, 0.5)
+    cfg = TrainConfig(dim=16, heads=2, ff_dim=32, steps=5, batch=6, bank=16, clip_frames=6, lr=1e-2,
+                      context_only=True, input_scale=4.0, pooling="distinctive", frame_weight=0.0)
+    model, losses = train_tca(views, pca, cfg, progress=False)
+    assert all(math.isfinite(x) for x in losses)
+    torch.manual_seed(cfg.seed)
+    start = TCA(16, 2, 32, cfg.dropout).start_at_identity()  # the same initial weights as training's
+    for name, value in model.state_dict().items():
+        moved = not torch.equal(value, start.state_dict()[name])
+        assert moved == name.startswith("layer.self_attn."), name
+    assert model.pooling == "distinctive"
+
+
+def test_backgrounds_travel_with_their_frames():
+    from engine.background import frame_background
+    from engine.training.loop import with_backgrounds
+
+    rng = np.random.default_rng(0)
+    whitened = [torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(2, t, 6)).astype(np.float32)), dim=-1)
+                for t in (5, 3, 4)]
+    out = with_backgrounds(whitened)
+    clean = np.concatenate([w[0].numpy() for w in whitened])
+    expected = frame_background(clean, np.array([0, 5, 8, 12]))
+    got = np.concatenate([o[0, :, -1].numpy() for o in out])
+    assert np.allclose(got, expected)
+    for w, o in zip(whitened, out):  # every view of a moment carries that moment's background
+        assert torch.equal(o[..., :-1], w) and torch.equal(o[0, :, -1], o[1, :, -1])
+
+
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     d = tmp_path_factory.mktemp("train_videos")
@@ -179,6 +225,38 @@ def test_supervised_pairs(tiny_folder, tmp_path, capsys):
     pairs.write_text(json.dumps({"pairs": [["v0.mp4", "nope.mp4"]], "distractors": ["v2.mp4"]}))
     code, _, err = run_cli(capsys, "train", tiny_folder, "--pairs", pairs, "--out", out, "--steps", "3")
     assert code == 2 and "not found" in err
+
+
+def test_train_a_context_tca_on_a_models_whitening(tiny_folder, tmp_path, capsys):
+    """`--whitening MODEL --context-only --pooling distinctive`: the model's whitening kept
+    as it is, a TCA in front of it, and an index of it pools by distinctiveness."""
+    from engine.index import VideoIndex
+
+    pca_model = tmp_path / "pca.safetensors"
+    code, _, err = run_cli(capsys, "pca", tiny_folder, pca_model, "--dim", "16")
+    assert code == 0, err
+    out = tmp_path / "ctx.safetensors"
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps({"pairs": [["v0.mp4", "copy_of_v0.mp4"]], "distractors": ["v2.mp4", "v3.mp4"]}))
+    code, _, err = run_cli(capsys, "train", tiny_folder, "--pairs", pairs, "--whitening", pca_model, "--context-only",
+                           "--pooling", "distinctive", "--out", out, "--steps", "3", "--batch", "2", "--bank", "8",
+                           "--input-scale", "4", "--frame-weight", "0")
+    assert code == 0, err
+    bundle, base = load_model(out), load_model(pca_model)
+    assert bundle.tca.pooling == "distinctive" and bundle.distinctive and bundle.tca.dim == 16
+    assert np.array_equal(bundle.pca.projection, base.pca.projection) and np.array_equal(bundle.pca.mean, base.pca.mean)
+    assert bundle.info["config"]["whitening"] == str(pca_model) and bundle.info["config"]["context_only"]
+    code, _, err = run_cli(capsys, "index", tiny_folder, tmp_path / "idx", "--model", out, "--no-inner-pictures")
+    assert code == 0, err
+    idx = VideoIndex.open(tmp_path / "idx")
+    assert idx.manifest["tca"] is True and idx.distinctive
+    code, _, err = run_cli(capsys, "train", tiny_folder, "--whitening", pca_model, "--context-only", "--attention-only",
+                           "--pooling", "attention", "--out", out, "--steps", "1")
+    assert code == 2 and "give one" in err
+    odd = tmp_path / "pca12.safetensors"
+    assert run_cli(capsys, "pca", tiny_folder, odd, "--dim", "12")[0] == 0
+    code, _, err = run_cli(capsys, "train", tiny_folder, "--whitening", odd, "--out", out, "--steps", "1")
+    assert code == 2 and "multiple of 8" in err
 
 
 def test_views_cache_is_reused_and_invalidated(tiny_folder, tmp_path, monkeypatch):

@@ -30,7 +30,8 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", choices=["engine", "model", "distinctive"], default="engine",
                    help="video vectors (corpus-aware cosine): as an index searches ('engine': a model without "
                         "TCA pools its frames by how distinctive each is in the database, (1 - its "
-                        "background)^3; a TCA model uses its own), the model's own (mean pooling without "
+                        "background)^3, as does a TCA trained with --pooling distinctive; another TCA model uses its own), "
+                        "the model's own (mean pooling without "
                         "TCA), or distinctive pooling of any model's frames")
     p.add_argument("--inner-pictures", action="store_true",
                    help="with --videos: database videos also get their inner pictures (picture-in-picture "
@@ -152,7 +153,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does
-    distinctive = args.pooling == "distinctive" or (args.pooling == "engine" and (bundle.tca is None or args.no_tca))
+    distinctive = args.pooling == "distinctive" or (args.pooling == "engine" and (bundle.distinctive or args.no_tca))
     db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures, distinctive, fps)
     variants = ()
     if args.query_variants:
@@ -169,7 +170,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             from .through_index import build_index
 
             where = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="evaluate-index-")))
-            index = build_index(db, where / "index", fps, tca=bundle.tca is not None and not args.no_tca)
+            index = build_index(db, where / "index", fps, tca=bundle.tca is not None and not args.no_tca,
+                                distinctive=distinctive)
         results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser,
                            fps, db, index, args.through_index or 100)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")

@@ -28,12 +28,14 @@ if TYPE_CHECKING:  # score.evaluate calls in here
 NOT_RETURNED = -1e9  # the score of a video the search did not return: below every returned one
 
 
-def build_index(db: "Database", where: str | Path, fps: float = 1.0, tca: bool = False) -> VideoIndex:
+def build_index(db: "Database", where: str | Path, fps: float = 1.0, tca: bool = False,
+                distinctive: bool | None = None) -> VideoIndex:
     """Write the database's videos to a new index at `where` (an empty or missing folder)
     and open it: each video's rows as `Database.of` laid them out (its whole frames, then
     each inner picture's), frames 1/fps s apart, its video vector; the index computes its
     own backgrounds and trains its own codecs, as `python -m engine index` would: one video
-    committed at a time, in the same fixed shuffled order."""
+    committed at a time, in the same fixed shuffled order. distinctive: whether its cosine
+    pools by distinctiveness (default: without TCA)."""
     dim = db.frames.shape[1]
     records, embeddings = [], []
     for i, vid in enumerate(db.ids):
@@ -48,7 +50,8 @@ def build_index(db: "Database", where: str | Path, fps: float = 1.0, tca: bool =
                                    width=0, height=0, num_frames=t, views=views))
     order = list(range(len(records)))
     random.Random(0).shuffle(order)  # as engine.indexing.build_index while the codec is untrained
-    with VideoIndex.writing(where, VideoIndex.new("evaluation", "-", "-", dim, fps, tca=tca)) as index:
+    new = VideoIndex.new("evaluation", "-", "-", dim, fps, tca=tca, distinctive=distinctive)
+    with VideoIndex.writing(where, new) as index:
         for i in order:
             index.append([records[i]], [embeddings[i]])
         index.refresh_derived()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from ..cli import UsageError, add_model_flags, read_list
@@ -150,9 +151,15 @@ def arguments_train(p: argparse.ArgumentParser) -> None:
                                               '"distractors": [id, ...]}, or a collection\'s labels.json '
                                               '(python -m engine.evaluation.collection build DIR --rename)')
     p.add_argument("--loss", choices=[x.value for x in Loss], default=TrainConfig.loss.value)
-    p.add_argument("--pooling", choices=["mean", "attention"], default=TrainConfig.pooling,
-                   help="TCA video vector: mean of the refined frames, or weighted by the attention each "
-                        f"receives (default {TrainConfig.pooling})")
+    p.add_argument("--pooling", choices=["mean", "attention", "distinctive"], default=TrainConfig.pooling,
+                   help="TCA video vector: mean of the refined frames, weighted by the attention each "
+                        "receives, or by how distinctive each is in the collection (as an index without TCA "
+                        "pools; measured within the training videos here, within the index when searching) "
+                        f"(default {TrainConfig.pooling})")
+    p.add_argument("--whitening", type=Path, metavar="MODEL",
+                   help="keep this model bundle's whitening (e.g. assets/model.safetensors, learned from "
+                        "copies) and its backbone instead of fitting a PCA on the training videos; --dim "
+                        "and --backbone are then the model's")
     for name, help_ in FLAG_HELP.items():
         default = getattr(TrainConfig, name)
         p.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
@@ -164,6 +171,10 @@ def arguments_train(p: argparse.ArgumentParser) -> None:
                    help="start at the identity and train only the attention's query and key projections: the "
                         "frames stay as they came, the video vector is what the attention makes of them "
                         "(with --pooling attention)")
+    p.add_argument("--context-only", action="store_true",
+                   help="start at the identity and train only the attention (query, key, value and output "
+                        "projections): each frame gains what the rest of its video adds, the feed-forward "
+                        "stays the identity, so the frame space is not learned anew")
     p.add_argument("--views-cache", type=Path, help="keep the CNN descriptors of the views here (.npz) "
                                                      "and reuse them while the videos and settings match")
     add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
@@ -188,11 +199,12 @@ def _train_paths(args: argparse.Namespace) -> list[Path]:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..backbone import load_backbone
-    from ..model import builtin_model
+    from ..model import builtin_model, load_model
     from .loop import train, train_pairs
 
     cfg = TrainConfig(**{k: getattr(args, k) for k in FLAG_HELP}, identity_init=args.identity_init,
-                      attention_only=args.attention_only, loss=Loss(args.loss), pooling=args.pooling)
+                      attention_only=args.attention_only, context_only=args.context_only, loss=Loss(args.loss),
+                      pooling=args.pooling)
     if cfg.input_scale <= 0:
         raise UsageError(f"--input-scale must be positive, not {cfg.input_scale}")
     if not 0 <= cfg.hard_fraction <= 1:
@@ -200,15 +212,27 @@ def run_train(args: argparse.Namespace) -> int:
     if cfg.attention_only and cfg.pooling != "attention":
         raise UsageError("--attention-only needs --pooling attention (with mean pooling the attention "
                          "changes nothing a loss can see, so nothing would be trained)")
+    if cfg.attention_only and cfg.context_only:
+        raise UsageError("--attention-only and --context-only choose different parts to train: give one")
     base = builtin_model(args.backbone)
+    if args.whitening:
+        base = load_model(args.whitening).without_tca()
+        if base.pca is None:
+            raise UsageError(f"{args.whitening}: this model has no whitening to keep (the builtin baseline?); "
+                             "make one with python -m engine pca")
+        cfg = TrainConfig(**{**asdict(cfg), "dim": base.pca.dim, "whitening": str(args.whitening)})
+    if cfg.dim % cfg.heads:
+        raise UsageError(f"{'the whitening of ' + str(args.whitening) if args.whitening else '--dim'} gives "
+                         f"{cfg.dim} dimensions, which {cfg.heads} attention heads cannot share: use a multiple "
+                         f"of {cfg.heads}")
     encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device, args.precision)
     try:
         if args.pairs:
             bundle = train_pairs(args.video_dir, args.pairs, args.out, encoder, base, cfg,
-                                 backbone_weights=args.backbone_weights, views_cache=args.views_cache)
+                                 backbone_weights=args.backbone_weights, views_cache=args.views_cache, pca=base.pca)
         else:
             bundle = train(_train_paths(args), args.out, encoder, base, cfg, args.views_cache,
-                           backbone_weights=args.backbone_weights)
+                           backbone_weights=args.backbone_weights, pca=base.pca)
     except ValueError as err:  # a pairs file that names missing videos; too little readable footage
         raise UsageError(str(err)) from err
     print(f"wrote {args.out}: {bundle.name}, {bundle.info.get('videos')} videos, "

@@ -28,8 +28,9 @@ class TrainConfig:
     match_weight: float = 0.0  # weight of the frame-to-frame InfoNCE on matching moments (self-supervised)
     identity_init: bool = False  # start the transformer at the identity (zeroed residual outputs)
     attention_only: bool = False  # start at the identity and train only the attention's query/key projections
+    context_only: bool = False  # start at the identity and train only the attention (q, k, v, output); the feed-forward stays the identity
     input_scale: float = 1.0   # TCA input multiplier (sqrt(dim): attention logits that can move, see tca.py)
-    pooling: str = "mean"      # TCA video vector: "mean" of refined frames, or weighted by "attention"
+    pooling: str = "mean"      # TCA video vector: "mean" of refined frames, weighted by "attention", or by "distinctive"-ness
     hard_fraction: float = 0.5  # supervised: share of extra negatives that are an anchor's hard negatives
     match_tolerance: float = 1.0  # seconds apart two frames of one video may be and still match
     bank: int = 4096
@@ -41,6 +42,7 @@ class TrainConfig:
     views: int = 6             # spatial views per video (view 0 is the clean video)
     view_fps: float = 2.0      # descriptors per second kept for training (phase jitter)
     pca_shrinkage: float = 0.5
+    whitening: str = ""        # a model bundle whose whitening is kept ("": fit one on the training views)
     seed: int = 0
 
     def as_info(self) -> dict:

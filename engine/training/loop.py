@@ -27,10 +27,11 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm import tqdm
 
+from ..background import frame_background
 from ..backbone import FrameEncoder
 from ..model import ModelBundle, save_model
 from ..pca import PCA
-from ..tca import TCA
+from ..tca import TCA, TCAOutput
 from .config import TrainConfig
 from .losses import chamfer_matrix, contrastive, info_nce, match_loss
 from .pairs import read_pairs
@@ -62,7 +63,7 @@ class Bank:
 class Trainer:
     """One model, its optimiser, schedule and bank, and the sampler that feeds them."""
 
-    model: TCA
+    model: torch.nn.Module  # a TCA (or one that feeds it backgrounds)
     sampler: Sampler
     cfg: TrainConfig
 
@@ -113,6 +114,32 @@ class Trainer:
         return loss.item()
 
 
+class _WithBackground(torch.nn.Module):
+    """A TCA fed frames whose last channel is each frame's background in the training
+    collection (the sampler crops and joins views without looking inside a frame, so the
+    background travels with its frame), for "distinctive" pooling."""
+
+    def __init__(self, tca: TCA):
+        super().__init__()
+        self.tca = tca
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> TCAOutput:
+        return self.tca(x[..., :-1], mask, x[..., -1])
+
+
+def with_backgrounds(whitened: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per video [V, T, d] whitened views -> [V, T, d + 1]: each frame's background
+    (`engine.background.frame_background`) measured on the clean views (view 0) of the
+    whole training set, as an index measures its own, and shared by the other views of the
+    same moment."""
+    clean = [w[0].numpy() for w in whitened]
+    offsets = np.concatenate([[0], np.cumsum([len(c) for c in clean])]).astype(np.int64)
+    flat = np.concatenate(clean) if clean else np.zeros((0, 1), np.float32)
+    bg = torch.from_numpy(frame_background(flat, offsets))
+    return [torch.cat([w, bg[a:b].expand(w.shape[0], -1)[..., None]], dim=-1)
+            for w, a, b in zip(whitened, offsets[:-1], offsets[1:])]
+
+
 def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: bool = True,
               checkpoint: Callable[[TCA, int], object] | None = None,
               make_sampler: SamplerFactory = Sampler) -> tuple[TCA, list[float]]:
@@ -123,16 +150,21 @@ def train_tca(views: list[np.ndarray], pca: PCA, cfg: TrainConfig, progress: boo
     feeds the steps (default: self-supervised)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    sampler = make_sampler(whiten(views, pca), cfg, rng)
+    whitened = whiten(views, pca)
+    distinctive = cfg.pooling == "distinctive"
+    sampler = make_sampler(with_backgrounds(whitened) if distinctive else whitened, cfg, rng)
     if len(sampler.usable) < 2:
         raise ValueError("training needs at least 2 readable videos of a few seconds or more")
     model = TCA(cfg.dim, cfg.heads, cfg.ff_dim, cfg.dropout, cfg.input_scale, cfg.pooling)
-    if cfg.identity_init or cfg.attention_only:
+    if cfg.identity_init or cfg.attention_only or cfg.context_only:
         model.start_at_identity()
     if cfg.attention_only:  # frames stay the input (normalised); only what attends to what is learned
         for name, param in model.named_parameters():
             param.requires_grad_(name.startswith("layer.self_attn.in_proj"))
-    trainer = Trainer(model, sampler, cfg)
+    if cfg.context_only:  # each frame gains what the others add; the frame space itself is not relearned
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith("layer.self_attn."))
+    trainer = Trainer(_WithBackground(model) if distinctive else model, sampler, cfg)
     losses: list[float] = []
     model.train()
     bar = tqdm(range(cfg.steps), desc="training", unit="step", disable=not progress)
@@ -163,11 +195,14 @@ def training_views(paths: list[Path], encoder: FrameEncoder, weights: str | Path
 
 def train(paths: list[Path], out: Path, encoder: FrameEncoder, bundle_base: ModelBundle, cfg: TrainConfig,
           views_cache: Path | None = None, progress: bool = True, backbone_weights: str | Path | None = None,
-          make_sampler: SamplerFactory = Sampler) -> ModelBundle:
-    """The whole recipe: views (cached), PCA, TCA; saves the bundle to `out`."""
+          make_sampler: SamplerFactory = Sampler, pca: PCA | None = None) -> ModelBundle:
+    """The whole recipe: views (cached), PCA, TCA; saves the bundle to `out`. pca: a
+    whitening to keep (e.g. a model's learned one, `engine pca --copies`) instead of
+    fitting one on the views; cfg.dim must be its output size."""
     started = time.time()
     views = training_views(paths, encoder, backbone_weights, cfg, views_cache, progress)
-    pca = fit_training_pca(views, cfg.dim, cfg.pca_shrinkage)
+    if pca is None:
+        pca = fit_training_pca(views, cfg.dim, cfg.pca_shrinkage)
 
     def save(tca: TCA, step: int | None = None, final_loss: float | None = None) -> ModelBundle:
         info = {"trained_by": "python -m engine train", "config": cfg.as_info(),
@@ -185,7 +220,7 @@ def train(paths: list[Path], out: Path, encoder: FrameEncoder, bundle_base: Mode
 
 def train_pairs(video_dir: Path, pairs_file: Path, out: Path, encoder: FrameEncoder, bundle_base: ModelBundle,
                 cfg: TrainConfig, progress: bool = True, backbone_weights: str | Path | None = None,
-                views_cache: Path | None = None) -> ModelBundle:
+                views_cache: Path | None = None, pca: PCA | None = None) -> ModelBundle:
     """Supervised training from labelled pairs (`pairs.read_pairs`: a pairs file or a
     collection's labels.json; ids relative to `video_dir`): clean views only (the labels
     supply the variation), distractors and hard negatives as negatives."""
@@ -207,4 +242,4 @@ def train_pairs(video_dir: Path, pairs_file: Path, out: Path, encoder: FrameEnco
                            c, rng, content, hard)
 
     return train([Path(video_dir) / i for i in ids], out, encoder, bundle_base, cfg, views_cache, progress=progress,
-                 backbone_weights=backbone_weights, make_sampler=make_sampler)
+                 backbone_weights=backbone_weights, make_sampler=make_sampler, pca=pca)

@@ -109,18 +109,23 @@ def test_training_is_deterministic_and_finite(loss):
     assert all(torch.isfinite(v).all() for v in m1.state_dict().values())
 
 
-def test_attention_only_trains_only_what_attends():
+@pytest.mark.parametrize("part, pooling, trained", [
+    ("attention_only", "attention", "layer.self_attn.in_proj"),  # what attends to what
+    ("context_only", "distinctive", "layer.self_attn."),  # the attention; the feed-forward stays the identity
+])
+def test_partial_training_moves_only_its_part(part, pooling, trained):
     views = _toy_views()
     pca = fit_pca(np.concatenate([v.reshape(-1, 48) for v in views]).astype(np.float32), 16, 0.5)
     cfg = TrainConfig(dim=16, heads=2, ff_dim=32, steps=5, batch=6, bank=16, clip_frames=6, lr=1e-2,
-                      attention_only=True, input_scale=4.0, pooling="attention", frame_weight=0.0)
-    model, _ = train_tca(views, pca, cfg, progress=False)
+                      input_scale=4.0, pooling=pooling, frame_weight=0.0, **{part: True})
+    model, losses = train_tca(views, pca, cfg, progress=False)
+    assert all(math.isfinite(x) for x in losses)
     torch.manual_seed(cfg.seed)
     start = TCA(16, 2, 32, cfg.dropout).start_at_identity()  # the same initial weights as training's
     for name, value in model.state_dict().items():
         moved = not torch.equal(value, start.state_dict()[name])
-        assert moved == name.startswith("layer.self_attn.in_proj"), name
-    assert (model.pooling, model.input_scale) == ("attention", 4.0)
+        assert moved == name.startswith(trained), name
+    assert (model.pooling, model.input_scale) == (pooling, 4.0)
 
 
 def test_distinctive_pooling_weighs_frames_by_their_background():
@@ -136,21 +141,6 @@ def test_distinctive_pooling_weighs_frames_by_their_background():
     assert torch.allclose(tca(x).video, torch.nn.functional.normalize(out.frames.sum(1), dim=-1), atol=1e-6)
     # every frame common: the mean again, not a zero vector
     assert torch.allclose(tca(x, background=torch.ones(1, 4)).video, tca(x).video, atol=1e-6)
-
-
-def test_context_only_trains_only_the_attention_with_distinctive_pooling():
-    views = _toy_views()
-    pca = fit_pca(np.concatenate([v.reshape(-1, 48) for v in views]).astype(np.float32), 16, 0.5)
-    cfg = TrainConfig(dim=16, heads=2, ff_dim=32, steps=5, batch=6, bank=16, clip_frames=6, lr=1e-2,
-                      context_only=True, input_scale=4.0, pooling="distinctive", frame_weight=0.0)
-    model, losses = train_tca(views, pca, cfg, progress=False)
-    assert all(math.isfinite(x) for x in losses)
-    torch.manual_seed(cfg.seed)
-    start = TCA(16, 2, 32, cfg.dropout).start_at_identity()  # the same initial weights as training's
-    for name, value in model.state_dict().items():
-        moved = not torch.equal(value, start.state_dict()[name])
-        assert moved == name.startswith("layer.self_attn."), name
-    assert model.pooling == "distinctive"
 
 
 def test_backgrounds_travel_with_their_frames():

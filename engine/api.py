@@ -412,7 +412,7 @@ class Engine:
             return VideoIndex.new(
                 bundle.identity, bundle.backbone.value, bundle.pooling.value,
                 self.embedder.dim, self.embedder.fps, root, model_path, bundle.tca is not None,
-                distinctive=bundle.distinctive,
+                distinctive=bundle.distinctive, layout_dim=bundle.layout_dim,
             )
 
         def check(index: VideoIndex) -> None:

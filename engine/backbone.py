@@ -22,6 +22,7 @@ from torch import nn
 
 from .errors import UserError
 from .files import resolve
+from .layout import thumbnails
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -184,14 +185,17 @@ def pool(maps: list[torch.Tensor], pooling: Pooling) -> torch.Tensor:
 class FrameEncoder(nn.Module):
     """uint8 RGB frames [B, H, W, 3] -> float32 descriptors [B, dim]. The trunk runs in
     `dtype` (float32, or bfloat16 / float16 where `resolve_precision` picks them); the
-    pooling is always float32."""
+    pooling is always float32. With `layout_side`, each descriptor ends with the frame's
+    grey thumbnail (`engine.layout.thumbnails`, layout_side^2 values in 0-1)."""
 
-    def __init__(self, name: Backbone, trunk: nn.Module, pooling: Pooling, dtype: torch.dtype = torch.float32):
+    def __init__(self, name: Backbone, trunk: nn.Module, pooling: Pooling, dtype: torch.dtype = torch.float32,
+                 layout_side: int = 0):
         super().__init__()
         self.name = Backbone(name)
         self.pooling = Pooling(pooling)
         self.trunk = trunk.eval()
-        self.dim = int(sum(trunk.out_channels))
+        self.layout_side = int(layout_side)
+        self.dim = int(sum(trunk.out_channels)) + self.layout_side ** 2
         self.dtype = dtype
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1) * 255)
@@ -206,8 +210,13 @@ class FrameEncoder(nn.Module):
         return str(self.dtype).removeprefix("torch.")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float()
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        pixels = images.permute(0, 3, 1, 2).float()
+        desc = self._cnn(((pixels - self.mean) / self.std).contiguous(memory_format=torch.channels_last))
+        if not self.layout_side:
+            return desc
+        return torch.cat([desc, thumbnails(pixels, self.layout_side)], dim=1)
+
+    def _cnn(self, x: torch.Tensor) -> torch.Tensor:
         if self.dtype == torch.float32:
             return pool(self.trunk(x), self.pooling)
         if x.device.type == "cuda":
@@ -312,9 +321,11 @@ def load_backbone(
     pooling: Pooling | str = Pooling.L3_IRMAC,
     device: str | torch.device = "cpu",
     precision: Precision | str = Precision.AUTO,
+    layout_side: int = 0,
 ) -> FrameEncoder:
     """Build a frame encoder. `weights`: a file or hf:// source (None: the packaged default);
-    `precision`: the number format its CNN runs in (`Precision`)."""
+    `precision`: the number format its CNN runs in (`Precision`); `layout_side`: append each
+    frame's grey thumbnail of that side (0: none; `engine.layout`)."""
     dtype = resolve_precision(precision, device)
     try:
         name = Backbone(name)
@@ -326,7 +337,7 @@ def load_backbone(
         Backbone.EFFICIENTNET_LITE0: _efficientnet_lite0_trunk,
         Backbone.RESNET50: _resnet50_trunk,
     }[name](weights)
-    encoder = FrameEncoder(name, trunk, Pooling(pooling), dtype).to(device)
+    encoder = FrameEncoder(name, trunk, Pooling(pooling), dtype, layout_side).to(device)
     if dtype != torch.float32 and torch.device(device).type == "cpu":
         encoder.trunk.run_in(dtype)
     return encoder.to(memory_format=torch.channels_last)

@@ -345,11 +345,12 @@ def main(argv: list[str] | None = None) -> None:
         row("query variants", t_var, f"({len(eng.variants)} more backbone passes)")
     t_pca, _ = _best(lambda: eng.embedder.embed_descriptors(descs), args.repeat)
     row("PCA + aggregation (model)", t_pca)
-    tca = TCA(dim=eng.embedder.dim).eval()
-    x = torch.from_numpy(np.ascontiguousarray(descs[:, : eng.embedder.dim])).unsqueeze(0)
+    tca_dim = eng.embedder.dim - eng.model.layout_dim  # a TCA sees the whitened CNN part (engine.layout)
+    tca = TCA(dim=tca_dim).eval()
+    x = torch.from_numpy(np.ascontiguousarray(descs[:, :tca_dim])).unsqueeze(0)
     with torch.inference_mode():
         t_tca, _ = _best(lambda: tca(x), args.repeat)
-    row("TCA layer (d=%d)" % eng.embedder.dim, t_tca)
+    row("TCA layer (d=%d)" % tca_dim, t_tca)
 
     work = Path(tempfile.mkdtemp(prefix="tca-bench-"))
     try:

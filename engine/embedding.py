@@ -15,6 +15,7 @@ import torch
 
 from .backbone import FrameEncoder, Precision, load_backbone
 from .inner_pictures import crop, grey, inner_boxes
+from .layout import with_layout
 from .model import ModelBundle
 from .tca import aggregate
 from .variants import Variant, apply_variant
@@ -93,12 +94,13 @@ class Embedder:
         self.max_duration = max_duration
         self.batch_size = batch_size
         self.encoder = encoder or load_backbone(
-            bundle.backbone, backbone_weights, bundle.pooling, self.device, self.precision
+            bundle.backbone, backbone_weights, bundle.pooling, self.device, self.precision,
+            bundle.layout.side if bundle.layout is not None else 0,
         )
-        if bundle.pca is not None and bundle.pca.dim_in != self.encoder.dim:
+        if bundle.pca is not None and bundle.pca.dim_in + bundle.layout_dim != self.encoder.dim:
             raise ValueError(
-                f"model {bundle.name}: its PCA expects {bundle.pca.dim_in}-d descriptors but "
-                f"backbone {bundle.backbone.value} gives {self.encoder.dim}-d"
+                f"model {bundle.name}: its PCA and layout expect {bundle.pca.dim_in + bundle.layout_dim}-d "
+                f"descriptors but backbone {bundle.backbone.value} gives {self.encoder.dim}-d"
             )
         if bundle.tca is not None:
             bundle.tca.to(self.device).eval()
@@ -263,9 +265,13 @@ def embed_sequence(
     """One video's frame descriptors -> (frames [T, d], video [d], attention [T]), float32.
 
     descriptors [T, D]: the backbone's raw ones (D = the PCA's input size), or ones already
-    whitened to the model's size (the paper's released features), which skip the PCA.
-    use_tca=False gives the model's no-TCA baseline (mean pooling)."""
+    whitened to the model's size (the paper's released features), which skip the PCA; for a
+    model with a layout (`engine.layout`), each followed by the frame's thumbnail, and d
+    counts the layout too. use_tca=False gives the model's no-TCA baseline (mean pooling)."""
     x = np.asarray(descriptors, np.float32)
+    thumbs = None
+    if bundle.layout is not None:
+        x, thumbs = x[:, : x.shape[1] - bundle.layout_dim], x[:, x.shape[1] - bundle.layout_dim :]
     if bundle.pca is not None and x.shape[1] == bundle.pca.dim_in:
         x = bundle.pca.apply(x)
     else:
@@ -274,8 +280,7 @@ def embed_sequence(
     mask = torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
     tca = bundle.tca if use_tca else None
     out = tca(h, mask) if tca is not None else aggregate(h, mask)
-    return (
-        out.frames[0].float().cpu().numpy(),
-        out.video[0].float().cpu().numpy(),
-        out.attention[0].float().cpu().numpy(),
-    )
+    frames, video = out.frames[0].float().cpu().numpy(), out.video[0].float().cpu().numpy()
+    if thumbs is not None:
+        frames, video = with_layout(frames, video, thumbs, bundle.layout)
+    return frames, video, out.attention[0].float().cpu().numpy()

@@ -388,10 +388,11 @@ class VideoIndex:
     @classmethod
     def new(cls, model_id: str, backbone: str, pooling: str, dim: int, sample_fps: float,
             root: str | None = None, model_path: str | None = None, tca: bool = True,
-            codec: str | None = None, distinctive: bool | None = None) -> "VideoIndex":
+            codec: str | None = None, distinctive: bool | None = None, layout_dim: int = 0) -> "VideoIndex":
         """An empty index for this model, not yet on disk (see `writing`). distinctive:
         whether corpus-aware cosine pools the videos by distinctiveness (default: without
-        TCA; `ModelBundle.distinctive`)."""
+        TCA; `ModelBundle.distinctive`); layout_dim: how many of each frame's `dim` values
+        are its layout (`engine.layout`; `ModelBundle.layout_dim`)."""
         manifest = {
             "format_version": FORMAT_VERSION,
             "backbone": backbone,
@@ -401,6 +402,7 @@ class VideoIndex:
             "tca": tca,  # False: built with the model's TCA replaced by mean pooling (index --no-tca)
             "distinctive": (not tca) if distinctive is None else bool(distinctive),
             "dim": dim,
+            "layout_dim": int(layout_dim),
             "sample_fps": sample_fps,
             "root": root,
             "generation": 0,
@@ -668,6 +670,12 @@ class VideoIndex:
         before this was recorded: without TCA.)"""
         return bool(self.manifest.get("distinctive", self.manifest.get("tca") is False))
 
+    @property
+    def layout_dim(self) -> int:
+        """How many of each frame's values are its layout (`engine.layout`), which video
+        vectors leave out (indexes from before layouts: none)."""
+        return int(self.manifest.get("layout_dim", 0))
+
     def query_background(self, frames: np.ndarray) -> np.ndarray:
         """How much each frame of a query looks like the collection (`engine.background`):
         frames [T, d] (or looks [L, T, d]) -> float32 [T] (or [L, T]). Measured against
@@ -699,7 +707,8 @@ class VideoIndex:
         offsets = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
         bg = np.concatenate([row_bg[a:b] for a, b in spans]) if spans else np.zeros(0, np.float32)
         views = [self.records[p].views for p in positions]
-        return collection_views(self._gather(spans), offsets, bg, views, float(self.manifest["sample_fps"]))
+        return collection_views(self._gather(spans), offsets, bg, views, float(self.manifest["sample_fps"]),
+                                self.layout_dim)
 
     def map_coords(self) -> np.ndarray:
         """float32 [N, 2] map positions of the live videos."""
@@ -865,7 +874,7 @@ class VideoIndex:
         if measure == Measure.COSINE:
             if normalize and self.distinctive:
                 looks = np.asarray(query_frames, np.float32)
-                scores = cosine_views(distinctive_pooling(looks, self.query_background(looks)),
+                scores = cosine_views(distinctive_pooling(looks, self.query_background(looks), self.layout_dim),
                                       *self.distinctive_vectors(pos))
             else:
                 scores = cosine(q, self.video_vectors(pos))

@@ -1,8 +1,9 @@
 """The model bundle: which backbone, the PCA whitening and (optionally) a TCA, in one file.
 
 One safetensors file holds the tensors (`pca.mean`, `pca.projection`, `tca.*`) and its
-metadata the backbone name, pooling and TCA shape, so an index can name the exact model
-it was built with by the file's SHA-256. A bundle without `tca.*` is the no-TCA baseline:
+metadata the backbone name, pooling, TCA shape and layout (`engine.layout`: each frame's
+grey thumbnail beside its whitened CNN embedding), so an index can name the exact model it
+was built with by the file's SHA-256. A bundle without `tca.*` is the no-TCA baseline:
 frames pass through unchanged and the video vector is their mean.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from safetensors.numpy import load_file, save
 from .backbone import Backbone, Pooling
 from .errors import UserError
 from .files import atomic_write, resolve
+from .layout import Layout
 from .pca import PCA
 from .tca import TCA
 
@@ -38,11 +40,19 @@ class ModelBundle:
     tca: TCA | None
     info: dict = field(default_factory=dict)  # free-form: how it was trained, on what
     sha256: str = ""  # of the file it was loaded from / saved to
+    # each frame's grey thumbnail beside its whitened CNN embedding (`engine.layout`); None: CNN only
+    layout: Layout | None = None
 
     @property
     def dim(self) -> int | None:
-        """Embedding dimension, or None when it is the backbone's (no PCA)."""
-        return self.pca.dim if self.pca is not None else None
+        """Embedding dimension (the whitened CNN's, then the layout's), or None when it is
+        the backbone's (no PCA)."""
+        return self.pca.dim + self.layout_dim if self.pca is not None else None
+
+    @property
+    def layout_dim(self) -> int:
+        """How many values of each frame (raw descriptor and embedding alike) are its layout."""
+        return self.layout.dim if self.layout is not None else 0
 
     @property
     def identity(self) -> str:
@@ -69,6 +79,8 @@ class ModelBundle:
         if not self.sha256:
             return f"{self.backbone.value} (builtin: no PCA, no TCA)"
         kind = "TCA" if self.tca is not None else ("PCA only, TCA off" if self.info.get("tca_removed") else "PCA only")
+        if self.layout is not None:
+            kind += f", {self.layout.side}x{self.layout.side} layout"
         return f"{self.backbone.value} + {kind} ({self.sha256[:12]})"
 
 
@@ -103,6 +115,8 @@ def save_model(bundle: ModelBundle, path: str | Path) -> str:
         meta["tca"] = json.dumps(bundle.tca.config())
         for k, v in bundle.tca.state_dict().items():
             tensors[f"tca.{k}"] = v.detach().cpu().float().numpy()
+    if bundle.layout is not None:
+        meta["layout"] = json.dumps(bundle.layout.config())
     data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta)
     with atomic_write(path) as tmp:
         Path(tmp).write_bytes(_canonical_header(data))
@@ -152,6 +166,14 @@ def load_model(source: str | Path) -> ModelBundle:
         except RuntimeError as err:
             raise ModelError(f"{path}: TCA weights do not match their config ({err})") from err
         tca.eval()
+    layout = None
+    if "layout" in meta:
+        try:
+            layout = Layout(**json.loads(meta["layout"]))
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"{path}: unreadable layout settings {meta['layout']!r} ({err})") from err
+        if pca is None:
+            raise ModelError(f"{path}: a layout needs the model's PCA whitening, and this file has none")
     return ModelBundle(
         backbone=Backbone(meta["backbone"]),
         pooling=Pooling(meta["pooling"]),
@@ -159,4 +181,5 @@ def load_model(source: str | Path) -> ModelBundle:
         tca=tca,
         info=json.loads(meta.get("info", "{}")),
         sha256=file_sha256(path),
+        layout=layout,
     )

@@ -83,7 +83,8 @@ def described_by(embedder, weights) -> str:
     and the sampling rate (a cache extended by another would mix two kinds of descriptor)."""
     enc = embedder.encoder
     return (f"{enc.name.value} {enc.pooling.value} ({weights or 'packaged weights'}), "
-            f"{enc.precision_name}, {embedder.fps:g} fps")
+            f"{enc.precision_name}, {embedder.fps:g} fps"
+            + (f", {enc.layout_side}x{enc.layout_side} layout" if enc.layout_side else ""))
 
 
 def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder=None,
@@ -98,9 +99,11 @@ def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder
 
     encoder = encoder or load_backbone(bundle.backbone, weights, bundle.pooling, device)
     black = encoder.describe(np.zeros((1, 224, 224, 3), np.uint8))[0]
+    black = black[: len(black) - encoder.layout_side ** 2]  # the CNN's part: layouts are not compared here
+    cnn = {v: feats[v][:, : feats[v].shape[1] - bundle.layout_dim] for v in feats}
     uploads = [v for v, lab in bench.videos.items() if lab["kind"] == "upload"]
     return bench.attention_share(shares if shares is not None else attention_of(bundle, feats, uploads, device),
-                                 black_frames({v: feats[v] for v in uploads if v in feats}, black), fps)
+                                 black_frames({v: cnn[v] for v in uploads if v in cnn}, black), fps)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -154,7 +157,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does
     distinctive = args.pooling == "distinctive" or (args.pooling == "engine" and (bundle.distinctive or args.no_tca))
-    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures, distinctive, fps)
+    db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures, distinctive, fps,
+                     bundle.layout_dim)
     variants = ()
     if args.query_variants:
         if embedder is None:

@@ -115,13 +115,15 @@ def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], devi
     """{id: (frames [T, d], video [d])} with the bundle's PCA and (if use_tca) its TCA."""
     if use_tca and bundle.tca is not None:
         bundle.tca.to(device).eval()
-    accepted = {bundle.pca.dim_in, bundle.pca.dim} if bundle.pca is not None else None
+    n = bundle.layout_dim  # each frame's thumbnail follows its descriptor (`engine.layout`)
+    accepted = {bundle.pca.dim_in + n, bundle.pca.dim + n} if bundle.pca is not None else None
     out = {}
     for vid, x in features.items():
         if accepted is not None and x.shape[1] not in accepted:
             raise FeatureError(
                 f"video {vid}: features are {x.shape[1]}-d, but model {bundle.name} takes "
                 f"{bundle.pca.dim_in}-d backbone descriptors (or {bundle.pca.dim}-d whitened ones)"
+                + (f", each followed by its {n}-value layout thumbnail" if n else "")
             )
         frames, video, _ = embed_sequence(bundle, x, device, use_tca)
         out[vid] = (frames, video)

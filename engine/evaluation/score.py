@@ -44,17 +44,19 @@ class Database:
     pooled: np.ndarray | None = None
     pooled_counts: np.ndarray | None = None  # [N] vectors per video
     pooled_margins: np.ndarray | None = None  # [sum(pooled_counts)]: what each view pays
+    layout_dim: int = 0  # each frame's last values that are its layout (`engine.layout`)
 
     @classmethod
     def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
            pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False,
-           fps: float = 1.0) -> "Database":
+           fps: float = 1.0, layout_dim: int = 0) -> "Database":
         """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
         videos, stored after their whole frames as the index stores them. distinctive:
         corpus-aware cosine compares video vectors pooled by distinctiveness, one per view
         (whole frames, each window of them, each inner picture), as an index built without
         TCA does (`engine.background.distinctive_views`, `engine.similarity.cosine_views`);
-        fps: the embeddings' frames per second."""
+        fps: the embeddings' frames per second; layout_dim: `ModelBundle.layout_dim`, the
+        frame values that video vectors leave out."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
@@ -63,9 +65,11 @@ class Database:
         views = np.array([max(len(r) // max(len(embeddings[v][0]), 1), 1) for r, v in zip(rows, ids)], np.int64)
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
-        db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views)
+        db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views,
+                 layout_dim=layout_dim)
         if normalize and distinctive and ids:
-            db.pooled, db.pooled_counts, db.pooled_margins = collection_views(db.frames, offsets, fbg, views, fps)
+            db.pooled, db.pooled_counts, db.pooled_margins = collection_views(db.frames, offsets, fbg, views, fps,
+                                                                              layout_dim)
         return db
 
     def whole_rows(self, position: int) -> tuple[int, int]:
@@ -78,7 +82,8 @@ class Database:
         if measure is Measure.COSINE:
             if self.pooled is not None:  # the query's frames pooled by their backgrounds here
                 looks = query[0]
-                s = cosine_views(distinctive_pooling(looks, query_background(looks, (self.frames, self.offsets))),
+                s = cosine_views(distinctive_pooling(looks, query_background(looks, (self.frames, self.offsets)),
+                                                     self.layout_dim),
                                  self.pooled, self.pooled_counts, self.pooled_margins)
             else:
                 s = cosine(query[1], self.videos)

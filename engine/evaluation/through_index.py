@@ -50,7 +50,7 @@ def build_index(db: "Database", where: str | Path, fps: float = 1.0, tca: bool =
                                    width=0, height=0, num_frames=t, views=views))
     order = list(range(len(records)))
     random.Random(0).shuffle(order)  # as engine.indexing.build_index while the codec is untrained
-    new = VideoIndex.new("evaluation", "-", "-", dim, fps, tca=tca, distinctive=distinctive)
+    new = VideoIndex.new("evaluation", "-", "-", dim, fps, tca=tca, distinctive=distinctive, layout_dim=db.layout_dim)
     with VideoIndex.writing(where, new) as index:
         for i in order:
             index.append([records[i]], [embeddings[i]])

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..cli import UsageError, add_model_flags, read_list
+from ..layout import Layout
 from .config import Loss, TrainConfig
 
 FLAG_HELP = {
@@ -49,6 +50,11 @@ def arguments_pca(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="--augment: random seed of the edits (default 0)")
     p.add_argument("--fps", type=float, default=1.0,
                    help="frames sampled per second for the fit (default 1, the engine's rate)")
+    p.add_argument("--layout", type=int, default=Layout.side, metavar="SIDE",
+                   help=f"each frame embedding also holds the frame's grey SIDE x SIDE thumbnail (engine.layout; "
+                        f"default {Layout.side}, 0: the CNN's embedding alone)")
+    p.add_argument("--layout-weight", type=float, default=Layout.weight, metavar="W",
+                   help=f"--layout: the thumbnail's share of two frames' similarity, 0 to 1 (default {Layout.weight})")
     add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
 
 
@@ -64,6 +70,9 @@ def run_pca(args: argparse.Namespace) -> int:
     if args.fps <= 0 or args.augment_fps <= 0 or args.augment < 0:
         raise UsageError(f"--fps ({args.fps:g}) and --augment-fps ({args.augment_fps:g}) must be positive and "
                          f"--augment ({args.augment}) 0 or more")
+    if not 0 <= args.layout <= 32 or not 0 < args.layout_weight < 1:
+        raise UsageError(f"--layout {args.layout} must be 0 (none) to 32 and --layout-weight "
+                         f"{args.layout_weight:g} between 0 and 1")
     paths = []
     for folder in args.video_dirs:  # every folder checked before minutes of decoding
         found = scan_folder(folder) if folder.is_dir() else []
@@ -130,10 +139,17 @@ def run_pca(args: argparse.Namespace) -> int:
         pca = fit_learned_whitening(pca, x, pairs, args.copy_shrinkage, args.data_shrinkage)
         made_by += f" --copy-shrinkage {args.copy_shrinkage} --data-shrinkage {args.data_shrinkage}"
         info.update({"copy_shrinkage": args.copy_shrinkage, "data_shrinkage": args.data_shrinkage})
-    bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None, {"made_by": made_by, **info})
+    layout = Layout(args.layout, args.layout_weight) if args.layout else None
+    if layout is not None:
+        made_by += f" --layout {layout.side} --layout-weight {layout.weight:g}"
+    else:
+        made_by += " --layout 0"
+    bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None, {"made_by": made_by, **info},
+                         layout=layout)
     sha = save_model(bundle, args.out)
     learned = " and ".join(f"{info[k]} {k.replace('_', ' ')}" for k in ("copy_pairs", "augmented_pairs") if k in info)
-    print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim} on {len(x)} frames of {len(descs)} videos"
+    print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim}{f' and a {layout.side}x{layout.side} layout' if layout else ''} "
+          f"on {len(x)} frames of {len(descs)} videos"
           f"{', learned from ' + learned if learned else ''} "
           f"(sha256 {sha[:12]})")
     return 0

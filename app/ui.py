@@ -77,8 +77,10 @@ def about_markdown(service: Service) -> str:
         trained = f" Made by `{info['made_by']}` ({info.get('pca_frames', '?')} frames)."
     return f"""
 **TCA (Temporal Context Aggregation, WACV 2021)** turns every sampled frame ({a.fps:g} per
-second) into an ImageNet CNN descriptor, whitens it, and lets a small
-transformer layer re-describe each frame in the context of the whole video. Videos are
+second) into an ImageNet CNN descriptor, whitens it (the default model keeps the frame's
+grey 8x8 thumbnail beside it: where light and dark lie survives re-encodes and colour
+edits), and lets a small transformer layer re-describe each frame in the context of the
+whole video. Videos are
 compared frame by frame: **chamfer similarity** averages, over the query's frames, the
 best similarity in the other video. With a TCA model the heat strips show how much
 attention each frame receives from the others (frames that say a lot about the video get more);

@@ -302,7 +302,8 @@ def test_a_feature_cache_says_what_made_it(tiny_folder, tmp_path, capsys):
     args = ("evaluate", "generic", gt, "--videos", tiny_folder, "--cache", cache, "--measure", "cosine", "--json")
     code, _, err = run_cli(capsys, *args, "--precision", "float32")
     assert code == 0, err
-    assert cache_made_by(cache) == "efficientnet-lite0 l3-irmac (packaged weights), float32, 1 fps"
+    # the default model also reads each frame's 8x8 thumbnail (engine.layout): part of the cache
+    assert cache_made_by(cache) == "efficientnet-lite0 l3-irmac (packaged weights), float32, 1 fps, 8x8 layout"
     assert "__made_by__" not in load_features(cache)  # never read as a video
     code, _, err = run_cli(capsys, *args, "--precision", "float32")
     assert code == 0, err

@@ -196,13 +196,14 @@ def distinctive_views(rows: np.ndarray, background: np.ndarray, views: int, fps:
     window of them (`window_starts`), each inner picture; float32 [same], what each pays
     on its cosine in `similarity.cosine_views`: 0 for the whole frames, `window_margin` for
     a window, PICTURE_MARGIN for an inner picture). layout_dim: see `distinctive_pooling`."""
-    rows = _without_layout(rows, layout_dim)
+    rows = np.asarray(rows, np.float32)
     v = max(int(views), 1)
     bg = np.asarray(background, np.float32).reshape(v, -1)
     frames = rows.reshape(v, -1, rows.shape[-1])
     starts, length = window_starts(frames.shape[1], fps)
     whole = distinctive_pooling(frames, bg)  # [V, d]
-    vectors = np.concatenate([whole[:1], _window_pooling(frames[0], bg[0], len(starts), length), whole[1:]])
+    vectors = _without_layout(np.concatenate([whole[:1], _window_pooling(frames[0], bg[0], len(starts), length),
+                                              whole[1:]]), layout_dim)
     margins = np.concatenate([[0.0], np.full(len(starts), window_margin(len(starts))),
                               np.full(v - 1, PICTURE_MARGIN)]).astype(np.float32)
     return vectors.astype(np.float32), margins
@@ -250,19 +251,21 @@ def distinctive_pooling(frames: np.ndarray, background: np.ndarray, layout_dim: 
     [L, T, d]; L2-normalised) weighted by their `distinctiveness` (background [T] or
     [L, T]), L2-normalised -> float32 [d] (or [L, d]). layout_dim: the frames' last values
     that are their layout (`engine.layout`), which a video vector leaves at zero."""
-    f = _without_layout(frames, layout_dim)
+    f = np.asarray(frames, np.float32)
     w = distinctiveness(background)
     v = np.matmul(w[..., None, :], f)[..., 0, :]
-    return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+    return _without_layout(v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12), layout_dim)
 
 
-def _without_layout(frames: np.ndarray, layout_dim: int) -> np.ndarray:
-    """float32 frames [..., d] with their last `layout_dim` values zero. Layouts pooled over a
-    video cancel out, or add up to its channel's template: a video vector that kept them lost
-    0.03 cosine mAP on the collection benchmark, one without them is level (round 32)."""
-    f = np.asarray(frames, np.float32)
+def _without_layout(vectors: np.ndarray, layout_dim: int) -> np.ndarray:
+    """Pooled unit vectors float32 [..., d] with their last `layout_dim` values zero, unit
+    again. Layouts pooled over a video cancel out, or add up to its channel's template: a
+    video vector that kept them lost 0.03 cosine mAP on the collection benchmark, one without
+    them is level (round 32). Pooling is linear, so this is the pooling of the frames with
+    their layouts zeroed, without copying every frame of every candidate on a search."""
+    v = np.asarray(vectors, np.float32)
     if not layout_dim:
-        return f
-    f = f.copy()
-    f[..., f.shape[-1] - layout_dim :] = 0.0
-    return f
+        return v
+    v = v.copy()
+    v[..., v.shape[-1] - layout_dim :] = 0.0
+    return (v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)).astype(np.float32)

@@ -38,6 +38,12 @@ class Layout:
     side: int = 8
     weight: float = 0.2
 
+    def __post_init__(self) -> None:
+        # a weight outside (0, 1) would scale the CNN part by sqrt of a negative number (NaN)
+        if not (isinstance(self.side, int) and self.side >= 1 and 0 < self.weight < 1):
+            raise ValueError(f"a layout needs a side of at least 1 and a weight between 0 and 1, "
+                             f"not side {self.side!r}, weight {self.weight!r}")
+
     @property
     def dim(self) -> int:
         return self.side * self.side

@@ -106,6 +106,18 @@ def test_a_layout_without_a_whitening_is_refused(tmp_path):
         load_model(tmp_path / "bare.safetensors")
 
 
+def test_a_model_file_with_impossible_layout_settings_is_refused(pca_model, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    with safe_open(str(pca_model), framework="numpy") as f:
+        meta = f.metadata()
+    bad = tmp_path / "bad.safetensors"
+    save_file(load_file(str(pca_model)), str(bad), metadata={**meta, "layout": json.dumps({"side": 8, "weight": 1.5})})
+    with pytest.raises(ModelError, match="unreadable layout settings"):
+        load_model(bad)
+
+
 def test_an_index_of_a_layout_model_records_it_and_searches(engine_and_index, corpus):
     eng, index_dir, _ = engine_and_index
     manifest = json.loads((index_dir / "manifest.json").read_text())

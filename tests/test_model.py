@@ -411,3 +411,38 @@ def test_a_segment_ends_between_its_last_sample_and_the_next():
     clip = sim[2:8]
     (seg,) = matched_segments(clip, np.arange(6.0), np.arange(30.0), 1.0, 5.4, 30.0)
     assert (seg.query_end, seg.end) == pytest.approx((5.4, 17.4), abs=1e-3), seg
+
+
+def test_a_box_reached_through_look_alike_frames_is_cut_to_the_copy():
+    """A compilation: the query's 2-12 s match a 4-s stretch of look-alike footage (one
+    template, every frame a little) just before the 10 s actually copied (query 14-24 s at
+    6-16 s), and the TN path joins them. The segment is the copied diagonal alone."""
+    from engine.spans import matched_segments
+
+    rng = np.random.default_rng(5)
+    sim = rng.uniform(-0.6, -0.4, (27, 28)).astype(np.float32)
+    sim[2:12, 4:8] = -0.05  # look-alike block
+    for i in range(14, 24):
+        sim[i, i - 8] = 0.3  # the copy
+    (seg,) = matched_segments(sim, np.arange(27.0), np.arange(28.0))
+    assert (seg.query_start, seg.start) == (14, 6) and 23.6 <= seg.query_end < 24.6, seg
+    assert seg.end - seg.start == pytest.approx(seg.query_end - seg.query_start), seg
+
+
+def test_a_weaker_path_is_not_a_second_segment():
+    """Elsewhere in the target a path matches above the threshold but frame for frame
+    clearly less than the copy (look-alike footage): one segment. A second copy as strong
+    as the first stays a segment."""
+    from engine.spans import matched_segments
+
+    rng = np.random.default_rng(6)
+    sim = rng.uniform(-0.1, 0.1, (10, 40)).astype(np.float32)
+    for i in range(8):
+        sim[i, 10 + i] = 0.9
+    for i in range(6):
+        sim[i, 20 + i] = 0.7  # a weaker path elsewhere in the target, above the threshold
+    segs = matched_segments(sim, np.arange(10.0), np.arange(40.0))
+    assert [(s.query_start, s.start) for s in segs] == [(0, 10)], segs
+    for i in range(6):
+        sim[i, 20 + i] = 0.88
+    assert len(matched_segments(sim, np.arange(10.0), np.arange(40.0))) == 2

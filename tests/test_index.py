@@ -574,7 +574,7 @@ def test_codec_is_trained_once_there_are_enough_frames(tmp_path):
         second = _synthetic(20, 20, d, 10)  # 400 frames: the codec is trained and all is recoded
         idx.append(*second, derive=True)
     opened = VideoIndex.open(tmp_path / "idx")
-    assert opened.codec.spec == "PCAR24,SQ4" and opened.manifest["codec"]["file"]
+    assert opened.codec.spec == "PCAR32,SQ4" and opened.manifest["codec"]["file"]
     # trained on unit vectors, it decodes to unit vectors (cosines, however well a row was coded)
     assert opened.manifest["codec"]["unit"] and opened.codec.unit
     rows = opened.segments[0].codec.decode(opened.segments[0].frames.all())
@@ -593,6 +593,12 @@ def test_codec_is_trained_once_there_are_enough_frames(tmp_path):
             f, _, _ = opened.video_frames(opened.position(r.id))
             assert np.mean(np.sum(f * e.frames, axis=1)) > 0.7  # near the original (random data: 3/4 of the dims kept)
     assert hits == 40
+
+
+# A codec that keeps fewer directions than d (the default keeps them all, and then footage
+# unlike its sample is kept as well as the sample): the drift between kinds of footage
+# that a codec of its own answers.
+TRUNCATING = "PCAR24,SQ4"
 
 
 def _footage(first, n, d, frames_per_video, dims):
@@ -619,6 +625,7 @@ def test_footage_unlike_the_codec_gets_a_codec_of_its_own(tmp_path):
     folder = tmp_path / "idx"
     with VideoIndex.writing(folder, _new(d)) as idx:
         idx.manifest["codec"]["train_frames"] = 300
+        idx.manifest["codec"]["train"] = TRUNCATING  # keeps 24 of 32 directions: other footage loses most
         a = _footage(0, 40, d, 10, first)
         idx.append(*a)  # 400 frames: the main codec is trained on the first footage
         assert idx.manifest["codec"]["fidelity"] > 0.95
@@ -660,6 +667,7 @@ def test_a_failure_while_footage_gets_its_codec_leaves_the_index_whole(tmp_path,
     d, folder = 32, tmp_path / "idx"
     with VideoIndex.writing(folder, _new(d)) as idx:
         idx.manifest["codec"]["train_frames"] = 300
+        idx.manifest["codec"]["train"] = TRUNCATING  # keeps 24 of 32 directions: other footage loses most
         idx.append(*_footage(0, 40, d, 10, list(range(16))))
         other = _footage(100, 30, d, 10, list(range(16, 32)))
         for r, e in zip(other[0][:29], other[1][:29]):
@@ -696,6 +704,7 @@ def test_footage_waiting_for_a_codec_joins_the_best_one_when_no_new_one_may_be_t
     d = 32
     with VideoIndex.writing(tmp_path / "idx", _new(d)) as idx:
         idx.manifest["codec"]["train_frames"] = 300
+        idx.manifest["codec"]["train"] = TRUNCATING  # keeps 24 of 32 directions: other footage loses most
         idx.append(*_footage(0, 40, d, 10, list(range(16))))
         other = _footage(100, 30, d, 10, list(range(16, 32)))  # 300 frames: one codec sample
         for r, e in zip(*other):

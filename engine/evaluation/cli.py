@@ -45,7 +45,7 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
                    help="store the database frames as an index would: a codec of this FAISS spec (e.g. "
-                        "PCAR384,SQ4, the index default) trained on the first 4096 frames; "
+                        "PCAR1088,SQ4, the index default for the default model) trained on the first 4096 frames; "
                         "queries stay float32")
     p.add_argument("--through-index", nargs="?", type=int, const=100, metavar="CANDIDATES",
                    help="rank each query as a search does: build a real index of the database (its codec, "

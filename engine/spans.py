@@ -333,14 +333,15 @@ def _one_to_one(box: tuple[int, int, int, int], path: list[tuple[int, int]], sim
 
 def _longest_diagonal_run(match: np.ndarray) -> tuple[int, int, int] | None:
     """The longest run of True on one diagonal of match [R, C]: (first row, last row,
-    column offset), or None when nothing matches."""
+    column offset), or None when nothing matches. One pass over the rows, each cell's run
+    the one that ends at it (a long pair's box costs R vector steps, not R x C)."""
     best, out = 0, None
-    rows_n, cols_n = match.shape
-    for off in range(-(rows_n - 1), cols_n):
-        rows = np.arange(max(0, -off), min(rows_n, cols_n - off))
-        run = 0
-        for r, hit in zip(rows, match[rows, rows + off]):
-            run = run + 1 if hit else 0
-            if run > best:
-                best, out = run, (int(r) - run + 1, int(r), off)
+    run = np.zeros(match.shape[1], np.int64)
+    for r, row in enumerate(match):
+        run = np.where(row, np.concatenate([[0], run[:-1]]) + 1, 0)
+        j = int(run.argmax())  # the leftmost of the row's longest: the smallest offset
+        n = int(run[j])
+        # of equally long runs, the one on the smallest offset (the earliest on a diagonal)
+        if n > best or (n == best and out is not None and j - r < out[2]):
+            best, out = n, (r - n + 1, r, j - r)
     return out

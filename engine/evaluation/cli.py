@@ -100,10 +100,10 @@ def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder
     encoder = encoder or load_backbone(bundle.backbone, weights, bundle.pooling, device)
     black = encoder.describe(np.zeros((1, 224, 224, 3), np.uint8))[0]
     black = black[: len(black) - encoder.layout_side ** 2]  # the CNN's part: layouts are not compared here
-    cnn = {v: feats[v][:, : feats[v].shape[1] - bundle.layout_dim] for v in feats}
     uploads = [v for v, lab in bench.videos.items() if lab["kind"] == "upload"]
+    cnn = {v: feats[v][:, : feats[v].shape[1] - bundle.layout_dim] for v in uploads if v in feats}
     return bench.attention_share(shares if shares is not None else attention_of(bundle, feats, uploads, device),
-                                 black_frames({v: cnn[v] for v in uploads if v in cnn}, black), fps)
+                                 black_frames(cnn, black), fps)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -114,7 +114,8 @@ def test_evaluate_collection_cli(tiny, tmp_path):
             assert mine["mAP_all"] == pytest.approx(r["mAP_all"], abs=0.02)
         else:
             assert mine["mAP_all"] < r["mAP_all"] - 0.05
-    for bad, says in ((["--through-index", "0"], "at least 1 video"), (["--through-index", "--codec", "PCAR384,SQ4"], "drop --codec")):
+    for bad, says in ((["--through-index", "0"], "at least 1 video"), (["--through-index", "--codec", "PCAR384,SQ4"], "drop --codec"),
+                      (["--fps", "0"], "must be above 0")):
         got = subprocess.run(cmd + bad, cwd=ROOT, capture_output=True, text=True)
         assert got.returncode != 0 and says in got.stderr and "Traceback" not in got.stderr, got.stderr
 

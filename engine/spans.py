@@ -7,7 +7,10 @@ notebooks/RESULTS.md):
   alignment, then the next one outside the boxes already found, and so on);
 - the Temporal Network of VCSL/VSC (`method="tn"`): a graph over each query frame's best
   target frames, where edges join matches that move forward in both videos by at most
-  `max_step` frames; the heaviest paths are the segments.
+  `MAX_STEP` seconds; the heaviest paths are the segments.
+
+The localiser's reaches (`MAX_STEP`, `MERGE_GAP`, `RUN_MIN`) are seconds, so an index
+sampled at 2 fps looks as far as one at 1 fps.
 """
 from __future__ import annotations
 
@@ -44,17 +47,22 @@ class Localiser(str, enum.Enum):
 
 MAX_SEGMENTS = 8
 THRESHOLD = 0.6
-MERGE_GAP = 6  # frames
+MERGE_GAP = 6.0  # seconds
+# How far a TN path may step in either video between two matches (a few weak or dropped
+# samples; a still shot's frames on the other axis). Chosen at 1 fps as 3 frames; in frames
+# at 2 fps the same reach lost 0.03 span F1 on the train / val splits of one draw
+# (notebooks/RESULTS.md, round 34).
+MAX_STEP = 3.0  # seconds
 ONE_TO_ONE = 0.7  # share of the diagonal that must match to cut a box to 1:1 time (a 2x-speed path covers about half)
 # A box at least this much longer on one axis than the other whose median diagonal does not
 # match is cut to its longest run of matching samples on any one diagonal, when that run is
-# at least ONE_TO_ONE of the box's shorter side and RUN_MIN samples long: a copy that the
+# at least ONE_TO_ONE of the box's shorter side and RUN_MIN seconds long: a copy that the
 # path reached through a block of look-alike frames (a template shared by the neighbouring
 # footage of a compilation) or a still shot. A real 2x speed change crosses each diagonal
 # in a sample or two. Train/val span F1 of three draws 0.8728 -> 0.8753; 1.5 or a run of 2
 # level, no aspect condition lower (0.8727; notebooks/RESULTS.md, round 33)
 RUN_ASPECT = 1.2
-RUN_MIN = 4
+RUN_MIN = 4.0  # seconds
 # A segment other than the best must be nearly as strong, frame for frame: its score at
 # least this share of the best's above the threshold. The extra TN paths of a pair are
 # mostly a neighbouring diagonal of the same copy or look-alike footage beside it, which
@@ -195,8 +203,13 @@ def matched_segments(
         return []
     mean = float(sim.mean())
     thr = min_similarity if min_similarity is not None else mean + THRESHOLD * (float(sim.max(axis=1).mean()) - mean)
-    finder = _sw_boxes if Localiser(method) is Localiser.SMITH_WATERMAN else _tn_boxes
-    boxes = _merge(finder(sim, thr))
+    samples = max(float(step), 1e-6)  # seconds per sample: the reaches below in samples
+    if Localiser(method) is Localiser.SMITH_WATERMAN:
+        found = _sw_boxes(sim, thr)
+    else:
+        found = _tn_boxes(sim, thr, max_step=max(int(round(MAX_STEP / samples)), 1),
+                          run_min=max(int(round(RUN_MIN / samples)), 1))
+    boxes = _merge(found, max(int(round(MERGE_GAP / samples)), 1))
     if not boxes:
         # nothing above the threshold: the most similar frame pair says where it looks most alike
         i, j = np.unravel_index(int(sim.argmax()), sim.shape)
@@ -214,7 +227,7 @@ def matched_segments(
     return segs
 
 
-def _merge(boxes: list[tuple[tuple[int, int, int, int], float]], gap: int = MERGE_GAP
+def _merge(boxes: list[tuple[tuple[int, int, int, int], float]], gap: int = int(MERGE_GAP)
            ) -> list[tuple[tuple[int, int, int, int], float]]:
     """Join segments that continue one another: the second starts at most `gap` frames
     after the first ends on both axes, with the same offset give or take 2 frames (a
@@ -250,14 +263,14 @@ def _sw_boxes(sim: np.ndarray, thr: float) -> list[tuple[tuple[int, int, int, in
     return out
 
 
-def _tn_boxes(sim: np.ndarray, thr: float, top_k: int = 3, max_step: int = 3
-              ) -> list[tuple[tuple[int, int, int, int], float]]:
+def _tn_boxes(sim: np.ndarray, thr: float, top_k: int = 3, max_step: int = int(MAX_STEP),
+              run_min: int = int(RUN_MIN)) -> list[tuple[tuple[int, int, int, int], float]]:
     """Temporal Network (Tan et al. 2009, as VCSL runs it): nodes are each query frame's
     top_k target frames above thr; an edge joins (i, j) -> (i', j') when 0 < i' - i <=
     max_step and 0 < j' - j <= max_step (0 <= j' - j for a still frame); a path's weight
     is the sum of its similarities. Heaviest path first, its nodes removed, repeat. Each box
-    is cut to 1:1 time where that fits (`_one_to_one`) and may take the sample before it
-    (`_grow_start`)."""
+    is cut to 1:1 time where that fits (`_one_to_one`, runs of at least run_min samples)
+    and may take the sample before it (`_grow_start`). max_step and run_min are samples."""
     tq, tt = sim.shape
     mean = float(sim.mean())
     low = mean + START_GROWTH * (thr - mean)
@@ -292,7 +305,7 @@ def _tn_boxes(sim: np.ndarray, thr: float, top_k: int = 3, max_step: int = 3
         i0, i1 = path[-1][0], path[0][0]
         j0, j1 = min(n[1] for n in path), max(n[1] for n in path)
         alive -= {n for n in alive if i0 <= n[0] <= i1 and j0 <= n[1] <= j1}
-        out.append((_grow_start(_one_to_one((i0, i1, j0, j1), path, sim, thr), sim, low), total))
+        out.append((_grow_start(_one_to_one((i0, i1, j0, j1), path, sim, thr, run_min), sim, low), total))
     return out
 
 
@@ -304,8 +317,8 @@ def _grow_start(box: tuple[int, int, int, int], sim: np.ndarray, low: float) -> 
     return box
 
 
-def _one_to_one(box: tuple[int, int, int, int], path: list[tuple[int, int]], sim: np.ndarray, thr: float
-                ) -> tuple[int, int, int, int]:
+def _one_to_one(box: tuple[int, int, int, int], path: list[tuple[int, int]], sim: np.ndarray, thr: float,
+                run_min: int = int(RUN_MIN)) -> tuple[int, int, int, int]:
     """A path longer on one axis than the other is usually a still shot that every frame
     of the other video's shot matches (slides, a webcam set), or look-alike frames beside
     the copy, not a speed change: cut the box to the diagonal at the path's median offset
@@ -325,7 +338,7 @@ def _one_to_one(box: tuple[int, int, int, int], path: list[tuple[int, int]], sim
     if max(rows_n, cols_n) < RUN_ASPECT * min(rows_n, cols_n):
         return box
     run = _longest_diagonal_run(sim[i0 : i1 + 1, j0 : j1 + 1] > thr)
-    if run is None or run[1] - run[0] + 1 < max(RUN_MIN, ONE_TO_ONE * min(rows_n, cols_n)):
+    if run is None or run[1] - run[0] + 1 < max(run_min, ONE_TO_ONE * min(rows_n, cols_n)):
         return box
     a, b, off = run
     return i0 + a, i0 + b, j0 + a + off, j0 + b + off

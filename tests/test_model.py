@@ -446,3 +446,21 @@ def test_a_weaker_path_is_not_a_second_segment():
     for i in range(6):
         sim[i, 20 + i] = 0.88
     assert len(matched_segments(sim, np.arange(10.0), np.arange(40.0))) == 2
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0, 4.0])
+def test_a_copy_with_a_faded_stretch_is_one_segment_at_any_sampling_rate(fps):
+    """The localiser's reaches are seconds: a copy whose middle 3.5 s fade below the
+    threshold is one segment at 1, 2 and 4 fps (in samples, 2 fps split it in two)."""
+    from engine.spans import matched_segments
+
+    step = 1.0 / fps
+    qt, vt = np.arange(0, 30, step), np.arange(0, 40, step)
+    sim = np.random.default_rng(0).normal(0, 0.03, (len(qt), len(vt))).astype(np.float32)
+    copy = (np.abs(vt[None] - qt[:, None] - 5) < step / 2) & (qt[:, None] >= 5) & (qt[:, None] < 25)
+    sim[copy] = 0.6  # query 5-25 s is target 10-30 s
+    faded = (qt >= 12) & (qt < 15.5)
+    sim[faded] = np.minimum(sim[faded], 0.05)
+    (seg,) = matched_segments(sim, qt, vt, step)
+    assert (seg.query_start, seg.start) == (5, 10), seg
+    assert 24.5 <= seg.query_end <= 25 and seg.end - seg.start == pytest.approx(seg.query_end - seg.query_start)

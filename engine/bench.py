@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--clip", type=Path, help="query clip (default: a generated 60-s 720p H.264 clip)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
+    ap.add_argument("--fps", type=float, default=1.0,
+                    help="frames sampled per second, by the index and so by its queries (default 1)")
     ap.add_argument("--sizes", default="10000,100000", help="synthetic index sizes for search latency")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="auto", choices=PRECISIONS,
@@ -310,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
                 tmp.write_text(json.dumps(out, indent=1))
         return
     clip = args.clip or make_clip(CACHE / CLIP_NAME)
-    eng = Engine(device=args.device, precision=args.precision)
+    if not args.fps > 0:
+        ap.error(f"--fps {args.fps:g}: frames sampled per second must be above 0")
+    eng = Engine(device=args.device, precision=args.precision, fps=args.fps)
     precision = eng.info().precision
     with av.open(str(clip)) as c:
         s = c.streams.video[0]
@@ -332,9 +336,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from .video import iter_frames
 
-    t_dec, frames = _best(lambda: [img for _, img in iter_frames(clip)], args.repeat)
+    t_dec, frames = _best(lambda: [img for _, img in iter_frames(clip, args.fps)], args.repeat)
     images = np.stack(frames)
-    row("our decode (1 fps samples)", t_dec, f"({len(images)} frames)")
+    row(f"our decode ({args.fps:g} fps samples)", t_dec, f"({len(images)} frames)")
     t_bb, descs = _best(lambda: eng.embedder.encoder.describe(images), args.repeat)
     row("backbone", t_bb, f"({len(images) / t_bb:.0f} frames/s)")
     if eng.variants:
@@ -407,7 +411,8 @@ def main(argv: list[str] | None = None) -> None:
         from .results import record_results
 
         record_results(args.results, ["speed"], {
-            "command": "python -m engine.bench" + ("" if args.sizes == "10000,100000" else f" --sizes {args.sizes}"),
+            "command": "python -m engine.bench" + ("" if args.sizes == "10000,100000" else f" --sizes {args.sizes}")
+                       + ("" if args.fps == 1.0 else f" --fps {args.fps:g}"),
             "machine": f"{os.cpu_count()} CPU threads ({platform.machine()}), torch {torch.__version__}, "
                        f"device {args.device}, CNN in {precision}",
             "query": f"{clip.name} ({desc})", "rows": rows, "other": other,

@@ -6,7 +6,6 @@ frames to the backbone as they come, so the CNN works while the decoder is still
 from __future__ import annotations
 
 import math
-
 import queue
 import threading
 from dataclasses import dataclass, field

@@ -211,7 +211,7 @@ class Embedder:
         """Backbone descriptors float32 [V, T, D] of the inner pictures found in a video's
         whole frames (uint8 [h, w, 3] each, `WHOLE_SIDE` high)."""
         out = [self.encoder.describe(np.stack([crop(img, box) for img in images]), self.batch_size)
-               for box in inner_boxes(grey(np.stack(images)))] if images else []
+               for box in inner_boxes(grey(np.stack(images)), fps=self.fps)] if images else []
         return np.stack(out) if out else np.zeros((0, len(images), self.encoder.dim), np.float32)
 
     def embed(self, path: str | Path, inner_pictures: bool = False,

@@ -159,15 +159,16 @@ def middle_band(height: int, width: int) -> Box | None:
     return (0.0, 0.5 - half, 1.0, 0.5 + half)
 
 
-def inner_boxes(gray: np.ndarray, top: int = MAX_BOXES) -> list[Box]:
+def inner_boxes(gray: np.ndarray, top: int = MAX_BOXES, fps: float = 1.0) -> list[Box]:
     """Boxes that frame moving content across a video.
 
-    gray: float32 [T, H, W] grey frames (0-255) sampled over the video, any small size
-    (180 px high is plenty) -> up to `top` boxes (x0, y0, x1, y1) as fractions of the
-    width and height: a portrait video's `middle_band` first, then the boxes found,
-    largest first, none overlapping another by more than 60% IoU. Fewer than 3 frames
-    give none."""
-    gray = np.asarray(gray, np.float32)
+    gray: float32 [T, H, W] grey frames (0-255) sampled over the video at `fps` per
+    second, any small size (180 px high is plenty) -> up to `top` boxes (x0, y0, x1, y1)
+    as fractions of the width and height: a portrait video's `middle_band` first, then the
+    boxes found, largest first, none overlapping another by more than 60% IoU. Fewer than
+    3 frames (a second apart) give none. The boxes are found on samples about 1 s apart
+    whatever the rate, as at 1 fps, where the thresholds were chosen."""
+    gray = np.asarray(gray, np.float32)[:: max(int(round(fps)), 1)]
     if gray.ndim != 3 or len(gray) < 3:
         return []
     _, h, w = gray.shape

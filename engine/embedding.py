@@ -5,7 +5,6 @@ frames to the backbone as they come, so the CNN works while the decoder is still
 """
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from .layout import with_layout
 from .model import ModelBundle
 from .tca import aggregate
 from .variants import Variant, apply_variant
-from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frame_views, iter_frames
+from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frame_views, iter_frames, sample_tick
 
 
 @dataclass
@@ -196,13 +195,12 @@ class Embedder:
         small decode of the whole frames (`WHOLE_SIDE` px high, no crop) finds the boxes
         (`embed` takes them from its one decode instead)."""
         step = 1.0 / self.fps
-        # A sample is the first frame at or after its tick, up to a skipped B-frame or two
-        # late: its tick is the one at or before it (rounding gave a sample a quarter of a
-        # second late at 2 fps the next tick's number, and the video no pictures at all).
-        shown = {int(math.floor(t / step + 1e-6)): img for t, img in iter_frames(
+        # by tick, as the sampler numbers them (rounding gave a sample a quarter of a second
+        # late at 2 fps the next tick's number, and the video no pictures at all)
+        shown = {sample_tick(t, step): img for t, img in iter_frames(
             path, self.fps, short_side=WHOLE_SIDE, crop=None, max_duration=self.max_duration,
             max_pixels=self.max_pixels)}
-        keys = [int(math.floor(float(t) / step + 1e-6)) for t in times]
+        keys = [sample_tick(float(t), step) for t in times]
         if not keys or not all(k in shown for k in keys):  # a damaged file: whole frames only
             return np.zeros((0, len(times), self.encoder.dim), np.float32)
         return self._pictures_in([shown[k] for k in keys])

@@ -213,6 +213,13 @@ def _to_image(frame: av.VideoFrame, dims: tuple[int, int], crop: int | None) -> 
     return _centre_crop(img, crop) if crop is not None else img
 
 
+def sample_tick(t: float, step: float) -> int:
+    """The number of the 1/fps tick (step = 1/fps s) at or before time t (s): the tick a
+    sample taken at t stands for, since the sampler keeps the first frame at or after each
+    tick (one a skipped B-frame late still belongs to its tick, not the next)."""
+    return int(math.floor(t / step + 1e-6))
+
+
 def _sample(path: str | Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream,
             fps: float, views: Sequence[tuple[int, int | None]], max_duration: float | None,
             report: DecodeReport) -> Iterator[tuple[float, tuple[np.ndarray, ...]]]:
@@ -242,7 +249,7 @@ def _sample(path: str | Path, container: av.container.InputContainer, stream: av
             if t + 1e-6 < next_t:
                 continue
             # Next tick after this frame: a VFR gap never makes a burst of samples.
-            next_t = (math.floor(t / step + 1e-6) + 1) * step
+            next_t = (sample_tick(t, step) + 1) * step
             if dims is None:
                 dims = [_resize_dims(frame.width, frame.height, side) for side, _ in views]
             report.samples += 1

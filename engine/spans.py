@@ -203,13 +203,11 @@ def matched_segments(
         return []
     mean = float(sim.mean())
     thr = min_similarity if min_similarity is not None else mean + THRESHOLD * (float(sim.max(axis=1).mean()) - mean)
-    samples = max(float(step), 1e-6)  # seconds per sample: the reaches below in samples
     if Localiser(method) is Localiser.SMITH_WATERMAN:
         found = _sw_boxes(sim, thr)
     else:
-        found = _tn_boxes(sim, thr, max_step=max(int(round(MAX_STEP / samples)), 1),
-                          run_min=max(int(round(RUN_MIN / samples)), 1))
-    boxes = _merge(found, max(int(round(MERGE_GAP / samples)), 1))
+        found = _tn_boxes(sim, thr, max_step=_samples(MAX_STEP, step), run_min=_samples(RUN_MIN, step))
+    boxes = _merge(found, _samples(MERGE_GAP, step))
     if not boxes:
         # nothing above the threshold: the most similar frame pair says where it looks most alike
         i, j = np.unravel_index(int(sim.argmax()), sim.shape)
@@ -225,6 +223,11 @@ def matched_segments(
                                            target_duration),
                               score=score))
     return segs
+
+
+def _samples(seconds: float, step: float) -> int:
+    """A reach of `seconds` in samples `step` s apart (at least one)."""
+    return max(int(round(seconds / max(float(step), 1e-6))), 1)
 
 
 def _merge(boxes: list[tuple[tuple[int, int, int, int], float]], gap: int = int(MERGE_GAP)

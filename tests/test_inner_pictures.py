@@ -199,6 +199,9 @@ def test_evaluate_with_inner_pictures_describes_every_ranked_video(pip_corpus, t
     bad = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--inner-pictures"],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "--inner-pictures needs --videos" in bad.stderr
+    bad = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--fps", "2"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "--fps needs --videos" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.parametrize("fps", [2.0, 4.0])

@@ -22,7 +22,7 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
     src.add_argument("--videos", type=Path, help="folder of the videos (ids are paths relative to it)")
     src.add_argument("--features", type=Path, help="frame features by video id (.npz or HDF5)")
     p.add_argument("--cache", type=Path, help="with --videos: keep computed features here (.npz) and reuse them")
-    p.add_argument("--fps", type=float, default=1.0,
+    p.add_argument("--fps", type=float,
                    help="with --videos: frames sampled per second, as `index --fps` (default 1)")
     p.add_argument("--subset", type=Path, help='FIVR-5K (or any subset): JSON {"queries": [...], "database": [...]}')
     p.add_argument("--no-tca", action="store_true", help="evaluate the model without its TCA (mean pooling)")
@@ -123,8 +123,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.through_index is not None and args.through_index < 1:
         raise UsageError(f"--through-index {args.through_index}: a search returns at least 1 video (default 100)")
-    if not args.fps > 0:
+    if args.fps is not None and not args.fps > 0:
         raise UsageError(f"--fps {args.fps:g}: frames sampled per second must be above 0 (default 1)")
+    if args.fps is not None and args.features:
+        raise UsageError("--fps needs --videos (feature files are read as they were sampled, 1 per second)")
     if args.through_index and args.codec:
         raise UsageError("--through-index stores the database with the index's own codec; drop --codec")
     bench = load_benchmark(args.benchmark, args.annotations, args.subset)
@@ -136,7 +138,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.features:
         feats = load_features(args.features, wanted or None)
     else:
-        embedder = Embedder(bundle, args.backbone_weights, args.device, args.fps, precision=args.precision)
+        embedder = Embedder(bundle, args.backbone_weights, args.device, args.fps or 1.0, precision=args.precision)
         fps = float(embedder.fps)
         made_by = described_by(embedder, args.backbone_weights)
         if not wanted:

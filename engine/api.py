@@ -29,7 +29,7 @@ from .model import ModelBundle, ModelError, builtin_model, load_model
 from .similarity import Measure, evidence, frame_similarity
 from .spans import Segment, Span, matched_segments
 from .variants import DEFAULT_VARIANTS, Variant, parse_variants
-from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, probe, write_preview
+from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, hard_cuts, probe, write_preview
 
 
 @dataclass
@@ -354,7 +354,8 @@ class Engine:
         sim = frame_similarity(query.looks[0], frames.reshape(views * t, -1),
                                bg.reshape(-1) if bg is not None else None, views)
         raw = frame_similarity(query.frames, frames[0]) if norm else sim
-        segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration)
+        segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration,
+                                    target_cuts=rec.cuts)
         best = segments[0]  # the strongest alignment
         segments.sort(key=lambda s: (s.start, s.query_start))
         return video, Comparison(sim, query.times, times, sim.argmax(axis=1), best, segments,
@@ -432,8 +433,10 @@ class Engine:
             stage = partial(embed_files_ray, bundle=bundle, backbone_weights=self.backbone_weights,
                             device=str(e.device), precision=e.precision.value, fps=e.fps, max_duration=e.max_duration,
                             max_pixels=e.max_pixels, address=ray, actors=actors, inner_pictures=inner_pictures)
-        report = build_index(video_dir, index_dir, lambda p: self.embedder.embed(p, inner_pictures), new_index,
-                             check, progress, commit_seconds, stage)
+        e = self.embedder
+        report = build_index(video_dir, index_dir, lambda p: e.embed(p, inner_pictures), new_index,
+                             check, progress, commit_seconds, stage,
+                             lambda p: hard_cuts(p, e.fps, e.max_duration, e.max_pixels))
         self.index = VideoIndex.open(index_dir)
         self.index.use_device(str(self.embedder.device))
         return report

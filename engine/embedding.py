@@ -36,6 +36,7 @@ class VideoEmbedding:
     when they were not looked for.
     variants: the query variants described (`engine.variants`), with variant_frames float32
     [W, T, d] and variant_videos float32 [W, d], each variant's sequence embedded like the frames.
+    cuts: seconds of the video's hard cuts, found on every decoded frame (`engine.cuts`).
     """
 
     times: np.ndarray
@@ -52,6 +53,7 @@ class VideoEmbedding:
     variants: tuple[Variant, ...] = ()
     variant_frames: np.ndarray | None = None
     variant_videos: np.ndarray | None = None
+    cuts: list[float] = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -238,6 +240,7 @@ class Embedder:
             variants=tuple(variants),
             variant_frames=variant_frames,
             variant_videos=variant_videos,
+            cuts=list(report.cuts),
         )
 
 

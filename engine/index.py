@@ -136,6 +136,9 @@ class VideoRecord:
     # engine.files.content_hash of the file when it was indexed ("": indexed before hashes were
     # kept): a file whose time changed but whose bytes did not (a fresh clone, a copy) is kept
     content_hash: str = ""
+    # seconds of the video's hard cuts (engine.cuts), to which a matched segment's boundary
+    # moves; None: indexed before they were kept (found on the index's next update)
+    cuts: list[float] | None = None
 
 
 @dataclass
@@ -1034,15 +1037,15 @@ class VideoIndex:
             self._invalidate_derived()
 
     def update_records(self, changes: dict[str, dict]) -> None:
-        """Change indexed videos' file identity ({id: {"size" / "mtime_ns" / "content_hash":
-        value}}) without touching their embeddings; commit. Each segment holding one gets a
+        """Change indexed videos' file identity or hard cuts ({id: {"size" / "mtime_ns" /
+        "content_hash" / "cuts": value}}) without touching their embeddings; commit. Each segment holding one gets a
         new records file, written before the manifest names it (a kill leaves the old one)."""
         self._require_writable()
         by_segment: dict[int, dict[int, dict]] = {}
         for vid, change in changes.items():
-            unknown = set(change) - {"size", "mtime_ns", "content_hash"}
+            unknown = set(change) - {"size", "mtime_ns", "content_hash", "cuts"}
             if unknown:
-                raise ValueError(f"only a video's file identity can change, not {sorted(unknown)}")
+                raise ValueError(f"only a video's file identity and cuts can change, not {sorted(unknown)}")
             s, i = self._locate(int(self._live[self.position(vid)]))
             by_segment.setdefault(s, {})[i] = change
         if not by_segment:

@@ -42,6 +42,8 @@ class BuildReport:
     # content hashes were kept, hashed now (once)
     retimed: list[str] = field(default_factory=list)
     hashed: list[str] = field(default_factory=list)
+    # of the unchanged: files indexed before hard cuts were kept, their cuts found now (a decode, no CNN)
+    cut: list[str] = field(default_factory=list)
     # new files whose bytes were indexed under another id (moved, renamed, copied): (that id, new id)
     reused: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
@@ -63,6 +65,8 @@ class BuildReport:
                          "copied): their stored rows were reused, not embedded again")
         if self.hashed:
             lines.append(f"  {len(self.hashed)} files indexed before content hashes were kept: hashed")
+        if self.cut:
+            lines.append(f"  {len(self.cut)} files indexed before hard cuts were kept: their cuts were found")
         lines += [f"  skipped {vid}: {why}" for vid, why in self.skipped]
         lines += [f"  note {vid}: {why}" for vid, why in self.warnings]
         return "\n".join(lines)
@@ -97,11 +101,12 @@ def scan_folder(video_dir: Path) -> list[Path]:
     return sorted(p for p in found if is_video_path(p) and p.is_file())
 
 
-def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
+def plan_update(video_dir: Path, index: VideoIndex, find_cuts: Callable[[Path], list[float]] | None = None) -> Plan:
     """Stage 1: which indexed videos stay, which files need embedding, which are gone.
 
     A file of the indexed size but another mtime is read once and kept when its
-    `content_hash` is the record's; a kept record without a hash (an older index) gets one."""
+    `content_hash` is the record's; a kept record without a hash (an older index) gets one,
+    and one without hard cuts gets them from `find_cuts(path)` (seconds; a decode pass)."""
     plan = Plan([], [], BuildReport())
     report = plan.report
     present = {p.relative_to(video_dir).as_posix(): p for p in scan_folder(video_dir)}
@@ -123,6 +128,12 @@ def plan_update(video_dir: Path, index: VideoIndex) -> Plan:
                 elif not r.content_hash and (digest := _hash(p)):
                     report.hashed.append(vid)
                     plan.identity[vid] = {"content_hash": digest}
+                if r.cuts is None and find_cuts is not None:
+                    try:
+                        plan.identity.setdefault(vid, {})["cuts"] = [round(float(c), 3) for c in find_cuts(p)]
+                        report.cut.append(vid)
+                    except VideoError:
+                        pass  # it decoded when it was indexed; it keeps ending its segments on samples
                 continue
             report.updated.append(vid)
         else:
@@ -202,6 +213,7 @@ def record_for(vid: str, path: Path, emb: VideoEmbedding) -> VideoRecord:
         duration=round(float(emb.duration), 3), fps=round(float(info.fps), 3) if info else 0.0,
         width=info.width if info else 0, height=info.height if info else 0,
         num_frames=emb.num_frames, warnings=list(emb.warnings), content_hash=_hash(path),
+        cuts=[round(float(c), 3) for c in emb.cuts],
     )
 
 
@@ -257,6 +269,7 @@ def build_index(
     progress: bool = True,
     commit_seconds: float = 0.0,
     embed_stage: EmbedStage | None = None,
+    find_cuts: Callable[[Path], list[float]] | None = None,
 ) -> BuildReport:
     """Index every video under `video_dir` into `index_dir`, incrementally.
 
@@ -266,7 +279,8 @@ def build_index(
     videos are committed whenever `commit_seconds` have passed since the last commit
     (0: after each one); derived state (backgrounds, map) is stored at the end.
     embed_stage(todo, report, progress) replaces stage 2 (default: `embed_files` with
-    `embed`, in this process; engine.ray_embedding spreads it over a Ray cluster)."""
+    `embed`, in this process; engine.ray_embedding spreads it over a Ray cluster).
+    find_cuts(path) -> seconds: the hard cuts of a kept video indexed before they were kept."""
     video_dir, index_dir = Path(video_dir), Path(index_dir)
     if not video_dir.is_dir():
         raise IndexFileError(f"{video_dir}: not a folder; give the folder that holds your videos")
@@ -277,7 +291,7 @@ def build_index(
         check(index)  # a mismatch is an error before anything is written
         index.manifest["root"] = root
         index.manifest["root_absolute"] = str(video_dir.resolve())  # if the index is moved alone
-        plan = plan_update(video_dir, index)
+        plan = plan_update(video_dir, index, find_cuts)
         report = plan.report
         _reuse_stored(index, plan.reuse)  # before the removals: a moved file's old id is among them
         index.remove(report.removed + report.updated)

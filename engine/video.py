@@ -19,6 +19,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from .cuts import CutDetector, luma_thumbnail
 from .errors import UserError
 from .files import atomic_write
 
@@ -80,7 +81,8 @@ class DecodeReport:
 
     info: the container's facts (rotation from the first frame); samples: frames yielded;
     capped: stopped at max_duration; duration: seconds the samples cover (set when the pass
-    ends); warnings: notes for the user (capped, truncated, decoding stopped early)."""
+    ends); warnings: notes for the user (capped, truncated, decoding stopped early); cuts:
+    times (s) of the hard cuts among all the frames decoded (`engine.cuts`)."""
 
     info: VideoInfo | None = None
     samples: int = 0
@@ -88,6 +90,7 @@ class DecodeReport:
     capped: bool = False
     duration: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    cuts: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -224,8 +227,10 @@ def _sample(path: str | Path, container: av.container.InputContainer, stream: av
             fps: float, views: Sequence[tuple[int, int | None]], max_duration: float | None,
             report: DecodeReport) -> Iterator[tuple[float, tuple[np.ndarray, ...]]]:
     """The sampling loop: the first frame at or after each 1/fps tick, by presentation time,
-    as one image per (short_side, crop) view."""
+    as one image per (short_side, crop) view. Every decoded frame goes to the cut detector."""
     step = 1.0 / fps
+    cuts = CutDetector()
+    report.cuts = cuts.cuts
     start: float | None = None
     next_t = 0.0
     dims: list[tuple[int, int]] | None = None
@@ -246,6 +251,7 @@ def _sample(path: str | Path, container: av.container.InputContainer, stream: av
                     f"(the video is {report.info.duration:g} s long)"
                 )
                 break
+            cuts.add(t, luma_thumbnail(frame))
             if t + 1e-6 < next_t:
                 continue
             # Next tick after this frame: a VFR gap never makes a burst of samples.
@@ -315,6 +321,16 @@ def iter_frame_views(
     if report.samples == 0:
         raise EmptyVideoError(path, "no frame could be decoded: the video is empty or truncated")
     report.duration = _covered_duration(report, 1.0 / fps, max_duration)
+
+
+def hard_cuts(path: str | Path, fps: float = 1.0, max_duration: float | None = DEFAULT_MAX_DURATION,
+              max_pixels: int = MAX_PIXELS) -> list[float]:
+    """Times (s) of a video's hard cuts, as a sampling pass at `fps` finds them
+    (`DecodeReport.cuts`), without keeping its frames. Raises VideoError subclasses."""
+    report = DecodeReport()
+    for _ in iter_frame_views(path, fps, ((32, None),), max_duration, report=report, max_pixels=max_pixels):
+        pass
+    return list(report.cuts)
 
 
 def _covered_duration(report: DecodeReport, step: float, max_duration: float | None) -> float:

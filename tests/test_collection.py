@@ -97,6 +97,11 @@ def test_evaluate_collection_cli(tiny, tmp_path):
     dist = json.loads(subprocess.run(cmd[:-3] + ["--measure", "cosine", "--json", "--pooling", "distinctive"],
                                      cwd=ROOT, capture_output=True, text=True).stdout)
     assert dist["model"].endswith("pooled by distinctiveness") and 0 < dist["results"]["cosine"]["mAP_all"] <= 1
+    # the database videos' hard cuts, where segments end as a search's do, are cached beside --cache
+    cuts = json.loads((tmp_path / "f.cuts.json").read_text())
+    assert cuts["made_by"] == "at 1 fps" and any(len(c) for c in cuts["cuts"].values())
+    plain = json.loads(subprocess.run(cmd + ["--no-cuts"], cwd=ROOT, capture_output=True, text=True).stdout)
+    assert plain["model"].endswith("(no cuts)") and plain["results"]["chamfer"]["mAP_all"] == r["mAP_all"]
     raw = subprocess.run(cmd + ["--no-normalize"], cwd=ROOT, capture_output=True, text=True)
     assert json.loads(raw.stdout)["model"].endswith("raw cosine")
     assert json.loads(raw.stdout)["results"]["chamfer"] != r

@@ -238,6 +238,28 @@ def test_a_file_that_cannot_be_hashed_is_embedded_not_an_error(small_folder, tmp
     assert records["a.mp4"].content_hash == "" and records["b.mkv"].content_hash
 
 
+def test_an_index_from_before_hard_cuts_gets_them_once(small_folder, tmp_path):
+    """Records keep each video's hard cuts; an older index's records have none (None), and
+    its next update finds them by a decode of the kept files (no CNN), once."""
+    from engine.index import VideoIndex
+
+    media.write_video(small_folder / "c.mp4", media.scene_frames(13, 2.5) + media.scene_frames(14, 2.5))
+    eng = Engine(backbone="efficientnet-lite0")
+    idx = tmp_path / "idx"
+    eng.build_index(small_folder, idx, progress=False)
+    fresh = {r.id: r.cuts for r in VideoIndex.open(idx).records}
+    assert fresh["a.mp4"] == [] and fresh["c.mp4"] == [pytest.approx(2.5, abs=0.05)], fresh
+    with VideoIndex.writing(idx) as index:  # as an older engine wrote it
+        index.update_records({vid: {"cuts": None} for vid in fresh})
+    assert all(r.cuts is None for r in VideoIndex.open(idx).records)
+
+    report = eng.build_index(small_folder, idx, progress=False)
+    assert sorted(report.cut) == sorted(fresh) and report.unchanged == 3 and not report.added
+    assert "hard cuts" in report.summary()
+    assert {r.id: r.cuts for r in VideoIndex.open(idx).records} == fresh
+    assert eng.build_index(small_folder, idx, progress=False).cut == []
+
+
 def test_an_index_from_before_content_hashes_gets_them_once(small_folder, tmp_path):
     from engine.index import VideoIndex
 
@@ -246,7 +268,7 @@ def test_an_index_from_before_content_hashes_gets_them_once(small_folder, tmp_pa
     eng.build_index(small_folder, idx, progress=False)
     with VideoIndex.writing(idx) as index:  # as an older engine wrote it
         index.update_records({vid: {"content_hash": ""} for vid in ("a.mp4", "b.mkv")})
-    with pytest.raises(ValueError, match="file identity"):
+    with pytest.raises(ValueError, match="file identity and cuts"):
         with VideoIndex.writing(idx) as index:
             index.update_records({"a.mp4": {"duration": 1.0}})
 

@@ -448,6 +448,31 @@ def test_a_weaker_path_is_not_a_second_segment():
     assert len(matched_segments(sim, np.arange(10.0), np.arange(40.0))) == 2
 
 
+def test_a_segment_moves_to_the_target_s_cuts():
+    """A copy cut into the target at 12.4 s and out at 17.4 s (query 5.4-10.4 s): samples
+    1 s apart put its first sample at 13 s and its end 0.6 s after 17 s. With the target's
+    cuts the segment is 12.4-17.4 s and the query axis moves with it; a cut more than a
+    sample away changes nothing; where the box starts at the query's first sample (a clip
+    of the target), the query's own start bounds the copy and the start stays."""
+    from engine.spans import matched_segments
+
+    rng = np.random.default_rng(7)
+    sim = rng.uniform(-0.1, 0.1, (20, 30)).astype(np.float32)
+    for i in range(6, 11):
+        sim[i, i + 7] = 0.9
+    sim[5, 12] = sim[11, 18] = float(sim.mean())  # noise beside the copy
+    qt, vt = np.arange(20.0), np.arange(30.0)
+    (plain,) = matched_segments(sim, qt, vt, 1.0, 20.0, 30.0)
+    assert (plain.query_start, plain.start) == (6, 13) and plain.end == pytest.approx(17.6, abs=1e-3), plain
+    (seg,) = matched_segments(sim, qt, vt, 1.0, 20.0, 30.0, target_cuts=[4.0, 12.4, 17.4, 25.0])
+    assert (seg.query_start, seg.query_end, seg.start, seg.end) == pytest.approx((5.4, 10.4, 12.4, 17.4)), seg
+    (far,) = matched_segments(sim, qt, vt, 1.0, 20.0, 30.0, target_cuts=[11.5, 19.0])
+    assert (far.start, far.end) == pytest.approx((plain.start, plain.end)), far
+    clip = sim[6:11]  # the query is the copy itself: its first sample is the box's
+    (seg,) = matched_segments(clip, np.arange(5.0), vt, 1.0, 5.0, 30.0, target_cuts=[12.4])
+    assert (seg.query_start, seg.start) == (0, 13), seg
+
+
 @pytest.mark.parametrize("fps", [1.0, 2.0, 4.0])
 def test_a_copy_with_a_faded_stretch_is_one_segment_at_any_sampling_rate(fps):
     """The localiser's reaches are seconds: a copy whose middle 3.5 s fade below the

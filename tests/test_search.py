@@ -42,6 +42,10 @@ def test_inserted_clip_span_points_at_the_right_seconds(engine_and_index, corpus
     segs = top.segments
     assert 36 - 2 <= top.span.start and top.span.end <= 48 + 2, segs
     assert abs(min(s.start for s in segs) - 36) <= 2 and abs(max(s.end for s in segs) - 48) <= 2, segs
+    # the insert's edits, found while indexing; the segment starts at the cut, not on a sample
+    cuts = next(r.cuts for r in eng.index.records if r.id == "long.mp4")
+    assert cuts == pytest.approx([36, 42, 48], abs=0.15), cuts
+    assert abs(min(s.start for s in segs) - 36) <= 0.15, segs
     assert min(s.query_start for s in segs) <= 2 and max(s.query_end for s in segs) >= 10, segs
 
 

@@ -122,3 +122,19 @@ def test_frames_at_seeks_to_the_frames_that_were_sampled(tmp_path):
     for t, img in zip(want, got):
         ref = exact.images[int(np.argmin(np.abs(exact.times - t)))].astype(int)
         assert np.abs(img.astype(int) - ref).mean() < 3, t
+
+
+@pytest.mark.parametrize("fps", [1.0, 4.0])
+def test_hard_cuts_are_found_on_every_decoded_frame(tmp_path, fps):
+    """Two shots joined by a cut at 2.5 s (between samples at 1 fps): the sampling pass finds
+    that one cut, to the frame, and none inside the panning shots; `hard_cuts` says the same."""
+    from engine.video import DecodeReport, hard_cuts, iter_frames
+
+    path = media.write_video(tmp_path / "cut.mp4", media.scene_frames(0, 2.5) + media.scene_frames(1, 2.5))
+    report = DecodeReport()
+    times = [t for t, _ in iter_frames(path, fps, report=report)]
+    assert len(times) == int(5 * fps)
+    assert report.cuts == [pytest.approx(2.5, abs=0.05)], report.cuts
+    assert hard_cuts(path, fps) == report.cuts
+    one_shot = media.write_video(tmp_path / "pan.mp4", media.scene_frames(2, 5))
+    assert hard_cuts(one_shot, fps) == []

@@ -43,6 +43,10 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                    help="with --videos: queries also described as `search` describes them, greyscale and "
                         "low-detail (engine.variants; or the comma-separated NAMES), each query frame "
                         "counting with its best look; cached beside --cache as CACHE.variants.NAMES.npz")
+    p.add_argument("--no-cuts", action="store_true",
+                   help="with --videos: segments end on samples instead of moving to the database videos' hard "
+                        "cuts, as a search's do (the cuts are found by a decode cached beside --cache as "
+                        "CACHE.cuts.json)")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
@@ -118,7 +122,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..results import record_results
     from .benchmarks import load_benchmark
     from ..variants import DEFAULT_VARIANTS, parse_variants
-    from .features import embed_features, extract_features, load_features, with_variants
+    from .features import embed_features, extract_cuts, extract_features, load_features, with_variants
     from .score import Database, evaluate, similarities
 
     if args.through_index is not None and args.through_index < 1:
@@ -159,12 +163,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pic_feats = extract_features(args.videos, db_ids, lambda p: embedder.picture_descriptors(
             p, np.arange(len(feats[str(p.relative_to(args.videos))])) * step), cache, made_by)
         pictures = {v: embed_pictures(bundle, x, args.device, not args.no_tca) for v, x in pic_feats.items()}
+    cuts = None
+    if embedder is not None and not args.no_cuts and hasattr(bench, "evaluate_segments"):
+        from ..video import hard_cuts
+
+        cache = args.cache.with_suffix(".cuts.json") if args.cache else None
+        cuts = extract_cuts(args.videos, [v for v in (bench.database or sorted(embs)) if v in embs],
+                            lambda p: hard_cuts(p, fps, embedder.max_duration), cache, f"at {fps:g} fps")
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does
     distinctive = args.pooling == "distinctive" or (args.pooling == "engine" and (bundle.distinctive or args.no_tca))
     db = Database.of(embs, bench.database or sorted(embs), not args.no_normalize, pictures, distinctive, fps,
-                     bundle.layout_dim)
+                     bundle.layout_dim, cuts)
     variants = ()
     if args.query_variants:
         if embedder is None:
@@ -195,6 +206,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model_name += ", video vectors pooled by distinctiveness"
     elif args.pooling == "model":
         model_name += ", the model's own video vectors"
+    if args.no_cuts:
+        model_name += ", segments ending on samples (no cuts)"
     if args.inner_pictures:
         model_name += ", with inner pictures"
     if variants:

@@ -10,6 +10,7 @@ crops at evaluation.
 """
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -108,6 +109,37 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
     if cache is not None and missing:
         save_features(feats, cache, label)
     return feats
+
+
+def extract_cuts(video_dir: str | Path, ids: Iterable[str], find, cache: str | Path | None = None,
+                 made_by: str = "") -> dict[str, list[float]]:
+    """Hard cuts {id: seconds} of the videos `ids` under `video_dir`, reusing `cache` (.json).
+
+    find: path -> seconds (e.g. `engine.video.hard_cuts` at the sampling rate: which frames
+    a pass decodes depends on it); made_by says how, and a cache made otherwise is an error.
+    Unreadable videos are left out (`extract_features` reports them)."""
+    from ..video import VideoError
+
+    found: dict[str, list[float]] = {}
+    if cache is not None and Path(cache).is_file():
+        try:
+            stored = json.loads(Path(cache).read_text())
+            found, stored_by = dict(stored["cuts"]), stored.get("made_by", "")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise FeatureError(f"{cache}: not a readable cache of hard cuts ({err}); delete it") from err
+        if stored_by != made_by:
+            raise FeatureError(f"{cache}: its cuts were found {stored_by}, not {made_by}; "
+                               "pass another --cache or delete this one")
+    missing = [i for i in ids if i not in found]
+    for vid in tqdm(missing, desc="finding cuts", unit="video", disable=not missing):
+        try:
+            found[vid] = [round(float(t), 3) for t in find(Path(video_dir) / vid)]
+        except VideoError:
+            pass
+    if cache is not None and missing:
+        with atomic_write(cache) as tmp:
+            tmp.write_text(json.dumps({"made_by": made_by, "cuts": found}))
+    return found
 
 
 def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], device: str = "cpu",

@@ -7,8 +7,8 @@ computes them over itself (`engine.background`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,18 +45,22 @@ class Database:
     pooled_counts: np.ndarray | None = None  # [N] vectors per video
     pooled_margins: np.ndarray | None = None  # [sum(pooled_counts)]: what each view pays
     layout_dim: int = 0  # each frame's last values that are its layout (`engine.layout`)
+    # {id: seconds of its hard cuts} (`engine.cuts`), where segment boundaries move; {}: none known
+    cuts: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
            pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False,
-           fps: float = 1.0, layout_dim: int = 0) -> "Database":
+           fps: float = 1.0, layout_dim: int = 0, cuts: Mapping[str, Sequence[float]] | None = None
+           ) -> "Database":
         """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
         videos, stored after their whole frames as the index stores them. distinctive:
         corpus-aware cosine compares video vectors pooled by distinctiveness, one per view
         (whole frames, each window of them, each inner picture), as an index built without
         TCA does (`engine.background.distinctive_views`, `engine.similarity.cosine_views`);
         fps: the embeddings' frames per second; layout_dim: `ModelBundle.layout_dim`, the
-        frame values that video vectors leave out."""
+        frame values that video vectors leave out; cuts: {id: seconds of its hard cuts}
+        (`engine.video.hard_cuts`), which the located segments snap to as a search's do."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
@@ -66,7 +70,7 @@ class Database:
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views,
-                 layout_dim=layout_dim)
+                 layout_dim=layout_dim, cuts=dict(cuts or {}))
         if normalize and distinctive and ids:
             db.pooled, db.pooled_counts, db.pooled_margins = collection_views(db.frames, offsets, fbg, views, fps,
                                                                               layout_dim)
@@ -131,7 +135,8 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
             p = position[v]
             sim = db.similarity(qf, p)
             vt = np.arange(sim.shape[1]) / fps
-            segs = matched_segments(sim, qt, vt, 1.0 / fps, durations.get(q), durations.get(v), method=method)
+            segs = matched_segments(sim, qt, vt, 1.0 / fps, durations.get(q), durations.get(v), method=method,
+                                    target_cuts=db.cuts.get(v))
             out.setdefault(q, {})[v] = [(s.query_start, s.query_end, s.start, s.end) for s in segs]
     return out
 

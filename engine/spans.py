@@ -242,7 +242,7 @@ def _snap_to_cuts(seg: Segment, cuts: np.ndarray, step: float, start: bool, end:
 
     A copy inside a compilation or between other footage starts and ends at an edit, while
     samples 1 s apart put its first sample up to a second late. Train/val span F1 of three
-    draws 0.8753 -> 0.8904, every split up; the query's own cuts lost (a full upload's
+    draws 0.8753 -> 0.8907, every split up; the query's own cuts lost (a full upload's
     shots are cut inside a copy; notebooks/RESULTS.md, round 35)."""
     q0, q1, t0, t1 = seg.query_start, seg.query_end, seg.start, seg.end
     if start:

@@ -473,6 +473,24 @@ def test_a_segment_moves_to_the_target_s_cuts():
     assert (seg.query_start, seg.start) == (0, 13), seg
 
 
+def test_a_piece_between_two_cuts_moves_to_its_best_diagonal_on_the_query_axis():
+    """A compilation's piece, target 12.4-17.4 s between two cuts, copied from query 5.4-10.4 s:
+    a segment read one sample off on the query axis (look-alike frames at the path's ends)
+    moves to the diagonal that the piece's samples match best; on a flat matrix it stays."""
+    from engine.spans import Segment, _refit_offset
+
+    rng = np.random.default_rng(8)
+    sim = rng.uniform(-0.1, 0.1, (20, 30)).astype(np.float32)
+    for i in range(6, 11):
+        sim[i, i + 7] = 0.9
+    qt, vt = np.arange(20.0), np.arange(30.0)
+    off = Segment(6.4, 11.4, 12.4, 17.4, score=0.9)
+    moved = _refit_offset(off, sim, qt, vt, 1.0, 20.0)
+    assert (moved.query_start, moved.query_end, moved.start, moved.end) == pytest.approx((5.4, 10.4, 12.4, 17.4))
+    flat = _refit_offset(off, np.zeros_like(sim), qt, vt, 1.0, 20.0)
+    assert (flat.query_start, flat.query_end) == pytest.approx((6.4, 11.4))
+
+
 @pytest.mark.parametrize("fps", [1.0, 2.0, 4.0])
 def test_a_copy_with_a_faded_stretch_is_one_segment_at_any_sampling_rate(fps):
     """The localiser's reaches are seconds: a copy whose middle 3.5 s fade below the

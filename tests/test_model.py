@@ -491,6 +491,23 @@ def test_a_piece_between_two_cuts_moves_to_its_best_diagonal_on_the_query_axis()
     assert (flat.query_start, flat.query_end) == pytest.approx((6.4, 11.4))
 
 
+def test_a_cut_both_videos_show_inside_a_segment_fixes_its_offset():
+    """Samples 1 s apart put a copy at offset 7 s; a shot change of the copied footage is at
+    8.0 s in the query and 15.7 s in the target, so the offset is 7.7 s. The query moves
+    where the target's ends are bounded (its cuts); where the query's own start bounds the
+    copy, the target moves instead; a pairing more than a sample off changes nothing."""
+    from engine.spans import Segment, _align_on_shared_cut
+
+    seg = Segment(5.4, 10.4, 12.4, 17.4, score=0.9)
+    target = np.array([12.4, 15.7, 17.4])
+    fixed = _align_on_shared_cut(seg, np.array([8.0]), target, 1.0, (True, True), 20.0, 30.0)
+    assert (fixed.query_start, fixed.query_end, fixed.start, fixed.end) == pytest.approx((4.7, 9.7, 12.4, 17.4))
+    clip = _align_on_shared_cut(seg, np.array([8.0]), target, 1.0, (False, True), 20.0, 30.0)
+    assert (clip.query_start, clip.query_end, clip.start, clip.end) == pytest.approx((5.4, 9.7, 13.1, 17.4))
+    far = _align_on_shared_cut(seg, np.array([6.0]), target, 1.0, (True, True), 20.0, 30.0)
+    assert far == seg
+
+
 @pytest.mark.parametrize("fps", [1.0, 2.0, 4.0])
 def test_a_copy_with_a_faded_stretch_is_one_segment_at_any_sampling_rate(fps):
     """The localiser's reaches are seconds: a copy whose middle 3.5 s fade below the

@@ -8,7 +8,7 @@ computes them over itself (`engine.background`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,22 +45,18 @@ class Database:
     pooled_counts: np.ndarray | None = None  # [N] vectors per video
     pooled_margins: np.ndarray | None = None  # [sum(pooled_counts)]: what each view pays
     layout_dim: int = 0  # each frame's last values that are its layout (`engine.layout`)
-    # {id: seconds of its hard cuts} (`engine.cuts`), where segment boundaries move; {}: none known
-    cuts: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
            pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False,
-           fps: float = 1.0, layout_dim: int = 0, cuts: Mapping[str, Sequence[float]] | None = None
-           ) -> "Database":
+           fps: float = 1.0, layout_dim: int = 0) -> "Database":
         """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
         videos, stored after their whole frames as the index stores them. distinctive:
         corpus-aware cosine compares video vectors pooled by distinctiveness, one per view
         (whole frames, each window of them, each inner picture), as an index built without
         TCA does (`engine.background.distinctive_views`, `engine.similarity.cosine_views`);
         fps: the embeddings' frames per second; layout_dim: `ModelBundle.layout_dim`, the
-        frame values that video vectors leave out; cuts: {id: seconds of its hard cuts}
-        (`engine.video.hard_cuts`), which the located segments snap to as a search's do."""
+        frame values that video vectors leave out."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
@@ -70,7 +66,7 @@ class Database:
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views,
-                 layout_dim=layout_dim, cuts=dict(cuts or {}))
+                 layout_dim=layout_dim)
         if normalize and distinctive and ids:
             db.pooled, db.pooled_counts, db.pooled_margins = collection_views(db.frames, offsets, fbg, views, fps,
                                                                               layout_dim)
@@ -119,13 +115,15 @@ def similarities(embeddings: Embeddings, queries: Iterable[str], database: Itera
 
 def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: Database,
            top: int = 10, method: Localiser | str = Localiser.TEMPORAL_NETWORK, fps: float = 1.0,
-           durations: Mapping[str, float] | None = None
+           durations: Mapping[str, float] | None = None, cuts: Mapping[str, Sequence[float]] | None = None
            ) -> dict[str, dict[str, list[tuple[float, float, float, float]]]]:
     """Every copied segment of each query and its `top` best videos, as boxes (query start,
     query end, video start, video end) in seconds; frames are 1/fps s apart from 0.
     `durations` (seconds, by video id), where the benchmark knows them, end the boxes as a
-    search does (at most the video's length; a copy that runs to its last frame, to its end)."""
-    durations = durations or {}
+    search does (at most the video's length; a copy that runs to its last frame, to its end).
+    `cuts` (seconds of each video's and query's hard cuts, `engine.video.hard_cuts`) move
+    the boxes' ends as a search's (`spans.matched_segments`)."""
+    durations, cuts = durations or {}, cuts or {}
     position = {v: i for i, v in enumerate(db.ids)}
     out: dict = {}
     for q, scores in sims.items():
@@ -136,7 +134,7 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
             sim = db.similarity(qf, p)
             vt = np.arange(sim.shape[1]) / fps
             segs = matched_segments(sim, qt, vt, 1.0 / fps, durations.get(q), durations.get(v), method=method,
-                                    target_cuts=db.cuts.get(v))
+                                    target_cuts=cuts.get(v), query_cuts=cuts.get(q))
             out.setdefault(q, {})[v] = [(s.query_start, s.query_end, s.start, s.end) for s in segs]
     return out
 
@@ -144,13 +142,13 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
 def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Measure | str] = tuple(Measure),
              normalize: bool = True, localiser: Localiser | str = Localiser.TEMPORAL_NETWORK,
              fps: float = 1.0, db: Database | None = None, index: "VideoIndex | None" = None,
-             candidates: int = 100) -> dict[str, dict[str, float]]:
+             candidates: int = 100, cuts: Mapping[str, Sequence[float]] | None = None) -> dict[str, dict[str, float]]:
     """{measure: metrics} for one set of embeddings. The database is the benchmark's
     list, or (when it has none) every embedded video; pass `db` (`Database.of`) to reuse
     its backgrounds. With `index` (`through_index.build_index` of that database) each query
     is ranked as its search returns it (top `candidates`) instead of against every video.
     Benchmarks with segment labels (`evaluate_segments`) also get span metrics of each
-    measure's top 10 (located on the float rows)."""
+    measure's top 10 (located on the float rows, their ends moved to `cuts` as in `locate`)."""
     db = db or Database.of(embeddings, benchmark.database or sorted(embeddings), normalize)
     out = {}
     for m in measures:
@@ -162,6 +160,6 @@ def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Me
             sims = similarities(embeddings, benchmark.queries, db, m)
         out[Measure(m).value] = metrics = benchmark.evaluate(sims)
         if hasattr(benchmark, "evaluate_segments"):
-            found = locate(embeddings, sims, db, 10, localiser, fps, getattr(benchmark, "durations", None))
+            found = locate(embeddings, sims, db, 10, localiser, fps, getattr(benchmark, "durations", None), cuts)
             metrics.update(benchmark.evaluate_segments(found))
     return out

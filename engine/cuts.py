@@ -7,7 +7,8 @@ second (notebooks/RESULTS.md, round 35). The decoder sees many more frames than 
 (every I and P frame; encoders also put an I frame at a cut), so the cuts are found on all
 of them while the video is decoded: the mean absolute difference of consecutive frames'
 16 x 16 luma thumbnails. `spans.matched_segments` moves a segment's boundary on the
-indexed video's axis to a cut within a sample of it.
+indexed video's axis to a cut within a sample of it, and a cut that the query and the
+indexed video both show inside a segment gives the segment's offset to a decoded frame.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import numpy as np
 CUT_DIFF = 30.0
 GRID = 16  # thumbnail side
 _POINTS = 4  # luma points averaged per thumbnail cell and axis
-_LUMA_FORMATS = frozenset("yuv420p yuvj420p yuv422p yuvj422p yuv444p yuvj444p yuv440p yuvj440p nv12 nv21 gray".split())
+_LUMA_FORMATS = frozenset(
+    "yuv420p yuvj420p yuv422p yuvj422p yuv444p yuvj444p yuv440p yuvj440p nv12 nv21 gray".split())
 
 
 def luma_thumbnail(frame) -> np.ndarray:

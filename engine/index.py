@@ -1038,8 +1038,9 @@ class VideoIndex:
 
     def update_records(self, changes: dict[str, dict]) -> None:
         """Change indexed videos' file identity or hard cuts ({id: {"size" / "mtime_ns" /
-        "content_hash" / "cuts": value}}) without touching their embeddings; commit. Each segment holding one gets a
-        new records file, written before the manifest names it (a kill leaves the old one)."""
+        "content_hash" / "cuts": value}}) without touching their embeddings; commit. Each
+        segment holding one gets a new records file, written before the manifest names it
+        (a kill leaves the old one)."""
         self._require_writable()
         by_segment: dict[int, dict[int, dict]] = {}
         for vid, change in changes.items():

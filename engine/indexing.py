@@ -75,7 +75,8 @@ class BuildReport:
 @dataclass
 class Plan:
     """The diff of a folder against an index: positions to keep, (id, path) to embed, and
-    the kept records' new file identity ({id: {"mtime_ns" / "content_hash": value}})."""
+    the kept records' new file identity or cuts ({id: {"mtime_ns" / "content_hash" / "cuts":
+    value}})."""
 
     keep: list[int]
     todo: list[tuple[str, Path]]
@@ -101,7 +102,8 @@ def scan_folder(video_dir: Path) -> list[Path]:
     return sorted(p for p in found if is_video_path(p) and p.is_file())
 
 
-def plan_update(video_dir: Path, index: VideoIndex, find_cuts: Callable[[Path], list[float]] | None = None) -> Plan:
+def plan_update(video_dir: Path, index: VideoIndex,
+                find_cuts: Callable[[Path], list[float]] | None = None) -> Plan:
     """Stage 1: which indexed videos stay, which files need embedding, which are gone.
 
     A file of the indexed size but another mtime is read once and kept when its

@@ -200,9 +200,10 @@ def matched_segments(
     before it (`_grow_start`). A segment ends between its last matching sample and the next
     (`_end_extents`). target_cuts: the target's hard cuts (s, increasing; `engine.cuts`), to
     which a boundary within a sample moves (`_snap_to_cuts`); with query_cuts too, a cut
-    that both videos show inside a 1:1 segment fixes its offset (`_align_on_shared_cut`). The method, THRESHOLD,
-    ONE_TO_ONE, START_GROWTH and END_BASE were chosen by span F1 on the collection
-    benchmark's train and validation splits (notebooks/RESULTS.md, rounds 6, 13, 21 and 26).
+    that both videos show inside a 1:1 segment fixes its offset (`_align_on_shared_cut`).
+    The method, THRESHOLD, ONE_TO_ONE, START_GROWTH and END_BASE were chosen by span F1 on
+    the collection benchmark's train and validation splits (notebooks/RESULTS.md, rounds 6,
+    13, 21, 26 and 35).
     """
     sim = np.asarray(sim, np.float32)
     if sim.size == 0:
@@ -231,7 +232,8 @@ def matched_segments(
         if target_cuts is not None and len(target_cuts):
             cuts = np.asarray(target_cuts, np.float64)
             first, last = i0 == 0, i1 + 1 >= sim.shape[0]  # the box holds the query's first / last sample
-            seg, snapped = _snap_to_cuts(seg, cuts, step, not first, not last, query_duration, target_duration)
+            seg, snapped = _snap_to_cuts(seg, cuts, step, not first, not last, query_duration,
+                                         target_duration)
             one_to_one = abs((seg.query_end - seg.query_start) - (seg.end - seg.start)) <= step
             if all(snapped) and one_to_one:
                 seg = _refit_offset(seg, sim, query_times, target_times, step, query_duration)
@@ -244,7 +246,8 @@ def matched_segments(
 
 
 def _snap_to_cuts(seg: Segment, cuts: np.ndarray, step: float, start: bool, end: bool,
-                  query_duration: float | None, target_duration: float | None) -> tuple[Segment, tuple[bool, bool]]:
+                  query_duration: float | None, target_duration: float | None
+                  ) -> tuple[Segment, tuple[bool, bool]]:
     """A segment whose target start lies within a sample after a cut of the target starts at
     that cut, and one whose end lies within a sample of a cut ends there (the nearest cut);
     the query axis moves with it (1:1 time). Only where the query box does not reach the
@@ -296,7 +299,8 @@ def _align_on_shared_cut(seg: Segment, query_cuts: np.ndarray, target_cuts: np.n
     inside_t = target_cuts[(target_cuts > t0) & (target_cuts < t1)]
     if not len(inside_q) or not len(inside_t):
         return seg
-    error = (inside_t[None, :] - inside_q[:, None]) - offset  # [Q, T] offset each pair implies, less the segment's
+    # [Q, T]: the offset each pair of cuts implies, less the segment's
+    error = (inside_t[None, :] - inside_q[:, None]) - offset
     k = int(np.argmin(np.abs(error)))
     shift = float(error.flat[k])
     if abs(shift) > step + 1e-6 or abs(shift) < 1e-3:
@@ -328,7 +332,8 @@ def _refit_offset(seg: Segment, sim: np.ndarray, query_times: np.ndarray, target
     reach = _samples(REFIT_REACH, step)
     best, shift = -np.inf, 0
     for k in sorted(range(-reach, reach + 1), key=abs):
-        rows = np.rint((target_times[cols] + seg.query_start - seg.start + k * step - first) / step).astype(np.int64)
+        at = target_times[cols] + seg.query_start - seg.start + k * step  # query times on that diagonal
+        rows = np.rint((at - first) / step).astype(np.int64)
         if rows.min() < 0 or rows.max() >= sim.shape[0]:
             continue
         value = float(sim[rows, cols].mean())

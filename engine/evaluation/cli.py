@@ -44,9 +44,9 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                         "low-detail (engine.variants; or the comma-separated NAMES), each query frame "
                         "counting with its best look; cached beside --cache as CACHE.variants.NAMES.npz")
     p.add_argument("--no-cuts", action="store_true",
-                   help="with --videos: segments end on samples instead of moving to the videos' hard cuts, "
-                        "as a search's do (the cuts are found by a decode of the database videos and queries, "
-                        "cached beside --cache as CACHE.cuts.json)")
+                   help="with --videos: segments end on samples instead of moving to the videos' hard "
+                        "cuts, as a search's do (the cuts are found by a decode of the database videos "
+                        "and queries, cached beside --cache as CACHE.cuts.json)")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
@@ -169,8 +169,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         cache = args.cache.with_suffix(".cuts.json") if args.cache else None
         ranked = [v for v in (bench.database or sorted(embs)) if v in embs]
-        cuts = extract_cuts(args.videos, ranked + [q for q in bench.queries if q in embs and q not in set(ranked)],
-                            lambda p: hard_cuts(p, fps, embedder.max_duration), cache, f"at {fps:g} fps")
+        queries = [q for q in bench.queries if q in embs and q not in set(ranked)]
+        cuts = extract_cuts(args.videos, ranked + queries, lambda p: hard_cuts(p, fps, embedder.max_duration),
+                            cache, f"at {fps:g} fps")
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does

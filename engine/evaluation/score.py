@@ -142,7 +142,8 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
 def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Measure | str] = tuple(Measure),
              normalize: bool = True, localiser: Localiser | str = Localiser.TEMPORAL_NETWORK,
              fps: float = 1.0, db: Database | None = None, index: "VideoIndex | None" = None,
-             candidates: int = 100, cuts: Mapping[str, Sequence[float]] | None = None) -> dict[str, dict[str, float]]:
+             candidates: int = 100, cuts: Mapping[str, Sequence[float]] | None = None
+             ) -> dict[str, dict[str, float]]:
     """{measure: metrics} for one set of embeddings. The database is the benchmark's
     list, or (when it has none) every embedded video; pass `db` (`Database.of`) to reuse
     its backgrounds. With `index` (`through_index.build_index` of that database) each query
@@ -160,6 +161,7 @@ def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Me
             sims = similarities(embeddings, benchmark.queries, db, m)
         out[Measure(m).value] = metrics = benchmark.evaluate(sims)
         if hasattr(benchmark, "evaluate_segments"):
-            found = locate(embeddings, sims, db, 10, localiser, fps, getattr(benchmark, "durations", None), cuts)
+            durations = getattr(benchmark, "durations", None)
+            found = locate(embeddings, sims, db, 10, localiser, fps, durations, cuts)
             metrics.update(benchmark.evaluate_segments(found))
     return out

@@ -355,7 +355,8 @@ class Engine:
                                bg.reshape(-1) if bg is not None else None, views)
         raw = frame_similarity(query.frames, frames[0]) if norm else sim
         segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration,
-                                    target_cuts=rec.cuts, query_cuts=query.cuts)
+                                    target_cuts=rec.cuts, query_cuts=query.cuts, query_profile=query.profile,
+                                    target_profile=index.video_profile(pos))
         best = segments[0]  # the strongest alignment
         segments.sort(key=lambda s: (s.start, s.query_start))
         return video, Comparison(sim, query.times, times, sim.argmax(axis=1), best, segments,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .backbone import FrameEncoder, Precision, load_backbone
+from .cuts import brightness_profile
 from .inner_pictures import crop, grey, inner_boxes
 from .layout import with_layout
 from .model import ModelBundle
@@ -36,7 +37,8 @@ class VideoEmbedding:
     when they were not looked for.
     variants: the query variants described (`engine.variants`), with variant_frames float32
     [W, T, d] and variant_videos float32 [W, d], each variant's sequence embedded like the frames.
-    cuts: seconds of the video's hard cuts, found on every decoded frame (`engine.cuts`).
+    cuts: seconds of the video's hard cuts, found on every decoded frame (`engine.cuts`);
+    profile: float32 [T, engine.cuts.PROFILE], its brightness between samples, or None.
     """
 
     times: np.ndarray
@@ -54,6 +56,7 @@ class VideoEmbedding:
     variant_frames: np.ndarray | None = None
     variant_videos: np.ndarray | None = None
     cuts: list[float] = field(default_factory=list)
+    profile: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -241,6 +244,8 @@ class Embedder:
             variant_frames=variant_frames,
             variant_videos=variant_videos,
             cuts=list(report.cuts),
+            profile=brightness_profile(np.array(report.decoded_times), np.array(report.brightness), times,
+                                       1.0 / self.fps),
         )
 
 

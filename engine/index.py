@@ -11,7 +11,9 @@ An index directory holds (format 3):
   S.offsets.npy            int64 [n + 1]: video i's frames are rows offsets[i]:offsets[i+1]
   S.videos.npy             video embeddings [n, ...] in the codec's storage
   S.frames.npy             frame embeddings [f, ...] in the codec's storage (memory-mapped)
-  S.meta.npy               float32 [f, 2]: (time in seconds, attention received)
+  S.meta.npy               float32 [f, 2 + P]: (time in seconds, attention received, the
+                           brightness profile's P values, engine.cuts; NaN: not known);
+                           [f, 2] in an index written before profiles were kept
   S.faiss-G.index          large segments only: their IVF-PQ index (memory-mapped on open)
   S.frames_faiss-G.index   segments of many rows only: an IVF index of their stored rows
   S.background-G.npy       float32 [f] frame backgrounds (engine.background), and
@@ -66,6 +68,7 @@ import numpy as np
 from .background import (DEFAULT_K, DEFAULT_SKIP, collection_views, distinctive_pooling, frame_background,
                          query_background, video_background)
 from .codec import FLOAT16, TRAIN_FRAMES, Codec, default_spec, one_thread
+from .cuts import PROFILE
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
@@ -144,13 +147,15 @@ class VideoRecord:
 @dataclass
 class StoredVideo:
     """A video's stored rows read back (`VideoIndex.stored_video`): frames float32 [T, d],
-    pictures [V, T, d] or None, video [d], times [T] s, attention [T]."""
+    pictures [V, T, d] or None, video [d], times [T] s, attention [T], brightness profile
+    [T, P] or None."""
 
     frames: np.ndarray
     pictures: np.ndarray | None
     video: np.ndarray
     times: np.ndarray
     attention: np.ndarray
+    profile: np.ndarray | None = None
 
 
 @dataclass
@@ -161,16 +166,31 @@ class Hit:
     score: float
 
 
+META_WIDTH = 2 + PROFILE
+
+
 def _rows(emb) -> tuple[np.ndarray, np.ndarray, int]:
     """What one video stores: frames float32 [V * T, d] (`stored_rows`), meta float32
-    [V * T, 2] (time s, attention; inner pictures get the whole frame's times and no
-    attention) and V, the record's `views`."""
+    [V * T, META_WIDTH] (time s, attention, brightness profile; inner pictures get the whole
+    frame's times and profile and no attention) and V, the record's `views`."""
     frames = stored_rows(emb.frames, getattr(emb, "pictures", None))
     times = np.asarray(emb.times, np.float32)
     views = len(frames) // len(times) if len(times) else 1
-    meta = np.stack([np.tile(times, views), np.zeros(len(frames), np.float32)], 1)
+    meta = np.full((len(frames), META_WIDTH), np.nan, np.float32)
+    meta[:, 0], meta[:, 1] = np.tile(times, views), 0.0
     meta[: len(times), 1] = emb.attention
+    profile = getattr(emb, "profile", None)
+    if profile is not None and np.shape(profile) == (len(times), PROFILE):
+        meta[:, 2:] = np.tile(np.asarray(profile, np.float32), (views, 1))
     return frames, meta, views
+
+
+def _meta_rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """Meta arrays of several segments back to back, the older two-column ones padded with
+    NaN (no brightness profile)."""
+    return np.concatenate([a if a.shape[1] == META_WIDTH else
+                           np.pad(a, ((0, 0), (0, META_WIDTH - a.shape[1])), constant_values=np.nan)
+                           for a in arrays])
 
 
 def records_file(entry: dict) -> str:
@@ -552,18 +572,20 @@ class VideoIndex:
     def _gather(self, spans: list[tuple[int, int]], what: str = "frames") -> np.ndarray:
         """Rows of global frame spans, in order, from the segments' `what` arrays: "frames"
         decoded to float32 [rows, d] (one decode call per segment: a FAISS decode has a
-        fixed cost per call), "meta" as stored."""
+        fixed cost per call), "meta" as stored ([rows, META_WIDTH], NaN where an older
+        segment kept less)."""
         decode = what == "frames"
         held = self._held_rows() if decode else None
         if held is not None:
             return np.concatenate([held[a:b] for a, b in spans]) if spans else np.zeros((0, self.dim), np.float32)
-        width = self.dim if decode else 2
+        width = self.dim if decode else META_WIDTH
         if not spans:
             return np.zeros((0, width), np.float32)
         seg_of = np.searchsorted(self._frame_start, [lo for lo, _ in spans], side="right") - 1
         lengths = np.array([hi - lo for lo, hi in spans])
         start = np.concatenate([[0], np.cumsum(lengths)])
-        out = np.empty((int(start[-1]), width), np.float32)
+        out = np.empty((int(start[-1]), width), np.float32) if decode else \
+            np.full((int(start[-1]), width), np.nan, np.float32)  # an older segment's meta is narrower
         for s in np.unique(seg_of):
             base, seg = int(self._frame_start[s]), self.segments[s]
             which = np.flatnonzero(seg_of == s)
@@ -571,7 +593,7 @@ class VideoIndex:
             rows = seg.codec.decode(rows) if decode else rows
             at = 0
             for j in which:
-                out[start[j] : start[j + 1]] = rows[at : at + lengths[j]]
+                out[start[j] : start[j + 1], : rows.shape[1]] = rows[at : at + lengths[j]]
                 at += lengths[j]
         return out
 
@@ -601,7 +623,16 @@ class VideoIndex:
         bytes under another name is added from it without being embedded again."""
         frames, times, attention = self.video_frames(position, pictures=True)
         return StoredVideo(frames=frames[0], pictures=frames[1:] if len(frames) > 1 else None,
-                           video=self.video_vectors(np.array([position]))[0], times=times, attention=attention)
+                           video=self.video_vectors(np.array([position]))[0], times=times, attention=attention,
+                           profile=self.video_profile(position))
+
+    def video_profile(self, position: int) -> np.ndarray | None:
+        """float32 [T, P]: one video's brightness between its samples (`engine.cuts`), or None
+        where it was indexed before profiles were kept."""
+        lo, hi = self._span(position)
+        t = (hi - lo) // max(int(self.records[position].views), 1)
+        profile = self._gather([(lo, lo + t)], "meta")[:, 2:]
+        return profile if len(profile) and np.isfinite(profile).all() else None
 
     def video_vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 [len(positions) or N, d] decoded video embeddings of live positions."""
@@ -1275,7 +1306,7 @@ class VideoIndex:
             if keep_derived:
                 derived = {"background": np.concatenate(bgs), "video_background": np.concatenate(vbgs),
                            "map": np.concatenate(maps)}
-            vids_all, meta_all = np.concatenate(vids), np.concatenate(meta)
+            vids_all, meta_all = np.concatenate(vids), _meta_rows(meta)
             del vids, meta
             if same:
                 first = frames[0][0].frames

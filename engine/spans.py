@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cuts import profile_times
+
 
 @dataclass
 class Span:
@@ -84,6 +86,9 @@ START_GROWTH = 0.5
 # +0.020), a third draw +0.014; the start is best left as it is (notebooks/RESULTS.md, round 26)
 END_BASE = 0.6
 REFIT_REACH = 2.0  # seconds a piece between two cuts may move on the query axis (`_refit_offset`)
+# `_align_on_profile`: segments at least PROFILE_MIN s long, offsets tried every PROFILE_GRID
+# s, a correlation of at least PROFILE_R to move
+PROFILE_MIN, PROFILE_GRID, PROFILE_R = 2.0, 0.05, 0.5
 
 
 def matched_span(
@@ -187,6 +192,8 @@ def matched_segments(
     min_similarity: float | None = None,
     target_cuts: Sequence[float] | None = None,
     query_cuts: Sequence[float] | None = None,
+    query_profile: np.ndarray | None = None,
+    target_profile: np.ndarray | None = None,
 ) -> list[Segment]:
     """Every copied segment of a pair, best first (at most MAX_SEGMENTS).
 
@@ -200,8 +207,10 @@ def matched_segments(
     before it (`_grow_start`). A segment ends between its last matching sample and the next
     (`_end_extents`). target_cuts: the target's hard cuts (s, increasing; `engine.cuts`), to
     which a boundary within a sample moves (`_snap_to_cuts`); with query_cuts too, a cut
-    that both videos show inside a 1:1 segment fixes its offset (`_align_on_shared_cut`).
-    The method, THRESHOLD, ONE_TO_ONE, START_GROWTH and END_BASE were chosen by span F1 on
+    that both videos show inside a 1:1 segment fixes its offset (`_align_on_shared_cut`);
+    query_profile [Tq, P] and target_profile [Tt, P], the videos' brightness between their
+    samples (`engine.cuts.brightness_profile`), place a 1:1 segment within a sample
+    (`_align_on_profile`). The method, THRESHOLD, ONE_TO_ONE, START_GROWTH and END_BASE were chosen by span F1 on
     the collection benchmark's train and validation splits (notebooks/RESULTS.md, rounds 6,
     13, 21, 26 and 35).
     """
@@ -229,18 +238,23 @@ def matched_segments(
                         _end_extents(box, sim, mean, query_times, target_times, step, query_duration,
                                      target_duration),
                         score=score)
-        if target_cuts is not None and len(target_cuts):
-            cuts = np.asarray(target_cuts, np.float64)
-            first, last = i0 == 0, i1 + 1 >= sim.shape[0]  # the box holds the query's first / last sample
+        first, last = i0 == 0, i1 + 1 >= sim.shape[0]  # the box holds the query's first / last sample
+        snapped = (False, False)
+        cuts = np.asarray(target_cuts if target_cuts is not None else [], np.float64)
+        if len(cuts):
             seg, snapped = _snap_to_cuts(seg, cuts, step, not first, not last, query_duration,
                                          target_duration)
-            one_to_one = abs((seg.query_end - seg.query_start) - (seg.end - seg.start)) <= step
-            if all(snapped) and one_to_one:
-                seg = _refit_offset(seg, sim, query_times, target_times, step, query_duration)
-            if query_cuts is not None and len(query_cuts) and one_to_one:
-                seg = _align_on_shared_cut(seg, np.asarray(query_cuts, np.float64), cuts, step,
-                                           (snapped[0] or not first, snapped[1] or not last),
-                                           query_duration, target_duration)
+        one_to_one = abs((seg.query_end - seg.query_start) - (seg.end - seg.start)) <= step
+        # which ends are bounded on the target (a cut, or footage beyond it that the query holds)
+        keep = (snapped[0] or not first, snapped[1] or not last)
+        if all(snapped) and one_to_one:
+            seg = _refit_offset(seg, sim, query_times, target_times, step, query_duration)
+        if len(cuts) and query_cuts is not None and len(query_cuts) and one_to_one:
+            seg = _align_on_shared_cut(seg, np.asarray(query_cuts, np.float64), cuts, step, keep,
+                                       query_duration, target_duration)
+        if query_profile is not None and target_profile is not None and one_to_one:
+            seg = _align_on_profile(seg, (query_times, query_profile), (target_times, target_profile), step,
+                                    keep, query_duration, target_duration)
         segs.append(seg)
     return segs
 
@@ -294,24 +308,77 @@ def _align_on_shared_cut(seg: Segment, query_cuts: np.ndarray, target_cuts: np.n
     1:1 a cut pairing moved a look-alike's box, and moving the query alone lost on clips
     against their upload (notebooks/RESULTS.md, round 35)."""
     q0, q1, t0, t1 = seg.query_start, seg.query_end, seg.start, seg.end
-    offset = t0 - q0
     inside_q = query_cuts[(query_cuts > q0) & (query_cuts < q1)]
     inside_t = target_cuts[(target_cuts > t0) & (target_cuts < t1)]
     if not len(inside_q) or not len(inside_t):
         return seg
     # [Q, T]: the offset each pair of cuts implies, less the segment's
-    error = (inside_t[None, :] - inside_q[:, None]) - offset
-    k = int(np.argmin(np.abs(error)))
-    shift = float(error.flat[k])
+    error = (inside_t[None, :] - inside_q[:, None]) - (t0 - q0)
+    shift = float(error.flat[int(np.argmin(np.abs(error)))])
     if abs(shift) > step + 1e-6 or abs(shift) < 1e-3:
         return seg
-    offset += shift
+    return _with_offset(seg, t0 - q0 + shift, keep_target, query_duration, target_duration)
+
+
+def _with_offset(seg: Segment, offset: float, keep_target: tuple[bool, bool], query_duration: float | None,
+                 target_duration: float | None) -> Segment:
+    """The segment at another offset (target time - query time, s): each end keeps its
+    target time where `keep_target` (start, end) says so and its query time otherwise."""
+    q0, q1, t0, t1 = seg.query_start, seg.query_end, seg.start, seg.end
     q0, t0 = (t0 - offset, t0) if keep_target[0] else (q0, q0 + offset)
     q1, t1 = (t1 - offset, t1) if keep_target[1] else (q1, q1 + offset)
     q0, t0 = max(q0, 0.0), max(t0, 0.0)
     q1 = min(q1, query_duration) if query_duration else q1
     t1 = min(t1, target_duration) if target_duration else t1
     return Segment(q0, q1, t0, t1, score=seg.score) if q1 > q0 and t1 > t0 else seg
+
+
+def _align_on_profile(seg: Segment, query: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray],
+                      step: float, keep_target: tuple[bool, bool], query_duration: float | None,
+                      target_duration: float | None) -> Segment:
+    """A 1:1 segment of at least PROFILE_MIN s moves, within half a sample, to the offset at
+    which the query's brightness over it correlates best with the target's (Pearson r of the
+    profiles on a PROFILE_GRID-s grid, at least PROFILE_R); its ends move as
+    `_align_on_shared_cut` moves them. query / target: (sample times [T] s, profile [T, P]).
+
+    Samples 1 s apart give a copy's offset to a second; brightness rises and falls with the
+    copied footage whatever its crop, flip, colours or encoding. A still picture (the
+    query's profile flat over the segment) says nothing. Train/val span F1 of three draws
+    0.9022 -> 0.9093 with 4 values a sample, every split up; r 0.8 / 0.9 0.9078 / 0.9060, a
+    whole sample either way 0.9065 (notebooks/RESULTS.md, round 35)."""
+    q0, q1, t0, t1 = seg.query_start, seg.query_end, seg.start, seg.end
+    if q1 - q0 < PROFILE_MIN:
+        return seg
+    (qt, qv), (tt, tv) = _profile_points(*query, step), _profile_points(*target, step)
+    if len(qt) < 2 or len(tt) < 2:
+        return seg
+    grid = np.arange(q0, q1, PROFILE_GRID)
+    qs = np.interp(grid, qt, qv)
+    if qs.std() < 1.0:
+        return seg
+    best, shift = -np.inf, 0.0
+    for d in np.arange(-step / 2, step / 2 + 1e-9, PROFILE_GRID):
+        ts = np.interp(grid + (t0 - q0) + d, tt, tv)
+        if ts.std() < 1e-6:
+            continue
+        r = float(np.corrcoef(qs, ts)[0, 1])
+        if r > best + 1e-9:
+            best, shift = r, float(d)
+    if best < PROFILE_R or abs(shift) < PROFILE_GRID / 2:
+        return seg
+    return _with_offset(seg, t0 - q0 + shift, keep_target, query_duration, target_duration)
+
+
+def _profile_points(times: np.ndarray, profile: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """A brightness profile [T, P] of samples at times [T] s as (times [n], values [n]) in time
+    order, NaN left out."""
+    profile = np.asarray(profile, np.float64)
+    if profile.ndim != 2 or len(profile) != len(times):
+        return np.zeros(0), np.zeros(0)
+    at = profile_times(times, step, profile.shape[1]).ravel()
+    values = profile.ravel()
+    ok = np.isfinite(values)
+    return at[ok], values[ok]
 
 
 def _refit_offset(seg: Segment, sim: np.ndarray, query_times: np.ndarray, target_times: np.ndarray,

@@ -19,7 +19,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from .cuts import CutDetector, luma_thumbnail
+from .cuts import CutDetector, brightness_profile, luma_thumbnail
 from .errors import UserError
 from .files import atomic_write
 
@@ -82,7 +82,8 @@ class DecodeReport:
     info: the container's facts (rotation from the first frame); samples: frames yielded;
     capped: stopped at max_duration; duration: seconds the samples cover (set when the pass
     ends); warnings: notes for the user (capped, truncated, decoding stopped early); cuts:
-    times (s) of the hard cuts among all the frames decoded (`engine.cuts`)."""
+    times (s) of the hard cuts among all the frames decoded (`engine.cuts`), and the decoded
+    frames' times and brightness."""
 
     info: VideoInfo | None = None
     samples: int = 0
@@ -91,6 +92,9 @@ class DecodeReport:
     duration: float = 0.0
     warnings: list[str] = field(default_factory=list)
     cuts: list[float] = field(default_factory=list)
+    # every decoded frame's time (s) and mean brightness (0-255), for engine.cuts.brightness_profile
+    decoded_times: list[float] = field(default_factory=list)
+    brightness: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -230,7 +234,7 @@ def _sample(path: str | Path, container: av.container.InputContainer, stream: av
     as one image per (short_side, crop) view. Every decoded frame goes to the cut detector."""
     step = 1.0 / fps
     cuts = CutDetector()
-    report.cuts = cuts.cuts
+    report.cuts, report.decoded_times, report.brightness = cuts.cuts, cuts.times, cuts.brightness
     start: float | None = None
     next_t = 0.0
     dims: list[tuple[int, int]] | None = None
@@ -327,10 +331,18 @@ def hard_cuts(path: str | Path, fps: float = 1.0, max_duration: float | None = D
               max_pixels: int = MAX_PIXELS) -> list[float]:
     """Times (s) of a video's hard cuts, as a sampling pass at `fps` finds them
     (`DecodeReport.cuts`), without keeping its frames. Raises VideoError subclasses."""
+    return cuts_and_profile(path, fps, max_duration, max_pixels)[0]
+
+
+def cuts_and_profile(path: str | Path, fps: float = 1.0, max_duration: float | None = DEFAULT_MAX_DURATION,
+                     max_pixels: int = MAX_PIXELS) -> tuple[list[float], np.ndarray]:
+    """`hard_cuts` and the samples' brightness profile (float32 [T, engine.cuts.PROFILE],
+    `brightness_profile`) from one sampling pass at `fps`. Raises VideoError subclasses."""
     report = DecodeReport()
-    for _ in iter_frame_views(path, fps, ((32, None),), max_duration, report=report, max_pixels=max_pixels):
-        pass
-    return list(report.cuts)
+    times = [t for t, _ in iter_frame_views(path, fps, ((32, None),), max_duration, report=report,
+                                            max_pixels=max_pixels)]
+    return list(report.cuts), brightness_profile(np.array(report.decoded_times), np.array(report.brightness),
+                                                 np.array(times), 1.0 / fps)
 
 
 def _covered_duration(report: DecodeReport, step: float, max_duration: float | None) -> float:

@@ -260,6 +260,25 @@ def test_an_index_from_before_hard_cuts_gets_them_once(small_folder, tmp_path):
     assert eng.build_index(small_folder, idx, progress=False).cut == []
 
 
+def test_videos_keep_their_brightness_profile_and_older_rows_read_as_unknown(small_folder, tmp_path):
+    """The index keeps each video's brightness between samples beside its times; rows written
+    before profiles were kept (two meta columns) merge and read back as unknown (NaN)."""
+    from engine.cuts import PROFILE
+    from engine.index import META_WIDTH, VideoIndex, _meta_rows
+
+    eng = Engine(backbone="efficientnet-lite0")
+    idx = tmp_path / "idx"
+    eng.build_index(small_folder, idx, progress=False)
+    index = VideoIndex.open(idx)
+    emb = eng.embed(small_folder / "a.mp4")
+    stored = index.video_profile(index.position("a.mp4"))
+    assert stored.shape == (len(emb.times), PROFILE)
+    np.testing.assert_allclose(stored, emb.profile, atol=0.5)
+    old = np.array([[0.0, 0.5], [1.0, 0.5]], np.float32)
+    rows = _meta_rows([old, np.zeros((1, META_WIDTH), np.float32)])
+    assert rows.shape == (3, META_WIDTH) and np.isnan(rows[:2, 2:]).all() and (rows[2] == 0).all()
+
+
 def test_an_index_from_before_content_hashes_gets_them_once(small_folder, tmp_path):
     from engine.index import VideoIndex
 

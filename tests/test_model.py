@@ -508,6 +508,27 @@ def test_a_cut_both_videos_show_inside_a_segment_fixes_its_offset():
     assert far == seg
 
 
+def test_brightness_places_a_segment_within_a_sample():
+    """The copy's footage brightens and darkens as its source's, 7.3 s later in the target;
+    1-s samples put the segment at offset 7. The profiles move it to 7.3 (to 0.05 s); a
+    still picture (flat profile) or a segment shorter than 2 s stays."""
+    from engine.spans import Segment, _align_on_profile
+
+    def profile(times, shift):
+        at = times[:, None] + np.arange(4) / 4 - shift
+        return (100 + 40 * np.sin(at * 1.7) + 20 * np.sin(at * 0.45)).astype(np.float32)
+
+    qt, vt = np.arange(20.0), np.arange(40.0)
+    query, target = (qt, profile(qt, 0.0)), (vt, profile(vt, 7.3))
+    seg = Segment(4.0, 12.0, 11.0, 19.0, score=0.9)
+    moved = _align_on_profile(seg, query, target, 1.0, (True, True), 20.0, 40.0)
+    assert moved.start - moved.query_start == pytest.approx(7.3, abs=0.03) and moved.start == 11.0, moved
+    flat = (qt, np.full((20, 4), 90.0, np.float32))
+    assert _align_on_profile(seg, flat, target, 1.0, (True, True), 20.0, 40.0) == seg
+    short = Segment(4.0, 5.5, 11.0, 12.5, score=0.9)
+    assert _align_on_profile(short, query, target, 1.0, (True, True), 20.0, 40.0) == short
+
+
 @pytest.mark.parametrize("fps", [1.0, 2.0, 4.0])
 def test_a_copy_with_a_faded_stretch_is_one_segment_at_any_sampling_rate(fps):
     """The localiser's reaches are seconds: a copy whose middle 3.5 s fade below the

@@ -138,3 +138,21 @@ def test_hard_cuts_are_found_on_every_decoded_frame(tmp_path, fps):
     assert hard_cuts(path, fps) == report.cuts
     one_shot = media.write_video(tmp_path / "pan.mp4", media.scene_frames(2, 5))
     assert hard_cuts(one_shot, fps) == []
+
+
+def test_brightness_profile_follows_the_picture_between_samples(tmp_path):
+    """A picture that brightens over 4 s: the profile holds PROFILE values a sample, rising
+    within each second as the picture does, at the sample's tick plus k/PROFILE of a step."""
+    from engine.cuts import PROFILE, brightness_profile, profile_times
+    from engine.video import cuts_and_profile
+
+    frames = [np.full((144, 192, 3), 40 + 4 * i, np.uint8) for i in range(40)]  # 10 fps, +40 grey levels a second
+    path = media.write_video(tmp_path / "ramp.mp4", frames)
+    cuts, profile = cuts_and_profile(path, 1.0)
+    assert cuts == [] and profile.shape == (4, PROFILE) and np.isfinite(profile).all()
+    steps = np.diff(profile.ravel())
+    assert (steps > 0).all() and abs(float(np.median(steps)) - 40 / PROFILE) < 4, profile
+    # between decoded frames the values are interpolated; before the first, the first's
+    np.testing.assert_allclose(brightness_profile(np.array([0.0, 1.0]), np.array([10.0, 20.0]), np.array([0.02]), 1.0),
+                               [[10 + 10 * k / PROFILE for k in range(PROFILE)]], rtol=1e-6)
+    np.testing.assert_allclose(profile_times(np.array([2.1, 3.0]), 0.5, 2), [[2.0, 2.25], [3.0, 3.25]])

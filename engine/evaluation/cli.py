@@ -44,9 +44,9 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                         "low-detail (engine.variants; or the comma-separated NAMES), each query frame "
                         "counting with its best look; cached beside --cache as CACHE.variants.NAMES.npz")
     p.add_argument("--no-cuts", action="store_true",
-                   help="with --videos: segments end on samples instead of moving to the videos' hard "
-                        "cuts, as a search's do (the cuts are found by a decode of the database videos "
-                        "and queries, cached beside --cache as CACHE.cuts.json)")
+                   help="with --videos: segments end on samples instead of being placed by the videos' "
+                        "hard cuts and brightness, as a search's are (found by a decode of the database "
+                        "videos and queries, cached beside --cache as CACHE.cuts.json)")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
@@ -163,15 +163,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pic_feats = extract_features(args.videos, db_ids, lambda p: embedder.picture_descriptors(
             p, np.arange(len(feats[str(p.relative_to(args.videos))])) * step), cache, made_by)
         pictures = {v: embed_pictures(bundle, x, args.device, not args.no_tca) for v, x in pic_feats.items()}
-    cuts = None
+    cuts = profiles = None
     if embedder is not None and not args.no_cuts and hasattr(bench, "evaluate_segments"):
-        from ..video import hard_cuts
+        from ..cuts import PROFILE
+        from ..video import cuts_and_profile
 
         cache = args.cache.with_suffix(".cuts.json") if args.cache else None
         ranked = [v for v in (bench.database or sorted(embs)) if v in embs]
         queries = [q for q in bench.queries if q in embs and q not in set(ranked)]
-        cuts = extract_cuts(args.videos, ranked + queries, lambda p: hard_cuts(p, fps, embedder.max_duration),
-                            cache, f"at {fps:g} fps")
+        cuts, profiles = extract_cuts(args.videos, ranked + queries,
+                                      lambda p: cuts_and_profile(p, fps, embedder.max_duration), cache,
+                                      f"at {fps:g} fps, {PROFILE} brightness values a sample")
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does
@@ -196,7 +198,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             index = build_index(db, where / "index", fps, tca=bundle.tca is not None and not args.no_tca,
                                 distinctive=distinctive)
         results = evaluate(bench, embs, args.measure or list(MEASURES), not args.no_normalize, args.localiser,
-                           fps, db, index, args.through_index or 100, cuts)
+                           fps, db, index, args.through_index or 100, cuts, profiles)
     model_name = bundle.name + (" without TCA" if args.no_tca else "")
     if args.no_normalize:
         model_name += ", raw cosine"

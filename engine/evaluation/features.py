@@ -112,34 +112,38 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
 
 
 def extract_cuts(video_dir: str | Path, ids: Iterable[str], find, cache: str | Path | None = None,
-                 made_by: str = "") -> dict[str, list[float]]:
-    """Hard cuts {id: seconds} of the videos `ids` under `video_dir`, reusing `cache` (.json).
+                 made_by: str = "") -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    """Hard cuts {id: seconds} and brightness profiles {id: float32 [T, P]} of the videos
+    `ids` under `video_dir`, reusing `cache` (.json).
 
-    find: path -> seconds (e.g. `engine.video.hard_cuts` at the sampling rate: which frames
-    a pass decodes depends on it); made_by says how, and a cache made otherwise is an error.
-    Unreadable videos are left out (`extract_features` reports them)."""
+    find: path -> (cuts, profile) (e.g. `engine.video.cuts_and_profile` at the sampling rate:
+    which frames a pass decodes depends on it); made_by says how, and a cache made otherwise
+    is an error. Unreadable videos are left out (`extract_features` reports them)."""
     from ..video import VideoError
 
     found: dict[str, list[float]] = {}
+    profiles: dict[str, list] = {}
     if cache is not None and Path(cache).is_file():
         try:
             stored = json.loads(Path(cache).read_text())
-            found, stored_by = dict(stored["cuts"]), stored.get("made_by", "")
+            found, profiles, stored_by = dict(stored["cuts"]), dict(stored["profiles"]), stored.get("made_by", "")
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise FeatureError(f"{cache}: not a readable cache of hard cuts ({err}); delete it") from err
         if stored_by != made_by:
             raise FeatureError(f"{cache}: its cuts were found {stored_by}, not {made_by}; "
                                "pass another --cache or delete this one")
-    missing = [i for i in ids if i not in found]
+    missing = [i for i in ids if i not in found or i not in profiles]
     for vid in tqdm(missing, desc="finding cuts", unit="video", disable=not missing):
         try:
-            found[vid] = [round(float(t), 3) for t in find(Path(video_dir) / vid)]
+            cuts, profile = find(Path(video_dir) / vid)
         except VideoError:
-            pass
+            continue
+        found[vid] = [round(float(t), 3) for t in cuts]
+        profiles[vid] = np.round(np.asarray(profile, np.float64), 2).tolist()
     if cache is not None and missing:
         with atomic_write(cache) as tmp:
-            tmp.write_text(json.dumps({"made_by": made_by, "cuts": found}))
-    return found
+            tmp.write_text(json.dumps({"made_by": made_by, "cuts": found, "profiles": profiles}))
+    return found, {k: np.asarray(v, np.float32).reshape(len(v), -1) for k, v in profiles.items()}
 
 
 def embed_features(bundle: ModelBundle, features: Mapping[str, np.ndarray], device: str = "cpu",

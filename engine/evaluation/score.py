@@ -115,15 +115,17 @@ def similarities(embeddings: Embeddings, queries: Iterable[str], database: Itera
 
 def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: Database,
            top: int = 10, method: Localiser | str = Localiser.TEMPORAL_NETWORK, fps: float = 1.0,
-           durations: Mapping[str, float] | None = None, cuts: Mapping[str, Sequence[float]] | None = None
+           durations: Mapping[str, float] | None = None, cuts: Mapping[str, Sequence[float]] | None = None,
+           profiles: Mapping[str, np.ndarray] | None = None
            ) -> dict[str, dict[str, list[tuple[float, float, float, float]]]]:
     """Every copied segment of each query and its `top` best videos, as boxes (query start,
     query end, video start, video end) in seconds; frames are 1/fps s apart from 0.
     `durations` (seconds, by video id), where the benchmark knows them, end the boxes as a
     search does (at most the video's length; a copy that runs to its last frame, to its end).
-    `cuts` (seconds of each video's and query's hard cuts, `engine.video.hard_cuts`) move
-    the boxes' ends as a search's (`spans.matched_segments`)."""
-    durations, cuts = durations or {}, cuts or {}
+    `cuts` (seconds of each video's and query's hard cuts) and `profiles` (their brightness
+    between samples, [T, P]; `engine.video.cuts_and_profile`) place the boxes as a search's
+    (`spans.matched_segments`)."""
+    durations, cuts, profiles = durations or {}, cuts or {}, profiles or {}
     position = {v: i for i, v in enumerate(db.ids)}
     out: dict = {}
     for q, scores in sims.items():
@@ -134,7 +136,8 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
             sim = db.similarity(qf, p)
             vt = np.arange(sim.shape[1]) / fps
             segs = matched_segments(sim, qt, vt, 1.0 / fps, durations.get(q), durations.get(v), method=method,
-                                    target_cuts=cuts.get(v), query_cuts=cuts.get(q))
+                                    target_cuts=cuts.get(v), query_cuts=cuts.get(q),
+                                    query_profile=profiles.get(q), target_profile=profiles.get(v))
             out.setdefault(q, {})[v] = [(s.query_start, s.query_end, s.start, s.end) for s in segs]
     return out
 
@@ -142,14 +145,14 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
 def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Measure | str] = tuple(Measure),
              normalize: bool = True, localiser: Localiser | str = Localiser.TEMPORAL_NETWORK,
              fps: float = 1.0, db: Database | None = None, index: "VideoIndex | None" = None,
-             candidates: int = 100, cuts: Mapping[str, Sequence[float]] | None = None
-             ) -> dict[str, dict[str, float]]:
+             candidates: int = 100, cuts: Mapping[str, Sequence[float]] | None = None,
+             profiles: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """{measure: metrics} for one set of embeddings. The database is the benchmark's
     list, or (when it has none) every embedded video; pass `db` (`Database.of`) to reuse
     its backgrounds. With `index` (`through_index.build_index` of that database) each query
     is ranked as its search returns it (top `candidates`) instead of against every video.
     Benchmarks with segment labels (`evaluate_segments`) also get span metrics of each
-    measure's top 10 (located on the float rows, their ends moved to `cuts` as in `locate`)."""
+    measure's top 10 (located on the float rows, placed by `cuts` and `profiles` as in `locate`)."""
     db = db or Database.of(embeddings, benchmark.database or sorted(embeddings), normalize)
     out = {}
     for m in measures:
@@ -162,6 +165,6 @@ def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Me
         out[Measure(m).value] = metrics = benchmark.evaluate(sims)
         if hasattr(benchmark, "evaluate_segments"):
             durations = getattr(benchmark, "durations", None)
-            found = locate(embeddings, sims, db, 10, localiser, fps, durations, cuts)
+            found = locate(embeddings, sims, db, 10, localiser, fps, durations, cuts, profiles)
             metrics.update(benchmark.evaluate_segments(found))
     return out

@@ -361,6 +361,7 @@ def _align_on_profile(seg: Segment, query: tuple[np.ndarray, np.ndarray], target
     qs = np.interp(grid, qt, qv)
     if qs.std() < 1.0:
         return seg
+
     def r_at(d: float) -> float:
         ts = np.interp(grid + (t0 - q0) + d, tt, tv)
         return float(np.corrcoef(qs, ts)[0, 1]) if ts.std() >= 1e-6 else -np.inf

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from .backbone import FrameEncoder, Precision, load_backbone
-from .cuts import brightness_profile
 from .inner_pictures import crop, grey, inner_boxes
 from .layout import with_layout
 from .model import ModelBundle
@@ -244,8 +243,7 @@ class Embedder:
             variant_frames=variant_frames,
             variant_videos=variant_videos,
             cuts=list(report.cuts),
-            profile=brightness_profile(np.array(report.decoded_times), np.array(report.brightness), times,
-                                       1.0 / self.fps),
+            profile=report.brightness_profile(times, 1.0 / self.fps),
         )
 
 

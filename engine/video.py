@@ -81,9 +81,9 @@ class DecodeReport:
 
     info: the container's facts (rotation from the first frame); samples: frames yielded;
     capped: stopped at max_duration; duration: seconds the samples cover (set when the pass
-    ends); warnings: notes for the user (capped, truncated, decoding stopped early); cuts:
-    times (s) of the hard cuts among all the frames decoded (`engine.cuts`), and the decoded
-    frames' times and brightness."""
+    ends); warnings: notes for the user (capped, truncated, decoding stopped early);
+    timeline: every decoded frame of the pass seen by the cut detector (`engine.cuts`), whose
+    `cuts` and `brightness_profile` it gives."""
 
     info: VideoInfo | None = None
     samples: int = 0
@@ -91,10 +91,18 @@ class DecodeReport:
     capped: bool = False
     duration: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    cuts: list[float] = field(default_factory=list)
-    # every decoded frame's time (s) and mean brightness (0-255), for engine.cuts.brightness_profile
-    decoded_times: list[float] = field(default_factory=list)
-    brightness: list[float] = field(default_factory=list)
+    timeline: CutDetector = field(default_factory=CutDetector)
+
+    @property
+    def cuts(self) -> list[float]:
+        """Times (s) of the hard cuts among all the frames decoded."""
+        return self.timeline.cuts
+
+    def brightness_profile(self, sample_times: np.ndarray, step: float) -> np.ndarray:
+        """float32 [T, engine.cuts.PROFILE]: the brightness between the samples taken at
+        sample_times [T] s, step s apart (`engine.cuts.brightness_profile`)."""
+        return brightness_profile(np.array(self.timeline.times), np.array(self.timeline.brightness),
+                                  sample_times, step)
 
 
 @dataclass
@@ -233,8 +241,7 @@ def _sample(path: str | Path, container: av.container.InputContainer, stream: av
     """The sampling loop: the first frame at or after each 1/fps tick, by presentation time,
     as one image per (short_side, crop) view. Every decoded frame goes to the cut detector."""
     step = 1.0 / fps
-    cuts = CutDetector()
-    report.cuts, report.decoded_times, report.brightness = cuts.cuts, cuts.times, cuts.brightness
+    report.timeline = timeline = CutDetector()
     start: float | None = None
     next_t = 0.0
     dims: list[tuple[int, int]] | None = None
@@ -255,7 +262,7 @@ def _sample(path: str | Path, container: av.container.InputContainer, stream: av
                     f"(the video is {report.info.duration:g} s long)"
                 )
                 break
-            cuts.add(t, luma_thumbnail(frame))
+            timeline.add(t, luma_thumbnail(frame))
             if t + 1e-6 < next_t:
                 continue
             # Next tick after this frame: a VFR gap never makes a burst of samples.
@@ -341,8 +348,7 @@ def cuts_and_profile(path: str | Path, fps: float = 1.0, max_duration: float | N
     report = DecodeReport()
     times = [t for t, _ in iter_frame_views(path, fps, ((32, None),), max_duration, report=report,
                                             max_pixels=max_pixels)]
-    return list(report.cuts), brightness_profile(np.array(report.decoded_times), np.array(report.brightness),
-                                                 np.array(times), 1.0 / fps)
+    return list(report.cuts), report.brightness_profile(np.array(times), 1.0 / fps)
 
 
 def _covered_duration(report: DecodeReport, step: float, max_duration: float | None) -> float:

@@ -185,12 +185,12 @@ def _rows(emb) -> tuple[np.ndarray, np.ndarray, int]:
     return frames, meta, views
 
 
-def _meta_rows(arrays: list[np.ndarray]) -> np.ndarray:
-    """Meta arrays of several segments back to back, the older two-column ones padded with
-    NaN (no brightness profile)."""
-    return np.concatenate([a if a.shape[1] == META_WIDTH else
-                           np.pad(a, ((0, 0), (0, META_WIDTH - a.shape[1])), constant_values=np.nan)
-                           for a in arrays])
+def _wide_meta(rows: np.ndarray) -> np.ndarray:
+    """Meta rows [r, META_WIDTH]: an older segment's two-column rows padded with NaN (no
+    brightness profile), so readers and merges see one width."""
+    if rows.shape[1] == META_WIDTH:
+        return rows
+    return np.pad(rows, ((0, 0), (0, META_WIDTH - rows.shape[1])), constant_values=np.nan)
 
 
 def records_file(entry: dict) -> str:
@@ -303,6 +303,10 @@ class Segment:
         self._records_file = open(self.directory / spec["file"], "rb")
         if old is not None:
             old.close()
+
+    def meta_rows(self, spans: list[tuple[int, int]]) -> np.ndarray:
+        """float32 [rows, META_WIDTH]: the meta of these row spans (`_wide_meta`)."""
+        return _wide_meta(self.meta.take(spans))
 
     def video_vectors(self, local: np.ndarray | None = None) -> np.ndarray:
         """Decoded float32 video vectors [len(local) or n, d]."""
@@ -584,16 +588,15 @@ class VideoIndex:
         seg_of = np.searchsorted(self._frame_start, [lo for lo, _ in spans], side="right") - 1
         lengths = np.array([hi - lo for lo, hi in spans])
         start = np.concatenate([[0], np.cumsum(lengths)])
-        out = np.empty((int(start[-1]), width), np.float32) if decode else \
-            np.full((int(start[-1]), width), np.nan, np.float32)  # an older segment's meta is narrower
+        out = np.empty((int(start[-1]), width), np.float32)
         for s in np.unique(seg_of):
             base, seg = int(self._frame_start[s]), self.segments[s]
             which = np.flatnonzero(seg_of == s)
-            rows = getattr(seg, what).take([(spans[j][0] - base, spans[j][1] - base) for j in which])
-            rows = seg.codec.decode(rows) if decode else rows
+            local = [(spans[j][0] - base, spans[j][1] - base) for j in which]
+            rows = seg.codec.decode(seg.frames.take(local)) if decode else seg.meta_rows(local)
             at = 0
             for j in which:
-                out[start[j] : start[j + 1], : rows.shape[1]] = rows[at : at + lengths[j]]
+                out[start[j] : start[j + 1]] = rows[at : at + lengths[j]]
                 at += lengths[j]
         return out
 
@@ -1282,7 +1285,7 @@ class VideoIndex:
                 frames.append((seg, spans))
             else:
                 frames.append(seg.codec.decode(seg.frames.take(spans)))
-            meta.append(seg.meta.take(spans))
+            meta.append(seg.meta_rows(spans))
             lengths += list(np.diff(seg.offsets)[live])
             if keep_derived:
                 bgs.append(seg.background if all_live else np.concatenate([seg.background[a:b] for a, b in spans]))
@@ -1306,7 +1309,7 @@ class VideoIndex:
             if keep_derived:
                 derived = {"background": np.concatenate(bgs), "video_background": np.concatenate(vbgs),
                            "map": np.concatenate(maps)}
-            vids_all, meta_all = np.concatenate(vids), _meta_rows(meta)
+            vids_all, meta_all = np.concatenate(vids), np.concatenate(meta)
             del vids, meta
             if same:
                 first = frames[0][0].frames
@@ -1337,7 +1340,7 @@ class VideoIndex:
         self.manifest["format_version"] = FORMAT_VERSION
         self._reindex()
         self._merge([], extra=(seg.records, seg.video_vectors(), seg.codec.decode(seg.frames.all()),
-                               seg.meta.all(), list(np.diff(seg.offsets))))
+                               seg.meta_rows([(0, seg.f)]), list(np.diff(seg.offsets))))
         self._commit()
 
     def _commit(self) -> None:

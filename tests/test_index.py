@@ -264,7 +264,7 @@ def test_videos_keep_their_brightness_profile_and_older_rows_read_as_unknown(sma
     """The index keeps each video's brightness between samples beside its times; rows written
     before profiles were kept (two meta columns) merge and read back as unknown (NaN)."""
     from engine.cuts import PROFILE
-    from engine.index import META_WIDTH, VideoIndex, _meta_rows
+    from engine.index import META_WIDTH, VideoIndex, _wide_meta
 
     eng = Engine(backbone="efficientnet-lite0")
     idx = tmp_path / "idx"
@@ -275,7 +275,7 @@ def test_videos_keep_their_brightness_profile_and_older_rows_read_as_unknown(sma
     assert stored.shape == (len(emb.times), PROFILE)
     np.testing.assert_allclose(stored, emb.profile, atol=0.5)
     old = np.array([[0.0, 0.5], [1.0, 0.5]], np.float32)
-    rows = _meta_rows([old, np.zeros((1, META_WIDTH), np.float32)])
+    rows = np.concatenate([_wide_meta(old), _wide_meta(np.zeros((1, META_WIDTH), np.float32))])
     assert rows.shape == (3, META_WIDTH) and np.isnan(rows[:2, 2:]).all() and (rows[2] == 0).all()
 
 

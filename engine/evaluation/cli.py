@@ -122,7 +122,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..results import record_results
     from .benchmarks import load_benchmark
     from ..variants import DEFAULT_VARIANTS, parse_variants
-    from .features import embed_features, extract_cuts, extract_features, load_features, with_variants
+    from .features import (embed_features, extract_cuts_and_profiles, extract_features, load_features,
+                           with_variants)
     from .score import Database, evaluate, similarities
 
     if args.through_index is not None and args.through_index < 1:
@@ -171,9 +172,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         cache = args.cache.with_suffix(".cuts.json") if args.cache else None
         ranked = [v for v in (bench.database or sorted(embs)) if v in embs]
         queries = [q for q in bench.queries if q in embs and q not in set(ranked)]
-        cuts, profiles = extract_cuts(args.videos, ranked + queries,
-                                      lambda p: cuts_and_profile(p, fps, embedder.max_duration), cache,
-                                      f"at {fps:g} fps, {PROFILE} brightness values a sample")
+        cuts, profiles = extract_cuts_and_profiles(
+            args.videos, ranked + queries, lambda p: cuts_and_profile(p, fps, embedder.max_duration), cache,
+            f"at {fps:g} fps, {PROFILE} brightness values a sample")
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does

@@ -111,8 +111,9 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
     return feats
 
 
-def extract_cuts(video_dir: str | Path, ids: Iterable[str], find, cache: str | Path | None = None,
-                 made_by: str = "") -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+def extract_cuts_and_profiles(video_dir: str | Path, ids: Iterable[str], find,
+                              cache: str | Path | None = None, made_by: str = ""
+                              ) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
     """Hard cuts {id: seconds} and brightness profiles {id: float32 [T, P]} of the videos
     `ids` under `video_dir`, reusing `cache` (.json).
 

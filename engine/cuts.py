@@ -82,7 +82,8 @@ def brightness_profile(times: np.ndarray, brightness: np.ndarray, sample_times: 
     if len(times) == 0:
         return out
     at = profile_times(sample_times, step, PROFILE)
-    out[:] = np.interp(at.ravel(), np.asarray(times, np.float64), np.asarray(brightness, np.float64)).reshape(at.shape)
+    values = np.interp(at.ravel(), np.asarray(times, np.float64), np.asarray(brightness, np.float64))
+    out[:] = values.reshape(at.shape)
     return out
 
 

@@ -213,9 +213,9 @@ def matched_segments(
     that both videos show inside a 1:1 segment fixes its offset (`_align_on_shared_cut`);
     query_profile [Tq, P] and target_profile [Tt, P], the videos' brightness between their
     samples (`engine.cuts.brightness_profile`), place a 1:1 segment within a sample
-    (`_align_on_profile`). The method, THRESHOLD, ONE_TO_ONE, START_GROWTH and END_BASE were chosen by span F1 on
-    the collection benchmark's train and validation splits (notebooks/RESULTS.md, rounds 6,
-    13, 21, 26 and 35).
+    (`_align_on_profile`). The method, THRESHOLD, ONE_TO_ONE, START_GROWTH and END_BASE were
+    chosen by span F1 on the collection benchmark's train and validation splits
+    (notebooks/RESULTS.md, rounds 6, 13, 21, 26 and 35).
     """
     sim = np.asarray(sim, np.float32)
     if sim.size == 0:
@@ -231,6 +231,8 @@ def matched_segments(
         # nothing above the threshold: the most similar frame pair says where it looks most alike
         i, j = np.unravel_index(int(sim.argmax()), sim.shape)
         boxes = [((int(i), int(i), int(j), int(j)), 0.0)]
+    cuts = np.asarray(target_cuts if target_cuts is not None else [], np.float64)
+    q_cuts = np.asarray(query_cuts if query_cuts is not None else [], np.float64)
     segs = []
     for box, _ in boxes:
         i0, i1, j0, j1 = box
@@ -243,7 +245,6 @@ def matched_segments(
                         score=score)
         first, last = i0 == 0, i1 + 1 >= sim.shape[0]  # the box holds the query's first / last sample
         snapped = (False, False)
-        cuts = np.asarray(target_cuts if target_cuts is not None else [], np.float64)
         if len(cuts):
             seg, snapped = _snap_to_cuts(seg, cuts, step, not first, not last, query_duration,
                                          target_duration)
@@ -252,9 +253,8 @@ def matched_segments(
         keep = (snapped[0] or not first, snapped[1] or not last)
         if all(snapped) and one_to_one:
             seg = _refit_offset(seg, sim, query_times, target_times, step, query_duration)
-        if len(cuts) and query_cuts is not None and len(query_cuts) and one_to_one:
-            seg = _align_on_shared_cut(seg, np.asarray(query_cuts, np.float64), cuts, step, keep,
-                                       query_duration, target_duration)
+        if len(cuts) and len(q_cuts) and one_to_one:
+            seg = _align_on_shared_cut(seg, q_cuts, cuts, step, keep, query_duration, target_duration)
         if query_profile is not None and target_profile is not None and one_to_one:
             seg = _align_on_profile(seg, (query_times, query_profile), (target_times, target_profile), step,
                                     keep, query_duration, target_duration)
@@ -289,12 +289,18 @@ def _snap_to_cuts(seg: Segment, cuts: np.ndarray, step: float, start: bool, end:
         if len(near):
             cut = float(near[np.argmin(np.abs(near - t1))])
             q1, t1, at_end = q1 + cut - t1, cut, True
+    moved = _within(seg, q0, q1, t0, t1, query_duration, target_duration)
+    return moved, ((at_start, at_end) if moved is not seg else (False, False))
+
+
+def _within(seg: Segment, q0: float, q1: float, t0: float, t1: float, query_duration: float | None,
+            target_duration: float | None) -> Segment:
+    """`seg` moved to these spans (s), cut to the videos (0 to their durations, where known);
+    `seg` itself when a span would be empty."""
     q0, t0 = max(q0, 0.0), max(t0, 0.0)
     q1 = min(q1, query_duration) if query_duration else q1
     t1 = min(t1, target_duration) if target_duration else t1
-    if q1 <= q0 or t1 <= t0:
-        return seg, (False, False)
-    return Segment(q0, q1, t0, t1, score=seg.score), (at_start, at_end)
+    return Segment(q0, q1, t0, t1, score=seg.score) if q1 > q0 and t1 > t0 else seg
 
 
 def _align_on_shared_cut(seg: Segment, query_cuts: np.ndarray, target_cuts: np.ndarray, step: float,
@@ -330,15 +336,12 @@ def _with_offset(seg: Segment, offset: float, keep_target: tuple[bool, bool], qu
     q0, q1, t0, t1 = seg.query_start, seg.query_end, seg.start, seg.end
     q0, t0 = (t0 - offset, t0) if keep_target[0] else (q0, q0 + offset)
     q1, t1 = (t1 - offset, t1) if keep_target[1] else (q1, q1 + offset)
-    q0, t0 = max(q0, 0.0), max(t0, 0.0)
-    q1 = min(q1, query_duration) if query_duration else q1
-    t1 = min(t1, target_duration) if target_duration else t1
-    return Segment(q0, q1, t0, t1, score=seg.score) if q1 > q0 and t1 > t0 else seg
+    return _within(seg, q0, q1, t0, t1, query_duration, target_duration)
 
 
-def _align_on_profile(seg: Segment, query: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray],
-                      step: float, keep_target: tuple[bool, bool], query_duration: float | None,
-                      target_duration: float | None) -> Segment:
+def _align_on_profile(seg: Segment, query: tuple[np.ndarray, np.ndarray],
+                      target: tuple[np.ndarray, np.ndarray], step: float, keep_target: tuple[bool, bool],
+                      query_duration: float | None, target_duration: float | None) -> Segment:
     """A 1:1 segment of at least PROFILE_MIN s moves, within half a sample, to the offset at
     which the query's brightness over it correlates best with the target's (Pearson r of the
     profiles on a PROFILE_GRID-s grid, at least PROFILE_R and PROFILE_MARGIN above the r at
@@ -413,9 +416,8 @@ def _refit_offset(seg: Segment, sim: np.ndarray, query_times: np.ndarray, target
         value = float(sim[rows, cols].mean())
         if value > best + 1e-9:
             best, shift = value, k
-    q0, q1 = seg.query_start + shift * step, seg.query_end + shift * step
-    q0, q1 = max(q0, 0.0), min(q1, query_duration) if query_duration else q1
-    return Segment(q0, q1, seg.start, seg.end, score=seg.score) if q1 > q0 else seg
+    return _within(seg, seg.query_start + shift * step, seg.query_end + shift * step, seg.start, seg.end,
+                   query_duration, None)
 
 
 def _samples(seconds: float, step: float) -> int:

@@ -370,6 +370,25 @@ def test_matched_segments_cuts_a_still_shot_to_one_to_one_time():
     assert (seg.query_start, seg.start) == (0, 10) and 7.6 <= seg.query_end < 8.6 and 13.6 <= seg.end < 14.6, seg
 
 
+def test_a_box_found_by_two_paths_is_one_segment():
+    """A picture-in-picture copy whose samples repeat (each still shown for two samples):
+    two TN paths run through the same cells and end on the same box. It is returned once,
+    with the better of the two scores (from a collection draw's pair, rounded)."""
+    from engine.spans import matched_segments
+
+    block = np.array([[-0.126, 0.150, 0.152, -0.119, -0.144, -0.402],
+                      [-0.172, 0.155, 0.157, -0.049, -0.051, -0.357],
+                      [-0.210, -0.094, -0.094, 0.183, 0.180, -0.338],
+                      [-0.217, -0.156, -0.156, 0.189, 0.186, -0.280],
+                      [-0.217, -0.156, -0.156, 0.189, 0.186, -0.280],
+                      [-0.224, -0.162, -0.164, 0.189, 0.187, -0.234]], np.float32)
+    sim = np.full((6, 15), -0.25, np.float32)
+    sim[:, 7:13] = block
+    (seg,) = matched_segments(sim, np.arange(6.0), np.arange(15.0), 1.0, 5.125, 14.5)
+    assert (seg.query_start, seg.start) == (0, 8) and seg.end - seg.start == pytest.approx(3.6), seg
+    assert seg.score == pytest.approx(sim[0:4, 8:12].max(axis=1).mean(), abs=1e-6)
+
+
 def test_a_segment_takes_its_weaker_first_sample():
     """A copy that fades in: its first sample matches less than the rest, not enough for
     the threshold, but clearly more than the noise. The segment starts there; a segment

@@ -133,18 +133,32 @@ def stream_ids(lengths: np.ndarray, views: np.ndarray | None = None) -> np.ndarr
 
 
 def frame_similarity(query: np.ndarray, target: np.ndarray, background: np.ndarray | None = None,
-                     views: int = 1) -> np.ndarray:
+                     views: int = 1, text: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Frame-to-frame cosine matrix: query [Tq, d] (or its looks [L, Tq, d], each cell then the
     best look's), target [views * Tt, d] -> [Tq, Tt]. With a background [views * Tt] (see
     `engine.background`) each target row's is subtracted and the cells get their
     `temporal_support`: the corpus-aware similarity the ranking uses. With
     views > 1 the target rows are the index's layout, the whole frames then each inner
-    picture's (`engine.inner_pictures.stored_rows`), and each cell is the best of them at that time."""
+    picture's (`engine.inner_pictures.stored_rows`), and each cell is the best of them at that time.
+    With `text` (the query's and the target rows' text sketches, [Tq, k] and [views * Tt, k],
+    `engine.text`), cells whose frames disagree in text are lowered (`lower_disagreeing`)."""
     s = _looks_similarity(query, target)
     if background is not None:
         s -= np.asarray(background, np.float32)[None, :]
         s = temporal_support(s, stream_ids(np.array([len(target)]), np.array([views])))
+    if text is not None:
+        lower_disagreeing(s, text[0], text[1])
     return s.reshape(len(s), views, -1).max(axis=1) if views > 1 else s
+
+
+def lower_disagreeing(sim: np.ndarray, query_text: np.ndarray, target_text: np.ndarray) -> np.ndarray:
+    """Lower in place (by `engine.text.PENALTY`) the cells of sim [Tq, T] whose frames both
+    have text and disagree in it (`engine.text.disagreement`; sketches [Tq, k], [T, k]): a
+    slide of the same template with other words is no evidence of a copy. Returns sim."""
+    from .text import PENALTY, disagreement
+
+    sim[disagreement(query_text, target_text)] -= PENALTY
+    return sim
 
 
 def chamfer(query: np.ndarray, target: np.ndarray) -> float:
@@ -172,13 +186,15 @@ def chamfer_many(
     chunk_frames: int = 262_144,
     background: np.ndarray | None = None,
     views: np.ndarray | None = None,
+    text: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Chamfer of one query against N videos stored back to back.
 
     query [Tq, d], or its looks [L, Tq, d] (each query frame's best match over them counts,
     a variant's less VARIANT_MARGIN); frames [F, d] (any float dtype, e.g. a float16
     memmap); offsets [N + 1] with video n at frames[offsets[n]:offsets[n+1]] (every video
-    non-empty) -> float32 [N].
+    non-empty) -> float32 [N]. text: the query's text sketches [Tq, k] and the frames' [F, k]
+    (`engine.text`; NaN rows: no text): cells that disagree in text are lowered.
     background [F]: each frame's background, subtracted from its similarities (corpus-aware
     similarity, `engine.background`) and the cells given their `temporal_support`, each
     frame's best match then counting only as far as it is above 0 (`evidence`); None
@@ -202,6 +218,8 @@ def chamfer_many(
         if background is not None:
             s -= np.asarray(background[lo:hi], np.float32)[None, :]
             s = temporal_support(s, streams[lo:hi])
+        if text is not None:
+            lower_disagreeing(s, text[0], text[1][lo:hi])
         starts = offsets[a:b] - lo
         score = evidence(np.maximum.reduceat(s, starts, axis=1), background is not None).mean(axis=0)
         if symmetric:

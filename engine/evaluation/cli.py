@@ -179,17 +179,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
         feats = extract_features(args.videos, wanted, lambda p: embedder.descriptors(p)[1], args.cache, made_by)
     missing = len(set(wanted) - set(feats))
     embs = embed_features(bundle, feats, args.device, use_tca=not args.no_tca)
+    # every video that is ranked (a benchmark without a database list ranks all, queries too),
+    # and the queries that are not among them
+    ranked = [v for v in (bench.database or sorted(embs)) if v in embs]
+    ranked_set = set(ranked)
+    unranked_queries = [q for q in bench.queries if q in embs and q not in ranked_set]
     pictures = None
     if args.inner_pictures:
         if embedder is None:
             raise UsageError("--inner-pictures needs --videos (the pictures are found in the frames)")
         from ..embedding import embed_pictures
 
-        # every video that is ranked (a benchmark without a database list ranks all, queries too)
-        db_ids = [v for v in (bench.database or sorted(embs)) if v in embs]
         cache = args.cache.with_suffix(".pictures.npz") if args.cache else None
         step = 1.0 / fps
-        pic_feats = extract_features(args.videos, db_ids, lambda p: embedder.picture_descriptors(
+        pic_feats = extract_features(args.videos, ranked, lambda p: embedder.picture_descriptors(
             p, np.arange(len(feats[str(p.relative_to(args.videos))])) * step), cache, made_by)
         pictures = {v: embed_pictures(bundle, x, args.device, not args.no_tca) for v, x in pic_feats.items()}
     cuts = profiles = None
@@ -198,17 +201,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from ..video import cuts_and_profile
 
         cache = args.cache.with_suffix(".cuts.json") if args.cache else None
-        ranked = [v for v in (bench.database or sorted(embs)) if v in embs]
-        queries = [q for q in bench.queries if q in embs and q not in set(ranked)]
         cuts, profiles = extract_cuts_and_profiles(
-            args.videos, ranked + queries, lambda p: cuts_and_profile(p, fps, embedder.max_duration), cache,
-            f"at {fps:g} fps, {PROFILE} brightness values a sample")
+            args.videos, ranked + unranked_queries, lambda p: cuts_and_profile(p, fps, embedder.max_duration),
+            cache, f"at {fps:g} fps, {PROFILE} brightness values a sample")
     texts = None
     if args.text:
         if embedder is None:
             raise UsageError("--text needs --videos (the words are read off the frames)")
-        texts = read_texts(args, [v for v in (bench.database or sorted(embs)) if v in embs] +
-                           [q for q in bench.queries if q in embs], fps, embedder.max_duration)
+        texts = read_texts(args, ranked + unranked_queries, fps, embedder.max_duration)
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
     # backgrounds once; a model without TCA pools by distinctiveness, as its index does

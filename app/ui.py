@@ -68,6 +68,10 @@ def results_markdown(results: dict) -> str:
 
 def about_markdown(service: Service) -> str:
     a = service.engine.info()
+    text_line = ("the words on each frame are read (Tesseract) when it is indexed and when it is searched; "
+                 "two frames that both carry text and whose words disagree (a slide or terminal of the same "
+                 "template with other words) are no evidence of a copy, and their cell in the matrix is "
+                 "lowered by 1" if a.text else a.text_note or "not read (the index was built without it)")
     info = a.model_info or {}
     trained = ""
     if info.get("trained_by"):
@@ -96,6 +100,7 @@ picture (a picture-in-picture box, a side-by-side half), the best counting.
   to are the candidates, then chamfer re-ranking of the candidates' frames, each
   frame-to-frame similarity less the indexed frame's background and averaged with its
   best neighbours one frame before and after (a copied stretch matches its neighbours too).
+- Text: {text_line}
 
 Read the numbers below honestly: the default model is PCA whitening, no TCA (its video
 vectors pool the frames by their distinctiveness in the collection); the whitening (1024-d) was fitted on training footage only (590 videos of a

@@ -27,6 +27,7 @@ from .index import IndexFileError, VideoIndex, VideoRecord
 from .indexing import BuildReport, build_index
 from .model import ModelBundle, ModelError, builtin_model, load_model
 from .similarity import Measure, evidence, frame_similarity
+from . import text as frame_text
 from .spans import Segment, Span, matched_segments
 from .variants import DEFAULT_VARIANTS, Variant, parse_variants
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, hard_cuts, probe, write_preview
@@ -53,11 +54,12 @@ class Comparison:
     """Frame-to-frame similarity of a query and one indexed video, for explaining a match.
 
     similarity: float32 [Tq, Tt], what the ranking used (normalised: cosine minus each indexed
-    frame's background, with its temporal support, `engine.similarity`); background: float32
-    [Tt], each indexed frame's (zeros when raw); raw: float32 [Tq, Tt], the plain cosine of
-    the query's frames and the video's whole frames; row_best: int [Tq], the best target
-    frame of each query frame (what chamfer averages); segments: every copied segment
-    (seconds), in time order; span: the best of them.
+    frame's background, with its temporal support, `engine.similarity`; cells whose frames
+    disagree in text lowered by `engine.text.PENALTY`); background: float32 [Tt], each
+    indexed frame's (zeros when raw); raw: float32 [Tq, Tt], the plain cosine of the query's
+    frames and the video's whole frames; row_best: int [Tq], the best target frame of each
+    query frame (what chamfer averages); segments: every copied segment (seconds), in time
+    order, found on the pictures without the text; span: the best of them.
     """
 
     similarity: np.ndarray
@@ -157,6 +159,9 @@ class EngineInfo:
     # video vectors pooled by each frame's distinctiveness in the collection (no TCA, or a
     # TCA trained so), so that is what a heat strip shows; else the TCA's attention
     distinctive: bool = True
+    # whether searches compare the text on the frames (`Engine._query_text`), and why not
+    text: bool = False
+    text_note: str | None = None
 
 
 def resolve_model(model: str | Path | None = None) -> tuple[ModelBundle, Path | None]:
@@ -191,6 +196,10 @@ class Engine:
     look, so greyscale and degraded copies rank; one more backbone pass per variant.
     precision: the number format the CNN runs in (`engine.backbone.Precision`; auto: bfloat16
     on a CPU with AMX, float16 on CUDA, else float32).
+    text: read the text on the frames (`engine.text`) where this machine can: an index built
+    so keeps it, and a query against such an index is read with the same model, so that a
+    look-alike slide or terminal with other words counts as no evidence of a copy (False:
+    neither read nor compared).
     """
 
     def __init__(
@@ -208,6 +217,7 @@ class Engine:
         use_tca: bool = True,
         variants: tuple[Variant | str, ...] | str | None = DEFAULT_VARIANTS,
         precision: Precision | str = Precision.AUTO,
+        text: bool = True,
     ):
         if fps is not None and not fps > 0:
             raise ValueError(f"fps must be above 0 (frames sampled per second), not {fps}")
@@ -237,6 +247,7 @@ class Engine:
         self.candidates = candidates
         self.normalize = normalize
         self.variants = parse_variants(variants)
+        self.text = text
 
     def _index_model(self, index: VideoIndex) -> ModelBundle:
         m = index.manifest
@@ -271,6 +282,7 @@ class Engine:
         if self.index is not None:
             out.index, out.videos, out.frames = str(self.index.directory), len(self.index), self.index.num_frames
             out.faiss = self.index.manifest.get("faiss")
+            out.text, out.text_note = self._query_text()
         return out
 
     # ------------------------------------------------------------------ media
@@ -300,7 +312,25 @@ class Engine:
         with the engine's query variants, or `variants` ('none' or () for none); the file is
         opened once. Raises VideoError subclasses for files that cannot be used."""
         chosen = self.variants if variants is None else parse_variants(variants)
-        return self.embedder.embed(path, variants=chosen)
+        read, why = self._query_text()
+        emb = self.embedder.embed(path, variants=chosen, text=read)
+        if why:
+            emb.warnings.append(why)
+        return emb
+
+    def _query_text(self) -> tuple[bool, str | None]:
+        """Whether a query's text is read (the index keeps its frames' text, read with the
+        model this machine reads with) and, where the index keeps text that cannot be
+        compared, why not (a warning for the user)."""
+        wanted = self.index.text_model if self.text and self.index is not None else None
+        if wanted is None:
+            return False, None
+        mine = frame_text.model_identity()
+        if mine == wanted:
+            return True, None
+        why = ("this machine cannot read text (tesserocr or its model is missing)" if mine is None
+               else f"the index's frames were read with another text model ({wanted}, here {mine})")
+        return False, f"text on the frames not compared: {why}"
 
     # ------------------------------------------------------------------ search
     def _require_index(self) -> VideoIndex:
@@ -323,7 +353,7 @@ class Engine:
         measure = Measure(measure)
         norm = self.normalize if normalize is None else normalize
         q = query if isinstance(query, VideoEmbedding) else self.embed(query)
-        hits = index.search(*q.looks, k, measure, self.candidates, norm)
+        hits = index.search(*q.looks, k, measure, self.candidates, norm, query_text=q.text)
         matches = []
         for rank, hit in enumerate(hits, 1):
             video, cmp = self._at(hit.position, q, norm)
@@ -351,10 +381,18 @@ class Engine:
         bg = index.frame_backgrounds(pos) if norm else None
         # the best of the whole frame and its inner pictures at each time, as the search's
         # chamfer takes it; `raw` is the query's own frames against the whole frames
-        sim = frame_similarity(query.looks[0], frames.reshape(views * t, -1),
-                               bg.reshape(-1) if bg is not None else None, views)
-        raw = frame_similarity(query.frames, frames[0]) if norm else sim
-        segments = matched_segments(sim, query.times, times, query.step, query.duration, rec.duration,
+        rows, bg_rows = frames.reshape(views * t, -1), bg.reshape(-1) if bg is not None else None
+        pictured = frame_similarity(query.looks[0], rows, bg_rows, views)
+        stored_text = index.video_text(pos) if query.text is not None else None
+        sim = pictured
+        if stored_text is not None:  # picture rows were not read: they never disagree
+            rows_text = np.concatenate([stored_text, np.full(((views - 1) * t, stored_text.shape[1]), np.nan,
+                                                             np.float32)])
+            sim = frame_similarity(query.looks[0], rows, bg_rows, views, text=(query.text, rows_text))
+        raw = frame_similarity(query.frames, frames[0]) if norm else pictured
+        # segments are found on the pictures alone: an edit that changes a copy's words (a
+        # crop, a caption) would split them (notebooks/RESULTS.md, round 36)
+        segments = matched_segments(pictured, query.times, times, query.step, query.duration, rec.duration,
                                     target_cuts=rec.cuts, query_cuts=query.cuts, query_profile=query.profile,
                                     target_profile=index.video_profile(pos))
         best = segments[0]  # the strongest alignment
@@ -417,26 +455,36 @@ class Engine:
                 distinctive=bundle.distinctive, layout_dim=bundle.layout_dim,
             )
 
+        reads_text = False  # decided in `check`, once the index is open
+
         def check(index: VideoIndex) -> None:
+            nonlocal reads_text
             index.check_model(bundle.identity, bundle.backbone.value)
             index.manifest["model_path"] = model_path
             index.manifest["model_path_absolute"] = str(self.model_path.resolve()) if self.model_path else None
             index.manifest["inner_pictures"] = inner_pictures
+            mine = frame_text.model_identity() if self.text else None
+            if len(index) == 0:  # a new (or emptied) index keeps text when this machine reads it
+                index.manifest["text_model"] = mine
+            # rows of an index that keeps no text, or text read with another model, stay
+            # without: an index reads all its frames with one model or none
+            reads_text = mine is not None and index.text_model == mine
 
         stage = None
+        e = self.embedder
         if ray is not None:
-            from functools import partial
-
             from .ray_embedding import connect, embed_files_ray
 
             connect(ray)  # a missing Ray or an unreachable cluster fails before the index is touched
-            e = self.embedder
-            stage = partial(embed_files_ray, bundle=bundle, backbone_weights=self.backbone_weights,
-                            device=str(e.device), precision=e.precision.value, fps=e.fps, max_duration=e.max_duration,
-                            max_pixels=e.max_pixels, address=ray, actors=actors, inner_pictures=inner_pictures)
-        e = self.embedder
-        report = build_index(video_dir, index_dir, lambda p: e.embed(p, inner_pictures), new_index,
-                             check, progress, commit_seconds, stage,
+
+            def stage(todo, report, progress):
+                return embed_files_ray(
+                    todo, report, progress, bundle=bundle, backbone_weights=self.backbone_weights,
+                    device=str(e.device), precision=e.precision.value, fps=e.fps, max_duration=e.max_duration,
+                    max_pixels=e.max_pixels, address=ray, actors=actors, inner_pictures=inner_pictures,
+                    text=reads_text)
+        report = build_index(video_dir, index_dir, lambda p: e.embed(p, inner_pictures, text=reads_text),
+                             new_index, check, progress, commit_seconds, stage,
                              lambda p: hard_cuts(p, e.fps, e.max_duration, e.max_pixels))
         self.index = VideoIndex.open(index_dir)
         self.index.use_device(str(self.embedder.device))

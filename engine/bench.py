@@ -2,9 +2,9 @@
 
 1. One query, a 60-s 720p H.264 clip (made once from the shipped demo corpus's real
    footage, scaled up with a slow pan, cached): pure decoding of every frame (the floor), then each stage of ours:
-   sampled decode, backbone, the query variants' backbone passes, PCA+TCA, search + chamfer
-   re-rank, and the end-to-end `Engine.search` (model loaded; also without query variants),
-   as ratios of the pure-decode time.
+   sampled decode, backbone, the query variants' backbone passes, PCA+TCA, reading the text
+   on the frames (alone), search + chamfer re-rank, and the end-to-end `Engine.search` (model
+   loaded; also without query variants and without text), as ratios of the pure-decode time.
 2. Index build throughput (video-seconds per wall-second) on copies of the clip, against
    pure-decode throughput, and bytes stored per indexed minute.
 3. Search latency against synthetic indexes of 10k and 100k videos (random unit vectors,
@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     from . import Engine
     from .similarity import Measure
     from .tca import TCA
+    from .text import available as text_available
 
     ap = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.split("\n")[0])
     ap.add_argument("--clip", type=Path, help="query clip (default: a generated 60-s 720p H.264 clip)")
@@ -355,6 +356,18 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         t_tca, _ = _best(lambda: tca(x), args.repeat)
     row("TCA layer (d=%d)" % tca_dim, t_tca)
+    if eng.text and text_available():
+        from .text import READ_SIDE, TextReader
+
+        wholes = [img for _, img in iter_frames(clip, args.fps, short_side=READ_SIDE, crop=None)]
+
+        def read() -> np.ndarray:
+            with TextReader() as reader:
+                return reader.sketches(wholes)
+
+        t_text, sketches = _best(read, args.repeat)
+        row("text on the frames (OCR)", t_text, f"({int(np.isfinite(sketches).any(axis=1).sum())} of "
+                                                f"{len(wholes)} with text)")
 
     work = Path(tempfile.mkdtemp(prefix="tca-bench-"))
     try:
@@ -375,6 +388,11 @@ def main(argv: list[str] | None = None) -> None:
         if eng.variants:
             t_plain, _ = _best(lambda: eng.search(eng.embed(clip, variants=()), k=3), args.repeat)
             row("  the same, no variants", t_plain)
+        if res.query.text is not None:
+            eng.text = False
+            t_blind, _ = _best(lambda: eng.search(clip, k=3), args.repeat)
+            eng.text = True
+            row("  the same, text not read", t_blind)
         dur = report.video_seconds
         pure_rate = dur / 3 / t_pure  # video-seconds of one copy decoded per wall-second
         build = (f"{dur:.0f} video-s in {t_idx:.1f} s = {dur / t_idx:.1f} video-s per s; "

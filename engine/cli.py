@@ -85,6 +85,10 @@ def arguments_index(p: argparse.ArgumentParser) -> None:
                    help="store whole frames only: skip finding picture-in-picture boxes, side-by-side "
                         "halves and vertical bands (faster indexing; copies shown inside another "
                         "video's frame are then mostly missed)")
+    p.add_argument("--no-text", action="store_true",
+                   help="do not read the text on the frames (default: a new index keeps it, read with "
+                        "Tesseract beside the CNN, so that searches tell a look-alike slide or terminal "
+                        "with other words from a copy)")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="embed on Ray Data actors (pip install -r requirements-ray.txt): alone, a local "
                         "Ray on this machine; with an address (auto, ray://HOST:10001), that cluster, "
@@ -105,7 +109,7 @@ def run_index(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-duration {args.max_duration:g}: seconds used per video must be above 0")
     eng = Engine(model=args.model, backbone=args.backbone, backbone_weights=args.backbone_weights,
                  device=args.device, fps=args.fps, max_duration=args.max_duration, use_tca=not args.no_tca,
-                 precision=args.precision)
+                 precision=args.precision, text=not args.no_text)
     print(f"model: {eng.model.name}", file=sys.stderr)
     if args.actors is not None and (args.ray is None or args.actors < 1):
         raise UsageError("--actors needs --ray and a count of at least 1")
@@ -141,6 +145,9 @@ def arguments_search(p: argparse.ArgumentParser) -> None:
                         "(comma-separated: grey, low-detail, grey-low-detail, flip, zoom; 'none' for "
                         "none; default grey,low-detail,grey-low-detail,flip, so greyscale, heavily "
                         "re-encoded and mirrored copies rank)")
+    p.add_argument("--no-text", action="store_true",
+                   help="do not read the query's text (default: against an index that keeps its frames' "
+                        "text, frames whose words disagree are no evidence of a copy)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object per query (one line each) instead of a table")
     add_model_flags(p, backbone=False)
@@ -174,7 +181,8 @@ def run_search(args: argparse.Namespace) -> int:
         raise UsageError("--top-k must be at least 1")
     queries = query_files(args.query)
     eng = Engine(model=args.model, index=args.index_dir, backbone_weights=args.backbone_weights, device=args.device,
-                 precision=args.precision, **({"variants": args.variants} if args.variants is not None else {}))
+                 precision=args.precision, text=not args.no_text,
+                 **({"variants": args.variants} if args.variants is not None else {}))
     failed = 0
     for n, query in enumerate(queries):
         try:
@@ -260,6 +268,8 @@ def run_info(args: argparse.Namespace) -> int:
     apart = sum(s.f for s in idx.segments if s.entry.get("codec") == FLOAT16)
     also += f"; {apart} frames of such footage in float16 until a codec is trained on them" if apart else ""
     print(f"format {m['format_version']}, {len(idx.segments)} segment(s), frames stored as {idx.codec.spec}{also}")
+    print(f"text on the frames: read with model {idx.text_model}" if idx.text_model
+          else "text on the frames: not read (built --no-text, without Tesseract or before text was kept)")
     if total:
         print(f"{idx.bytes_on_disk / (total / 60) / 1024:.1f} KiB per indexed minute (all index files)")
     return 0

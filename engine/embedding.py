@@ -18,6 +18,7 @@ from .inner_pictures import crop, grey, inner_boxes
 from .layout import with_layout
 from .model import ModelBundle
 from .tca import aggregate
+from .text import READ_SIDE, TextStream
 from .variants import Variant, apply_variant
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frame_views, iter_frames, sample_tick
 
@@ -38,6 +39,8 @@ class VideoEmbedding:
     [W, T, d] and variant_videos float32 [W, d], each variant's sequence embedded like the frames.
     cuts: seconds of the video's hard cuts, found on every decoded frame (`engine.cuts`);
     profile: float32 [T, engine.cuts.PROFILE], its brightness between samples, or None.
+    text: float32 [T, engine.text.SKETCH], the text on each frame (`engine.text`; NaN rows:
+    none), or None when it was not read.
     """
 
     times: np.ndarray
@@ -56,6 +59,7 @@ class VideoEmbedding:
     variant_videos: np.ndarray | None = None
     cuts: list[float] = field(default_factory=list)
     profile: np.ndarray | None = None
+    text: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -128,11 +132,14 @@ class Embedder:
         return self._decode_and_describe(path, variants, report)[:3]
 
     def _decode_and_describe(self, path: str | Path, variants: tuple[Variant, ...], report: DecodeReport | None = None,
-                             whole_side: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+                             whole_side: int | None = None, text: TextStream | None = None
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
         """`variant_descriptors`, and with `whole_side` the whole frames at that short side
-        (uint8 [h, w, 3] each, from the same decode; else an empty list)."""
+        (uint8 [h, w, 3] each, from the same decode; else an empty list); with `text`, each
+        whole frame at READ_SIDE is added to it as it is decoded."""
         report = report if report is not None else DecodeReport()
-        views = ((256, 224),) + (((whole_side, None),) if whole_side else ())
+        views = (((256, 224),) + (((whole_side, None),) if whole_side else ())
+                 + (((READ_SIDE, None),) if text else ()))
         wholes: list[np.ndarray] = []
         batches: queue.Queue = queue.Queue(maxsize=4)
         stop = threading.Event()
@@ -147,13 +154,16 @@ class Embedder:
         def produce() -> None:
             try:
                 buf_t, buf_i = [], []
-                for t, (img, *whole) in iter_frame_views(path, self.fps, views, self.max_duration, report=report,
-                                                         max_pixels=self.max_pixels):
+                for t, (img, *more) in iter_frame_views(path, self.fps, views, self.max_duration,
+                                                        report=report, max_pixels=self.max_pixels):
                     if stop.is_set():
                         return
                     buf_t.append(t)
                     buf_i.append(img)
-                    wholes.extend(whole)
+                    if whole_side:
+                        wholes.append(more[0])
+                    if text:
+                        text.add(more[-1])
                     if len(buf_i) == self.batch_size:
                         put((buf_t, np.stack(buf_i)))
                         buf_t, buf_i = [], []
@@ -186,6 +196,8 @@ class Embedder:
             stop.set()  # a consumer error must not leave the decoder blocked on a full queue
             torch.set_num_threads(threads)
             thread.join()
+            if text:
+                text.close()
         out = np.concatenate(descs, axis=1)
         return np.asarray(times, np.float32), out[0], out[1:], wholes
 
@@ -217,13 +229,16 @@ class Embedder:
         return np.stack(out) if out else np.zeros((0, len(images), self.encoder.dim), np.float32)
 
     def embed(self, path: str | Path, inner_pictures: bool = False,
-              variants: tuple[Variant, ...] = ()) -> VideoEmbedding:
+              variants: tuple[Variant, ...] = (), text: bool = False) -> VideoEmbedding:
         """Embed one video file; with `inner_pictures`, its inner pictures too (for indexing:
         a query is compared whole); with `variants`, those query variants too (for searching:
-        `engine.variants`). Raises engine.video.VideoError for files that cannot be used."""
+        `engine.variants`); with `text`, the text on its frames (`engine.text`), read beside
+        the CNN. Raises engine.video.VideoError for files that cannot be used and
+        engine.text.TextUnavailable when `text` cannot be read here."""
         report = DecodeReport()
-        times, desc, variant_desc, wholes = self._decode_and_describe(path, tuple(variants), report,
-                                                                      WHOLE_SIDE if inner_pictures else None)
+        stream = TextStream() if text else None
+        times, desc, variant_desc, wholes = self._decode_and_describe(
+            path, tuple(variants), report, WHOLE_SIDE if inner_pictures else None, stream)
         frames, video, attention = self.embed_descriptors(desc)
         variant_frames, variant_videos = embed_sequences(self.bundle, variant_desc, self.device) if variants \
             else (None, None)
@@ -244,6 +259,7 @@ class Embedder:
             variant_videos=variant_videos,
             cuts=list(report.cuts),
             profile=report.brightness_profile(times, 1.0 / self.fps),
+            text=stream.sketches() if stream else None,
         )
 
 

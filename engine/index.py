@@ -73,6 +73,7 @@ from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
 from .similarity import Measure, chamfer_many, cosine, cosine_views, look_margins, stream_ids
+from .text import SKETCH
 from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, write_array, write_array_chunks,
                     write_bytes)
 
@@ -148,7 +149,7 @@ class VideoRecord:
 class StoredVideo:
     """A video's stored rows read back (`VideoIndex.stored_video`): frames float32 [T, d],
     pictures [V, T, d] or None, video [d], times [T] s, attention [T], brightness profile
-    [T, P] or None."""
+    [T, P] or None, text sketches [T, SKETCH] or None."""
 
     frames: np.ndarray
     pictures: np.ndarray | None
@@ -156,6 +157,7 @@ class StoredVideo:
     times: np.ndarray
     attention: np.ndarray
     profile: np.ndarray | None = None
+    text: np.ndarray | None = None
 
 
 @dataclass
@@ -166,13 +168,18 @@ class Hit:
     score: float
 
 
-META_WIDTH = 2 + PROFILE
+# A stored row's meta columns: time (s), attention, the brightness profile (`engine.cuts`),
+# the text sketch (`engine.text`); an older segment's narrower rows read as NaN beyond theirs.
+PROFILE_COLUMNS = slice(2, 2 + PROFILE)
+TEXT_COLUMNS = slice(2 + PROFILE, 2 + PROFILE + SKETCH)
+META_WIDTH = 2 + PROFILE + SKETCH
 
 
 def _rows(emb) -> tuple[np.ndarray, np.ndarray, int]:
     """What one video stores: frames float32 [V * T, d] (`stored_rows`), meta float32
-    [V * T, META_WIDTH] (time s, attention, brightness profile; inner pictures get the whole
-    frame's times and profile and no attention) and V, the record's `views`."""
+    [V * T, META_WIDTH] (time s, attention, brightness profile, text sketch; inner pictures
+    get the whole frame's times and profile, no attention and no text: a picture's words
+    were not read) and V, the record's `views`."""
     frames = stored_rows(emb.frames, getattr(emb, "pictures", None))
     times = np.asarray(emb.times, np.float32)
     views = len(frames) // len(times) if len(times) else 1
@@ -181,13 +188,16 @@ def _rows(emb) -> tuple[np.ndarray, np.ndarray, int]:
     meta[: len(times), 1] = emb.attention
     profile = getattr(emb, "profile", None)
     if profile is not None and np.shape(profile) == (len(times), PROFILE):
-        meta[:, 2:] = np.tile(np.asarray(profile, np.float32), (views, 1))
+        meta[:, PROFILE_COLUMNS] = np.tile(np.asarray(profile, np.float32), (views, 1))
+    text = getattr(emb, "text", None)
+    if text is not None and np.shape(text) == (len(times), SKETCH):
+        meta[: len(times), TEXT_COLUMNS] = text
     return frames, meta, views
 
 
 def _wide_meta(rows: np.ndarray) -> np.ndarray:
-    """Meta rows [r, META_WIDTH]: an older segment's two-column rows padded with NaN (no
-    brightness profile), so readers and merges see one width."""
+    """Meta rows [r, META_WIDTH]: an older segment's narrower rows padded with NaN (no
+    brightness profile, no text), so readers and merges see one width."""
     if rows.shape[1] == META_WIDTH:
         return rows
     return np.pad(rows, ((0, 0), (0, META_WIDTH - rows.shape[1])), constant_values=np.nan)
@@ -627,15 +637,34 @@ class VideoIndex:
         frames, times, attention = self.video_frames(position, pictures=True)
         return StoredVideo(frames=frames[0], pictures=frames[1:] if len(frames) > 1 else None,
                            video=self.video_vectors(np.array([position]))[0], times=times, attention=attention,
-                           profile=self.video_profile(position))
+                           profile=self.video_profile(position), text=self.video_text(position))
+
+    def _whole_meta(self, position: int) -> np.ndarray:
+        """float32 [T, META_WIDTH]: the meta of one video's whole frames."""
+        lo, hi = self._span(position)
+        t = (hi - lo) // max(int(self.records[position].views), 1)
+        return self._gather([(lo, lo + t)], "meta")
 
     def video_profile(self, position: int) -> np.ndarray | None:
         """float32 [T, P]: one video's brightness between its samples (`engine.cuts`), or None
         where it was indexed before profiles were kept."""
-        lo, hi = self._span(position)
-        t = (hi - lo) // max(int(self.records[position].views), 1)
-        profile = self._gather([(lo, lo + t)], "meta")[:, 2:]
+        profile = self._whole_meta(position)[:, PROFILE_COLUMNS]
         return profile if len(profile) and np.isfinite(profile).all() else None
+
+    def video_text(self, position: int) -> np.ndarray | None:
+        """float32 [T, SKETCH]: the text sketches of one video's frames (`engine.text`, NaN
+        rows: no text), or None where its text was not read."""
+        return np.ascontiguousarray(self._whole_meta(position)[:, TEXT_COLUMNS]) if self.text_model else None
+
+    @property
+    def text_model(self) -> str | None:
+        """The model this index's frames were read with (`engine.text.model_identity`), or
+        None where text was not read: then a query is compared without text."""
+        return self.manifest.get("text_model")
+
+    def text_rows(self, spans: list[tuple[int, int]]) -> np.ndarray:
+        """float32 [rows, SKETCH]: the text sketches of rows of global frame spans (NaN: none)."""
+        return np.ascontiguousarray(self._gather(spans, "meta")[:, TEXT_COLUMNS])
 
     def video_vectors(self, positions: np.ndarray | None = None) -> np.ndarray:
         """float32 [len(positions) or N, d] decoded video embeddings of live positions."""
@@ -879,6 +908,7 @@ class VideoIndex:
         measure: Measure | str = Measure.CHAMFER,
         candidates: int = 100,
         normalize: bool = True,
+        query_text: np.ndarray | None = None,
     ) -> list[Hit]:
         """Top-k videos for a query, best first. k >= len(index) ranks the whole index.
 
@@ -890,12 +920,15 @@ class VideoIndex:
         each frame's). Normalised cosine in an index without TCA compares video vectors
         pooled by distinctiveness, one per view: a video's whole frames, each window of a
         few seconds of them and each inner picture (`distinctive_vectors`,
-        `query_background`, `similarity.cosine_views`)."""
+        `query_background`, `similarity.cosine_views`). query_text: float32 [Tq, SKETCH], the
+        text on the query's frames (`engine.text`, read with this index's `text_model`): the
+        chamfer measures' re-rank lowers the cells of frames that disagree in it."""
         with one_thread():
-            return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize)
+            return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize,
+                                query_text)
 
     def _search(self, query_frames: np.ndarray, query_video: np.ndarray, k: int, measure: Measure,
-                candidates: int, normalize: bool) -> list[Hit]:
+                candidates: int, normalize: bool, query_text: np.ndarray | None = None) -> list[Hit]:
         n = len(self)
         if n == 0 or k <= 0:
             return []
@@ -925,8 +958,11 @@ class VideoIndex:
                 row_bg = self._row_backgrounds()
                 bg = np.concatenate([row_bg[a:b] for a, b in spans])
             views = np.array([self.records[int(p)].views for p in pos], np.int64)
+            text = None
+            if query_text is not None and self.text_model and np.isfinite(query_text).any():
+                text = (np.asarray(query_text, np.float32), self.text_rows(spans))
             scores = chamfer_many(query_frames, self._gather(spans), offsets,
-                                  measure == Measure.SYMMETRIC_CHAMFER, background=bg, views=views)
+                                  measure == Measure.SYMMETRIC_CHAMFER, background=bg, views=views, text=text)
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
 

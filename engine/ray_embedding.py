@@ -45,18 +45,19 @@ class EmbedActor:
 
     def __init__(self, bundle: ModelBundle, backbone_weights: str | None, device: str, fps: float,
                  max_duration: float | None, max_pixels: int, inner_pictures: bool = True,
-                 precision: str = "auto"):
+                 precision: str = "auto", text: bool = False):
         from .embedding import Embedder
 
         self.embedder = Embedder(bundle, backbone_weights, device, fps, max_duration, max_pixels=max_pixels,
                                  precision=precision)
         self.inner_pictures = inner_pictures
+        self.text = text
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         errors, embeddings = [], []
         for path in batch["path"]:
             try:
-                emb = self.embedder.embed(str(path), self.inner_pictures)
+                emb = self.embedder.embed(str(path), self.inner_pictures, text=self.text)
                 errors.append("")
                 embeddings.append(pickle.dumps(emb, protocol=pickle.HIGHEST_PROTOCOL))
             except VideoError as err:
@@ -117,9 +118,11 @@ def embed_files_ray(
     address: str | None = LOCAL,
     actors: int | None = None,
     inner_pictures: bool = True,
+    text: bool = False,
 ) -> Iterator[tuple]:
     """Stage 2 on Ray: like `indexing.embed_files`, (record, embedding) of each file that
-    worked, in the order of `todo`; bad files are reported in `report` and skipped."""
+    worked, in the order of `todo`; bad files are reported in `report` and skipped. text:
+    read the text on the frames too (`engine.text`; the actors need tesserocr)."""
     if not todo:
         return iter(())
     connect(address)
@@ -137,7 +140,7 @@ def embed_files_ray(
         num_cpus=cpus, num_gpus=gpus or None,
         fn_constructor_kwargs={"bundle": bundle, "backbone_weights": backbone_weights, "device": actor_device,
                                "fps": fps, "max_duration": max_duration, "max_pixels": max_pixels,
-                               "inner_pictures": inner_pictures, "precision": precision},
+                               "inner_pictures": inner_pictures, "precision": precision, "text": text},
     )
     paths = dict(todo)
 

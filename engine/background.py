@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .similarity import PICTURE_MARGIN
+from .similarity import PICTURE_MARGIN, lower_disagreeing
 
 DEFAULT_K = 10
 DEFAULT_SKIP = 3
@@ -39,7 +39,8 @@ DISTINCTIVE_POWER = 3
 
 def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K, skip: int = DEFAULT_SKIP,
                      chunk: int = 1024, reference: tuple[np.ndarray, np.ndarray] | None = None,
-                     same: np.ndarray | None = None) -> np.ndarray:
+                     same: np.ndarray | None = None, text: np.ndarray | None = None,
+                     reference_text: np.ndarray | None = None) -> np.ndarray:
     """How much each frame looks like the rest of the collection.
 
     For every frame, its best cosine similarity in each *other* video, sorted; the
@@ -53,7 +54,12 @@ def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K
     offsets [M + 1]) of other videos to measure against instead of the collection itself
     (a large index's fixed sample); same [N]: the reference video that is video n itself
     (-1: none). With fewer other videos, the ranks there are (0 when there are none).
-    Exact: [chunk, R] matrix products.
+    text: the frames' text sketches [F, k] (`engine.text`; NaN rows: none) and
+    reference_text the reference's [R, k] (default: `text`, when no reference is given): a
+    frame is measured as the ranking compares it, its cells with frames whose text
+    disagrees lowered, so a slide or terminal whose template the channel shares is as
+    common as its words are, not as its template (notebooks/RESULTS.md, round 37). Exact:
+    [chunk, R] matrix products.
     """
     offsets = np.asarray(offsets, np.int64)
     n_frames, n_videos = int(offsets[-1]), len(offsets) - 1
@@ -71,10 +77,15 @@ def frame_background(frames: np.ndarray, offsets: np.ndarray, k: int = DEFAULT_K
     if n_frames == 0 or hi <= lo:
         return out
     all_ref = np.asarray(ref_frames, np.float32)
+    if text is not None and reference_text is None and reference is None:
+        reference_text = text
     owner = np.repeat(np.arange(n_videos), np.diff(offsets))
     for a in range(0, n_frames, chunk):
         b = min(a + chunk, n_frames)
-        best = np.maximum.reduceat(np.asarray(frames[a:b], np.float32) @ all_ref.T, ref_offsets[:-1], axis=1)
+        sims = np.asarray(frames[a:b], np.float32) @ all_ref.T
+        if text is not None and reference_text is not None:
+            lower_disagreeing(sims, text[a:b], reference_text)
+        best = np.maximum.reduceat(sims, ref_offsets[:-1], axis=1)
         own = same[owner[a:b]]
         rows = np.flatnonzero(own >= 0)
         best[rows, own[rows]] = -np.inf  # its own video does not count
@@ -125,10 +136,11 @@ def _finite_mean(values: np.ndarray) -> np.ndarray:
 
 
 def backgrounds(frames: np.ndarray, offsets: np.ndarray, videos: np.ndarray, k: int = DEFAULT_K,
-                skip: int = DEFAULT_SKIP) -> tuple[np.ndarray, np.ndarray]:
+                skip: int = DEFAULT_SKIP, text: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Both backgrounds of a collection stored back to back (the index's layout):
-    (frame backgrounds float32 [F], video backgrounds float32 [N])."""
-    return frame_background(frames, offsets, k, skip), video_background(videos, k)
+    (frame backgrounds float32 [F], video backgrounds float32 [N]); text: the frames' text
+    sketches [F, k] (`frame_background`)."""
+    return frame_background(frames, offsets, k, skip, text=text), video_background(videos, k)
 
 
 def distinctiveness(background: np.ndarray) -> np.ndarray:

@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         if eng.variants:
             t_plain, _ = _best(lambda: eng.search(eng.embed(clip, variants=()), k=3), args.repeat)
             row("  the same, no variants", t_plain)
-        if res.query.text is not None:
+        if res.query.text_frames is not None:  # kept to be read: the index keeps text
             eng.text = False
             t_blind, _ = _best(lambda: eng.search(clip, k=3), args.repeat)
             eng.text = True

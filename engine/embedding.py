@@ -18,7 +18,7 @@ from .inner_pictures import crop, grey, inner_boxes
 from .layout import with_layout
 from .model import ModelBundle
 from .tca import aggregate
-from .text import READ_SIDE, TextStream
+from .text import READ_SIDE, KeptFrames, TextStream
 from .variants import Variant, apply_variant
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, DecodeReport, VideoInfo, iter_frame_views, iter_frames, sample_tick
 
@@ -40,7 +40,8 @@ class VideoEmbedding:
     cuts: seconds of the video's hard cuts, found on every decoded frame (`engine.cuts`);
     profile: float32 [T, engine.cuts.PROFILE], its brightness between samples, or None.
     text: float32 [T, engine.text.SKETCH], the text on each frame (`engine.text`; NaN rows:
-    none), or None when it was not read.
+    none, or not read), or None when it was not read; text_frames: a query's frames kept
+    for a search to read those whose text can change its ranking (`engine.text.KeptFrames`).
     """
 
     times: np.ndarray
@@ -60,6 +61,7 @@ class VideoEmbedding:
     cuts: list[float] = field(default_factory=list)
     profile: np.ndarray | None = None
     text: np.ndarray | None = None
+    text_frames: KeptFrames | None = field(default=None, repr=False)
 
     @property
     def num_frames(self) -> int:
@@ -132,14 +134,14 @@ class Embedder:
         return self._decode_and_describe(path, variants, report)[:3]
 
     def _decode_and_describe(self, path: str | Path, variants: tuple[Variant, ...], report: DecodeReport | None = None,
-                             whole_side: int | None = None, text: TextStream | None = None
+                             whole_side: int | None = None, text: TextStream | KeptFrames | None = None
                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
         """`variant_descriptors`, and with `whole_side` the whole frames at that short side
         (uint8 [h, w, 3] each, from the same decode; else an empty list); with `text`, each
         whole frame at READ_SIDE is added to it as it is decoded."""
         report = report if report is not None else DecodeReport()
         views = (((256, 224),) + (((whole_side, None),) if whole_side else ())
-                 + (((READ_SIDE, None),) if text else ()))
+                 + (((READ_SIDE, None),) if text is not None else ()))
         wholes: list[np.ndarray] = []
         batches: queue.Queue = queue.Queue(maxsize=4)
         stop = threading.Event()
@@ -162,7 +164,7 @@ class Embedder:
                     buf_i.append(img)
                     if whole_side:
                         wholes.append(more[0])
-                    if text:
+                    if text is not None:
                         text.add(more[-1])
                     if len(buf_i) == self.batch_size:
                         put((buf_t, np.stack(buf_i)))
@@ -196,7 +198,7 @@ class Embedder:
             stop.set()  # a consumer error must not leave the decoder blocked on a full queue
             torch.set_num_threads(threads)
             thread.join()
-            if text:
+            if text is not None:
                 text.close()
         out = np.concatenate(descs, axis=1)
         return np.asarray(times, np.float32), out[0], out[1:], wholes
@@ -229,14 +231,16 @@ class Embedder:
         return np.stack(out) if out else np.zeros((0, len(images), self.encoder.dim), np.float32)
 
     def embed(self, path: str | Path, inner_pictures: bool = False,
-              variants: tuple[Variant, ...] = (), text: bool = False) -> VideoEmbedding:
+              variants: tuple[Variant, ...] = (), text: bool = False,
+              keep_text_frames: bool = False) -> VideoEmbedding:
         """Embed one video file; with `inner_pictures`, its inner pictures too (for indexing:
         a query is compared whole); with `variants`, those query variants too (for searching:
         `engine.variants`); with `text`, the text on its frames (`engine.text`), read beside
-        the CNN. Raises engine.video.VideoError for files that cannot be used and
+        the CNN; with `keep_text_frames`, its frames kept to be read later (`text_frames`).
+        Raises engine.video.VideoError for files that cannot be used and
         engine.text.TextUnavailable when `text` cannot be read here."""
         report = DecodeReport()
-        stream = TextStream() if text else None
+        stream = TextStream() if text else KeptFrames() if keep_text_frames else None
         times, desc, variant_desc, wholes = self._decode_and_describe(
             path, tuple(variants), report, WHOLE_SIDE if inner_pictures else None, stream)
         frames, video, attention = self.embed_descriptors(desc)
@@ -259,7 +263,8 @@ class Embedder:
             variant_videos=variant_videos,
             cuts=list(report.cuts),
             profile=report.brightness_profile(times, 1.0 / self.fps),
-            text=stream.sketches() if stream else None,
+            text=stream.sketches() if isinstance(stream, TextStream) else None,
+            text_frames=stream if isinstance(stream, KeptFrames) else None,
         )
 
 

@@ -58,7 +58,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -72,7 +72,8 @@ from .cuts import PROFILE
 from .errors import IndexFileError, UnknownVideoError
 from .files import atomic_write, folder_lock
 from .inner_pictures import stored_rows
-from .similarity import Measure, chamfer_many, cosine, cosine_views, look_margins, stream_ids
+from .similarity import (Measure, chamfer_many, cosine, cosine_views, look_margins, stream_ids,
+                         text_deciding_frames)
 from .text import SKETCH
 from .store import (CheckedArray, DamagedFileError, entry_of, verified_bytes, write_array, write_array_chunks,
                     write_bytes)
@@ -813,7 +814,9 @@ class VideoIndex:
             videos = self.video_vectors()
             from .collection_map import fit_map
 
-            fb, vb, coords = frame_background(frames, offsets, k, skip), video_background(videos, k), fit_map(videos)
+            text = self.text_rows(spans) if self.text_model else None
+            fb = frame_background(frames, offsets, k, skip, text=text)
+            vb, coords = video_background(videos, k), fit_map(videos)
             # tombstoned videos are not part of the collection: they get zeros
             phys_fb = np.zeros(int(self._frame_start[-1]), np.float32)
             phys_vb = np.zeros(len(self._dead), np.float32)
@@ -831,6 +834,7 @@ class VideoIndex:
                 self._invalidate_derived()
                 pending = list(self.segments)
             where = {vid: j for j, vid in enumerate(ref["ids"])}
+            ref_text = ref.get("text") if self.text_model else None  # an older reference has none
             for s in pending:
                 same = np.array([where.get(vid, -1) for vid in s.ids()], np.int64)
                 vids = s.video_vectors()
@@ -839,9 +843,11 @@ class VideoIndex:
                 for va in range(0, s.n, step):
                     vz = min(va + step, s.n)
                     lo, hi = int(s.offsets[va]), int(s.offsets[vz])
+                    text = s.meta_rows([(lo, hi)])[:, TEXT_COLUMNS] if ref_text is not None else None
                     s.background[lo:hi] = frame_background(
                         s.codec.decode(s.frames.rows(lo, hi)), s.offsets[va : vz + 1] - lo, k, skip,
-                        reference=(ref["frames"], ref["offsets"]), same=same[va:vz])
+                        reference=(ref["frames"], ref["offsets"]), same=same[va:vz], text=text,
+                        reference_text=ref_text)
                 s.video_background = video_background(vids, k, reference=ref["videos"], same=same)
                 s.coords = self._place(vids, ref)
         if persist:
@@ -881,7 +887,7 @@ class VideoIndex:
         self._ref = {"ids": np.array([self.records[p].id for p in chosen]),
                      "frames": self._gather(spans).astype(np.float16),
                      "offsets": np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64),
-                     "videos": videos, "coords": fit_map(videos)}
+                     "videos": videos, "coords": fit_map(videos), "text": self.text_rows(spans)}
         if persist:
             buf = io.BytesIO()
             np.savez(buf, **self._ref)
@@ -908,7 +914,7 @@ class VideoIndex:
         measure: Measure | str = Measure.CHAMFER,
         candidates: int = 100,
         normalize: bool = True,
-        query_text: np.ndarray | None = None,
+        query_text: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> list[Hit]:
         """Top-k videos for a query, best first. k >= len(index) ranks the whole index.
 
@@ -922,13 +928,17 @@ class VideoIndex:
         few seconds of them and each inner picture (`distinctive_vectors`,
         `query_background`, `similarity.cosine_views`). query_text: float32 [Tq, SKETCH], the
         text on the query's frames (`engine.text`, read with this index's `text_model`): the
-        chamfer measures' re-rank lowers the cells of frames that disagree in it."""
+        chamfer measures' re-rank lowers the cells of frames that disagree in it; or a
+        function that reads the frames marked in bool [Tq] and returns those sketches (NaN
+        for frames not read; `engine.text.KeptFrames.read`): only the frames whose text can
+        change the re-rank are read (`similarity.text_deciding_frames`)."""
         with one_thread():
             return self._search(query_frames, query_video, k, Measure(measure), candidates, normalize,
                                 query_text)
 
     def _search(self, query_frames: np.ndarray, query_video: np.ndarray, k: int, measure: Measure,
-                candidates: int, normalize: bool, query_text: np.ndarray | None = None) -> list[Hit]:
+                candidates: int, normalize: bool,
+                query_text: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None) -> list[Hit]:
         n = len(self)
         if n == 0 or k <= 0:
             return []
@@ -958,11 +968,20 @@ class VideoIndex:
                 row_bg = self._row_backgrounds()
                 bg = np.concatenate([row_bg[a:b] for a, b in spans])
             views = np.array([self.records[int(p)].views for p in pos], np.int64)
+            frames = self._gather(spans)
+            symmetric = measure == Measure.SYMMETRIC_CHAMFER
             text = None
-            if query_text is not None and self.text_model and np.isfinite(query_text).any():
-                text = (np.asarray(query_text, np.float32), self.text_rows(spans))
-            scores = chamfer_many(query_frames, self._gather(spans), offsets,
-                                  measure == Measure.SYMMETRIC_CHAMFER, background=bg, views=views, text=text)
+            if query_text is not None and self.text_model:
+                rows_text = self.text_rows(spans)
+                if callable(query_text):
+                    has = np.isfinite(rows_text).any(axis=1)
+                    # the symmetric measure's column maxima can turn on any query frame
+                    need = (np.full(np.shape(query_frames)[-2], has.any()) if symmetric else
+                            text_deciding_frames(query_frames, frames, offsets, has, background=bg, views=views))
+                    query_text = query_text(need)
+                if np.isfinite(query_text).any():
+                    text = (np.asarray(query_text, np.float32), rows_text)
+            scores = chamfer_many(query_frames, frames, offsets, symmetric, background=bg, views=views, text=text)
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
 

@@ -178,6 +178,28 @@ def evidence(best: np.ndarray, normalized: bool) -> np.ndarray:
     return np.maximum(best, 0.0) if normalized else best
 
 
+def _chunks(q: np.ndarray, frames: np.ndarray, offsets: np.ndarray, chunk_frames: int,
+            background: np.ndarray | None, views: np.ndarray | None):
+    """(a, b, s): videos a..b-1 and their cells s float32 [Tq, rows] (looks merged, less the
+    backgrounds and with temporal support when a background is given), chunks of whole
+    videos of at most `chunk_frames` rows (more when one video is longer) per look."""
+    chunk_frames = max(chunk_frames // (len(q) if q.ndim == 3 else 1), 1)  # the same memory whatever the looks
+    n = len(offsets) - 1
+    streams = stream_ids(np.diff(offsets), views) if background is not None else None
+    a = 0
+    while a < n:
+        b = a + 1
+        while b < n and offsets[b + 1] - offsets[a] <= chunk_frames:
+            b += 1
+        lo, hi = offsets[a], offsets[b]
+        s = _looks_similarity(q, frames[lo:hi])  # [Tq, F_chunk]
+        if background is not None:
+            s -= np.asarray(background[lo:hi], np.float32)[None, :]
+            s = temporal_support(s, streams[lo:hi])
+        yield a, b, s
+        a = b
+
+
 def chamfer_many(
     query: np.ndarray,
     frames: np.ndarray,
@@ -204,22 +226,11 @@ def chamfer_many(
     """
     q = np.asarray(query, np.float32)
     offsets = np.asarray(offsets, np.int64)
-    chunk_frames = max(chunk_frames // (len(q) if q.ndim == 3 else 1), 1)  # the same memory whatever the looks
-    n = len(offsets) - 1
-    streams = stream_ids(np.diff(offsets), views) if background is not None else None
-    out = np.empty(n, np.float32)
-    a = 0
-    while a < n:
-        b = a + 1
-        while b < n and offsets[b + 1] - offsets[a] <= chunk_frames:
-            b += 1
-        lo, hi = offsets[a], offsets[b]
-        s = _looks_similarity(q, frames[lo:hi])  # [Tq, F_chunk]
-        if background is not None:
-            s -= np.asarray(background[lo:hi], np.float32)[None, :]
-            s = temporal_support(s, streams[lo:hi])
+    out = np.empty(len(offsets) - 1, np.float32)
+    for a, b, s in _chunks(q, frames, offsets, chunk_frames, background, views):
+        lo = offsets[a]
         if text is not None:
-            lower_disagreeing(s, text[0], text[1][lo:hi])
+            lower_disagreeing(s, text[0], text[1][lo : offsets[b]])
         starts = offsets[a:b] - lo
         score = evidence(np.maximum.reduceat(s, starts, axis=1), background is not None).mean(axis=0)
         if symmetric:
@@ -227,5 +238,31 @@ def chamfer_many(
             col = evidence(s.max(axis=0), background is not None)
             score = (score + np.add.reduceat(col, starts) / lengths) / 2
         out[a:b] = score
-        a = b
     return out
+
+
+def text_deciding_frames(query: np.ndarray, frames: np.ndarray, offsets: np.ndarray, has_text: np.ndarray,
+                         chunk_frames: int = 262_144, background: np.ndarray | None = None,
+                         views: np.ndarray | None = None) -> np.ndarray:
+    """bool [Tq]: the query frames whose text can change `chamfer_many`'s scores of these
+    videos (arguments as there; has_text bool [F]: which rows have text): those whose best
+    cell in some video is a row with text, above every row without text (and above 0 when
+    normalised: evidence below 0 counts 0 either way). Lowering can only take cells down,
+    so a frame whose best cell in every video is a row without text (or no evidence) keeps
+    its scores unread: a search reads only the frames this returns."""
+    q = np.asarray(query, np.float32)
+    offsets = np.asarray(offsets, np.int64)
+    has_text = np.asarray(has_text, bool)
+    need = np.zeros(q.shape[-2], bool)
+    for a, b, s in _chunks(q, frames, offsets, chunk_frames, background, views):
+        lo = offsets[a]
+        rows = has_text[lo : offsets[b]]
+        if not rows.any():
+            continue
+        starts = offsets[a:b] - lo
+        best_text = np.maximum.reduceat(np.where(rows, s, -np.inf), starts, axis=1)
+        best_other = np.maximum.reduceat(np.where(rows, -np.inf, s), starts, axis=1)
+        if background is not None:
+            best_other = np.maximum(best_other, 0.0)
+        need |= (best_text > best_other).any(axis=1)
+    return need

@@ -19,7 +19,10 @@ fast English model shipped in assets/tessdata (4 MB; `TESSDATA_PREFIX` names ano
 that every machine reads alike: an index records the model its frames were read with
 (`model_identity`) and a query is compared in text only when read with the same one.
 `available()` says whether this machine can read. `TextStream` reads a video's frames on a
-thread of its own while they are decoded (Tesseract releases the GIL).
+thread of its own while they are decoded (Tesseract releases the GIL), as indexing does;
+`KeptFrames` keeps a query's frames so that a search reads only those whose text can change
+its ranking (`engine.similarity.text_deciding_frames`): none for footage whose matches show
+no text, where reading every frame would cost more than the CNN.
 """
 from __future__ import annotations
 
@@ -253,3 +256,40 @@ def disagreement(query: np.ndarray, target: np.ndarray, threshold: float = DISAG
         smaller = np.minimum(nq[rows][:, None], nt[c][None, :])
         out[np.ix_(rows, c)] = shared < threshold * smaller
     return out
+
+
+class KeptFrames:
+    """A query's frames kept (grey, uint8 [H, W] at READ_SIDE: 0.23 MB a 640x360 frame) to be
+    read on demand: `add` each frame in time order (as `TextStream`), then `read(which)`.
+    Frames are read once; the sketches so far are `known()`."""
+
+    def __init__(self) -> None:
+        self._frames: list[np.ndarray] = []
+        self._known: np.ndarray | None = None
+        self._done: np.ndarray | None = None
+
+    def add(self, image: np.ndarray) -> None:
+        from PIL import Image
+
+        self._frames.append(np.asarray(Image.fromarray(np.asarray(image, np.uint8)).convert("L")))
+
+    def close(self) -> None:
+        pass
+
+    def known(self) -> np.ndarray:
+        """float32 [T, SKETCH]: the sketches of the frames read so far, NaN for the rest."""
+        if self._known is None:
+            self._known = np.full((len(self._frames), SKETCH), np.nan, np.float32)
+            self._done = np.zeros(len(self._frames), bool)
+        return self._known.copy()
+
+    def read(self, which: np.ndarray) -> np.ndarray:
+        """float32 [T, SKETCH]: `known()` once the frames `which` (bool [T]) are read. Raises
+        TextUnavailable when this machine cannot read."""
+        self.known()
+        todo = np.flatnonzero(np.asarray(which, bool) & ~self._done)
+        if len(todo):
+            with TextReader() as reader:
+                self._known[todo] = reader.sketches(self._frames[i] for i in todo)
+            self._done[todo] = True
+        return self._known.copy()

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from engine import text
-from engine.similarity import chamfer_many, frame_similarity, lower_disagreeing
+from engine.similarity import chamfer_many, frame_similarity, lower_disagreeing, text_deciding_frames
 from engine.video import iter_frames, write_video
 
 needs_ocr = pytest.mark.skipif(not text.available(), reason="no Tesseract (pip install -r requirements.txt)")
@@ -85,6 +85,49 @@ def test_chamfer_lowers_frames_whose_texts_disagree():
     assert (sim[0, 1:] == frame_similarity(q, frames[3:])[0, 1:]).all()
 
 
+def test_a_search_reads_only_the_frames_whose_text_can_change_it():
+    """`text_deciding_frames`: the query frames whose best cell in some video is a row with
+    text; reading only those gives the scores of reading every frame."""
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(2, 12, 16)).astype(np.float32)  # two looks
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    frames = rng.normal(size=(40, 16)).astype(np.float32)
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    offsets, views = np.array([0, 10, 30, 40]), np.array([1, 2, 1])
+    sketches = rng.integers(0, 6, size=(52, 2)).astype(np.float32)  # 6 possible texts
+    sketches[rng.random(52) < 0.5] = np.nan  # half the frames have none
+    q_text, rows_text = sketches[:12], sketches[12:]
+    for bg in (None, rng.uniform(0, 0.2, 40).astype(np.float32)):
+        need = text_deciding_frames(q, frames, offsets, np.isfinite(rows_text).any(axis=1), background=bg,
+                                    views=views)
+        assert 0 < need.sum() < 12
+        partial = np.where(need[:, None], q_text, np.nan)
+        full = chamfer_many(q, frames, offsets, background=bg, views=views, text=(q_text, rows_text))
+        assert np.array_equal(chamfer_many(q, frames, offsets, background=bg, views=views,
+                                           text=(partial, rows_text)), full)
+
+
+def test_a_template_frame_is_as_common_as_its_words():
+    """`frame_background` with text: a slide whose template four other videos share, with
+    other words, is measured against cells lowered as the ranking lowers them, so its
+    background falls; a frame without text keeps its own."""
+    from engine.background import frame_background
+
+    rng = np.random.default_rng(2)
+    template = rng.normal(size=16).astype(np.float32)
+    frames = template + 0.05 * rng.normal(size=(5, 16)).astype(np.float32)  # five videos, one frame each
+    frames[4] = rng.normal(size=16)
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    offsets = np.arange(6)
+    words = np.array([[1, 2], [3, 4], [5, 6], [7, 8], [np.nan, np.nan]], np.float32)  # other words on each
+    plain = frame_background(frames, offsets, k=2, skip=0)
+    read = frame_background(frames, offsets, k=2, skip=0, text=words)
+    assert plain[0] > 0.9 and read[0] < plain[0] - 0.5
+    assert read[4] == pytest.approx(plain[4])  # no text: nothing it is compared with is lowered
+    same = np.tile([[1, 2]], (5, 1)).astype(np.float32)  # the same words everywhere: as without text
+    assert np.allclose(frame_background(frames, offsets, k=2, skip=0, text=same), plain)
+
+
 def test_a_reader_without_its_model_says_where_it_looked(monkeypatch, tmp_path):
     pytest.importorskip("tesserocr")
     monkeypatch.setenv("TESSDATA_PREFIX", str(tmp_path))
@@ -149,7 +192,16 @@ def test_search_reads_the_query_and_a_look_alike_slide_deck_loses(tmp_path):
     # raw cosine: two videos are each other's whole background
     found = eng.search(query, k=2, normalize=False)
     with_text = {m.id: m for m in found.matches}
-    assert found.query.text is not None and np.isfinite(found.query.text).any()
+    # the query's frames kept, and those whose text could change the ranking read: all
+    # here (each one's best match in the look-alike is a slide); the same scores as reading
+    # every frame before the search
+    kept = found.query.text_frames
+    assert kept is not None and np.isfinite(kept.known()).any(axis=1).all()
+    q = eng.embed(query)
+    every = q.text_frames.read(np.ones(len(q.times), bool))
+    eager = eng.index.search(*q.looks, 2, "chamfer", normalize=False, query_text=every)
+    assert {eng.index.records[h.position].id: h.score for h in eager} == pytest.approx(
+        {m.id: m.score for m in found.matches})
     blind = Engine(index=tmp_path / "idx", backbone="efficientnet-lite0", variants="none", text=False)
     without = {m.id: m for m in blind.search(query, k=2, normalize=False).matches}
     assert with_text["deck.mp4"].rank == 1 and without["deck.mp4"].rank == 1
@@ -161,5 +213,5 @@ def test_search_reads_the_query_and_a_look_alike_slide_deck_loses(tmp_path):
     assert (cmp.similarity < without["look-alike.mp4"].comparison.similarity - 0.5).any()
     eng.index.manifest["text_model"] = "0123456789abcdef"  # frames read with another model
     other = eng.search(query, k=2, normalize=False)
-    assert other.query.text is None and any("another text model" in w for w in other.query.warnings)
+    assert other.query.text_frames is None and any("another text model" in w for w in other.query.warnings)
     assert {m.id: m.score for m in other.matches} == pytest.approx({k: m.score for k, m in without.items()})

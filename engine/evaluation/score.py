@@ -70,7 +70,6 @@ class Database:
         offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
         views = np.array([max(len(r) // max(len(embeddings[v][0]), 1), 1) for r, v in zip(rows, ids)], np.int64)
         videos = np.stack([embeddings[v][1] for v in ids]) if ids else np.zeros((0, dim), np.float32)
-        fbg, vbg = backgrounds(frames, offsets, videos) if normalize else (None, None)
         text_rows = None
         if texts is not None:
             k = next(iter(texts.values())).shape[1] if texts else 1
@@ -78,6 +77,7 @@ class Database:
             for v, lo, n in zip(ids, offsets[:-1], [len(embeddings[v][0]) for v in ids]):
                 got = texts.get(v, np.zeros((0, k), np.float32))[:n]
                 text_rows[lo : lo + len(got)] = got
+        fbg, vbg = backgrounds(frames, offsets, videos, text=text_rows) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views,
                  layout_dim=layout_dim, text_rows=text_rows, texts=texts)
         if normalize and distinctive and ids:

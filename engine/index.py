@@ -976,12 +976,13 @@ class VideoIndex:
                 if callable(query_text):
                     has = np.isfinite(rows_text).any(axis=1)
                     # the symmetric measure's column maxima can turn on any query frame
-                    need = (np.full(np.shape(query_frames)[-2], has.any()) if symmetric else
-                            text_deciding_frames(query_frames, frames, offsets, has, background=bg, views=views))
+                    need = (np.full(np.shape(query_frames)[-2], has.any()) if symmetric else text_deciding_frames(
+                        query_frames, frames, offsets, has, background=bg, views=views))
                     query_text = query_text(need)
                 if np.isfinite(query_text).any():
                     text = (np.asarray(query_text, np.float32), rows_text)
-            scores = chamfer_many(query_frames, frames, offsets, symmetric, background=bg, views=views, text=text)
+            scores = chamfer_many(query_frames, frames, offsets, symmetric, background=bg, views=views,
+                                  text=text)
         order = np.argsort(-scores, kind="stable")[:k]
         return [Hit(int(pos[i]), float(scores[i])) for i in order]
 

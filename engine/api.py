@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import DEFAULT_MODEL
+from . import text as frame_text
 from .backbone import Backbone, Precision
 from .background import distinctiveness
 from .embedding import Embedder, VideoEmbedding
@@ -27,7 +28,6 @@ from .index import IndexFileError, VideoIndex, VideoRecord
 from .indexing import BuildReport, build_index
 from .model import ModelBundle, ModelError, builtin_model, load_model
 from .similarity import Measure, evidence, frame_similarity, text_deciding_frames
-from . import text as frame_text
 from .spans import Segment, Span, matched_segments
 from .variants import DEFAULT_VARIANTS, Variant, parse_variants
 from .video import DEFAULT_MAX_DURATION, MAX_PIXELS, VideoInfo, frames_at, hard_cuts, probe, write_preview
@@ -329,7 +329,7 @@ class Engine:
         mine = frame_text.model_identity()
         if mine == wanted:
             return True, None
-        why = ("this machine cannot read text (tesserocr or its model is missing)" if mine is None
+        why = (frame_text.unavailable_reason() if mine is None
                else f"the index's frames were read with another text model ({wanted}, here {mine})")
         return False, f"text on the frames not compared: {why}"
 

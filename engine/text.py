@@ -86,13 +86,22 @@ def model_identity() -> str | None:
     return _file_identity(path, st.st_size, st.st_mtime_ns)
 
 
-def available() -> bool:
-    """Whether frames can be read here (tesserocr importable and an English model found)."""
+def unavailable_reason() -> str | None:
+    """Why frames cannot be read here (for a message), or None when they can."""
     try:
         import tesserocr  # noqa: F401
     except ImportError:
-        return False
-    return tessdata_dir() is not None
+        return "reading text on frames needs tesserocr: pip install -r requirements.txt"
+    if tessdata_dir() is None:
+        folder = os.environ.get("TESSDATA_PREFIX") or ASSETS / "tessdata"
+        return (f"{folder}: no {LANGUAGE}.traineddata for Tesseract; set TESSDATA_PREFIX to a folder holding "
+                "it (or unset it to use the model in assets/tessdata)")
+    return None
+
+
+def available() -> bool:
+    """Whether frames can be read here (tesserocr importable and an English model found)."""
+    return unavailable_reason() is None
 
 
 class TextReader:
@@ -100,16 +109,12 @@ class TextReader:
     TextUnavailable when it cannot."""
 
     def __init__(self) -> None:
-        try:
-            import tesserocr
-        except ImportError as e:
-            raise TextUnavailable("reading text on frames needs tesserocr: "
-                                  "pip install -r requirements.txt") from e
+        why = unavailable_reason()
+        if why is not None:
+            raise TextUnavailable(why)
+        import tesserocr
+
         data = tessdata_dir()
-        if data is None:
-            folder = os.environ.get("TESSDATA_PREFIX") or ASSETS / "tessdata"
-            raise TextUnavailable(f"{folder}: no {LANGUAGE}.traineddata for Tesseract; set TESSDATA_PREFIX "
-                                  "to a folder holding it (or unset it to use the model in assets/tessdata)")
         self._tesserocr = tesserocr
         self._api = tesserocr.PyTessBaseAPI(path=str(data) + os.sep, lang=LANGUAGE, psm=tesserocr.PSM.SINGLE_BLOCK)
 

@@ -356,9 +356,11 @@ class Engine:
         q = query if isinstance(query, VideoEmbedding) else self.embed(query)
         text = q.text if q.text is not None else q.text_frames.read if q.text_frames is not None else None
         hits = index.search(*q.looks, k, measure, self.candidates, norm, query_text=text)
+        # what the search read: every frame whose text can change a candidate's score
+        read = q.text if q.text is not None else q.text_frames.known() if q.text_frames is not None else None
         matches = []
         for rank, hit in enumerate(hits, 1):
-            video, cmp = self._at(hit.position, q, norm)
+            video, cmp = self._at(hit.position, q, norm, read)
             matches.append(Match(video.id, rank, hit.score, cmp.span, video.duration, video.path, video, cmp))
         return SearchResult(q, measure, matches, norm, self.distinctiveness(q))
 
@@ -368,9 +370,11 @@ class Engine:
         the frames' backgrounds against the index)."""
         return distinctiveness(self._require_index().query_background(query.frames))
 
-    def _at(self, pos: int, query: VideoEmbedding | None = None,
-            normalize: bool | None = None) -> tuple[IndexedVideo, Comparison | None]:
-        """The indexed video at `pos` and (with a query) its comparison, from one read of its frames."""
+    def _at(self, pos: int, query: VideoEmbedding | None = None, normalize: bool | None = None,
+            query_text: np.ndarray | None = None) -> tuple[IndexedVideo, Comparison | None]:
+        """The indexed video at `pos` and (with a query) its comparison, from one read of its
+        frames. query_text: the query's text sketches [Tq, SKETCH] as its search read them
+        (None: `query.text`, or those of its kept frames that this video's scores need)."""
         index = self._require_index()
         frames, times, attention = index.video_frames(pos, pictures=query is not None)
         rec = index.records[pos]
@@ -386,13 +390,11 @@ class Engine:
         rows, bg_rows = frames.reshape(views * t, -1), bg.reshape(-1) if bg is not None else None
         pictured = frame_similarity(query.looks[0], rows, bg_rows, views)
         sim = pictured
-        reads = query.text is not None or query.text_frames is not None
-        stored_text = index.video_text(pos) if reads else None
-        if stored_text is not None:  # picture rows were not read: they never disagree
-            rows_text = np.concatenate([stored_text, np.full(((views - 1) * t, stored_text.shape[1]), np.nan,
-                                                             np.float32)])
-            query_text = query.text
-            if query_text is None:  # the frames the search read, and any this video's ranking needs
+        query_text = query.text if query_text is None else query_text
+        reads = query_text is not None or query.text_frames is not None
+        rows_text = index.video_text(pos, pictures=True) if reads else None
+        if rows_text is not None:  # picture rows were not read: they never disagree
+            if query_text is None:  # read what this video's ranking needs
                 need = text_deciding_frames(query.looks[0], rows, np.array([0, len(rows)]),
                                             np.isfinite(rows_text).any(axis=1), background=bg_rows,
                                             views=np.array([views]))

@@ -626,8 +626,8 @@ class VideoIndex:
         each inner picture stored with them."""
         lo, hi = self._span(position)
         views = max(int(self.records[position].views), 1)
-        t = (hi - lo) // views
-        meta = self._gather([(lo, lo + t)], "meta")
+        meta = self._whole_meta(position)
+        t = len(meta)
         with one_thread():
             frames = self._gather([(lo, hi) if pictures else (lo, lo + t)])
         return (frames.reshape(views, t, -1) if pictures else frames), meta[:, 0].copy(), meta[:, 1].copy()
@@ -652,10 +652,15 @@ class VideoIndex:
         profile = self._whole_meta(position)[:, PROFILE_COLUMNS]
         return profile if len(profile) and np.isfinite(profile).all() else None
 
-    def video_text(self, position: int) -> np.ndarray | None:
+    def video_text(self, position: int, pictures: bool = False) -> np.ndarray | None:
         """float32 [T, SKETCH]: the text sketches of one video's frames (`engine.text`, NaN
-        rows: no text), or None where its text was not read."""
-        return np.ascontiguousarray(self._whole_meta(position)[:, TEXT_COLUMNS]) if self.text_model else None
+        rows: no text), or None where its text was not read; with `pictures`, [V * T, SKETCH]
+        of every row it stores (its inner pictures' rows NaN: their words are not read)."""
+        if not self.text_model:
+            return None
+        if pictures:
+            return self.text_rows([self._span(position)])
+        return np.ascontiguousarray(self._whole_meta(position)[:, TEXT_COLUMNS])
 
     @property
     def text_model(self) -> str | None:

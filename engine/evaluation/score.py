@@ -27,6 +27,14 @@ if TYPE_CHECKING:
 Embeddings = Mapping[str, tuple[np.ndarray, np.ndarray]]
 
 
+def _padded(sketches: np.ndarray, length: int) -> np.ndarray:
+    """Text sketches [T, k] cut or NaN-padded to `length` rows (a video's samples)."""
+    out = np.full((length, sketches.shape[1]), np.nan, np.float32)
+    n = min(len(sketches), length)
+    out[:n] = sketches[:n]
+    return out
+
+
 @dataclass
 class Database:
     """The database's embeddings back to back, with their backgrounds (None: raw cosine)."""
@@ -74,9 +82,9 @@ class Database:
         if texts is not None:
             k = next(iter(texts.values())).shape[1] if texts else 1
             text_rows = np.full((len(frames), k), np.nan, np.float32)
-            for v, lo, n in zip(ids, offsets[:-1], [len(embeddings[v][0]) for v in ids]):
-                got = texts.get(v, np.zeros((0, k), np.float32))[:n]
-                text_rows[lo : lo + len(got)] = got
+            for v, lo in zip(ids, offsets[:-1]):
+                n = len(embeddings[v][0])
+                text_rows[lo : lo + n] = _padded(texts.get(v, np.zeros((0, k), np.float32)), n)
         fbg, vbg = backgrounds(frames, offsets, videos, text=text_rows) if normalize else (None, None)
         db = cls(ids, frames.astype(np.float32), offsets, videos.astype(np.float32), fbg, vbg, views,
                  layout_dim=layout_dim, text_rows=text_rows, texts=texts)
@@ -96,10 +104,7 @@ class Database:
         `length` samples; None when text is not compared or was not read for it."""
         if self.texts is None or video_id not in self.texts:
             return None
-        q = self.texts[video_id][:length]
-        if len(q) < length:
-            q = np.concatenate([q, np.full((length - len(q), q.shape[1]), np.nan, np.float32)])
-        return q
+        return _padded(self.texts[video_id], length)
 
     def _text(self, query_id: str | None, length: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(the query's text sketches [length, k], every row's [F, k]) when text is compared."""

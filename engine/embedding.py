@@ -81,6 +81,12 @@ class VideoEmbedding:
 WHOLE_SIDE = 180
 
 
+# Decoded batches waiting for the CNN (a batch of 8 samples at 256 x 224 is 1.4 MB): deep
+# enough that the decoder finishes while the CNN still has most of a clip's variants to
+# run, which then get every core (notebooks/RESULTS.md, round 38).
+QUEUED_BATCHES = 32
+
+
 class Embedder:
     """Loads the backbone once and embeds videos with a model bundle (PCA + optional TCA)."""
 
@@ -143,8 +149,8 @@ class Embedder:
         views = (((256, 224),) + (((whole_side, None),) if whole_side else ())
                  + (((READ_SIDE, None),) if text is not None else ()))
         wholes: list[np.ndarray] = []
-        batches: queue.Queue = queue.Queue(maxsize=4)
-        stop = threading.Event()
+        batches: queue.Queue = queue.Queue(maxsize=QUEUED_BATCHES)
+        stop, decoded = threading.Event(), threading.Event()
 
         def put(item: object) -> None:
             while not stop.is_set():
@@ -171,6 +177,7 @@ class Embedder:
                         buf_t, buf_i = [], []
                 if buf_i:
                     put((buf_t, np.stack(buf_i)))
+                decoded.set()
                 put(None)
             except BaseException as err:  # handed to the consumer, which re-raises it
                 put(err)
@@ -178,13 +185,19 @@ class Embedder:
         thread = threading.Thread(target=produce, daemon=True)
         threads = torch.get_num_threads()
         # The decoder keeps ~1.5 cores busy; a CNN on every core as well oversubscribes the
-        # CPU and is slower than leaving it one core fewer while both run.
-        if self.device.type == "cpu" and threads > 1:
+        # CPU and is slower than leaving it one core fewer while both run. Once the decoder
+        # is done, the batches still queued (a query's variants make the CNN the slower
+        # side) get every core back.
+        shared = self.device.type == "cpu" and threads > 1
+        if shared:
             torch.set_num_threads(threads - 1)
         thread.start()
         times, descs = [], []
         try:
             while True:
+                if shared and decoded.is_set():
+                    torch.set_num_threads(threads)
+                    shared = False
                 item = batches.get()
                 if item is None:
                     break

@@ -246,8 +246,7 @@ def bigram_sketch(words: Sequence[Word], k: int = SKETCH, confidence: float = CO
     return out
 
 
-def disagreement(query: np.ndarray, target: np.ndarray, threshold: float = DISAGREE,
-                 chunk: int = 4096) -> np.ndarray:
+def disagreement(query: np.ndarray, target: np.ndarray, threshold: float = DISAGREE) -> np.ndarray:
     """bool [Tq, T]: where a query frame and a target frame both have text (sketches
     float32 [Tq, k] and [T, k], NaN-padded) and less than `threshold` of the smaller
     sketch is in the other. Frames without text never disagree."""
@@ -257,14 +256,24 @@ def disagreement(query: np.ndarray, target: np.ndarray, threshold: float = DISAG
     rows, cols = np.flatnonzero(nq), np.flatnonzero(nt)
     if not len(rows) or not len(cols):
         return out
-    qs = q[rows]
-    for a in range(0, len(cols), chunk):
-        c = cols[a : a + chunk]
-        # NaN never equals anything, so padding adds nothing to the shared count
-        shared = (qs[:, None, :, None] == t[c][None, :, None, :]).any(axis=3).sum(axis=2)
-        smaller = np.minimum(nq[rows][:, None], nt[c][None, :])
-        out[np.ix_(rows, c)] = shared < threshold * smaller
+    # hashes shared by each pair: a product of frame-by-hash incidence matrices, whose cost
+    # is the pairs that share a hash (few) rather than every pair's k x k comparisons
+    shared = (_incidence(q[rows]) @ _incidence(t[cols]).T).toarray()
+    out[np.ix_(rows, cols)] = shared < threshold * np.minimum(nq[rows][:, None], nt[cols][None, :])
     return out
+
+
+def _incidence(sketches: np.ndarray) -> "scipy.sparse.csr_matrix":
+    """Sketches float32 [n, k] (NaN-padded 24-bit hashes) -> int32 [n, 2**24], 1 where a
+    frame's sketch holds the hash."""
+    from scipy import sparse
+
+    r, c = np.nonzero(np.isfinite(sketches))
+    m = sparse.csr_matrix((np.ones(len(r), np.int32), (r, sketches[r, c].astype(np.int64))),
+                          shape=(len(sketches), 1 << 24))
+    m.sum_duplicates()
+    m.data[:] = 1  # a set: a hash twice in one sketch is one hash
+    return m
 
 
 class KeptFrames:

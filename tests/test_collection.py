@@ -23,6 +23,13 @@ def tiny(tmp_path_factory):
     return out, labels
 
 
+@pytest.fixture(scope="module")
+def features(tmp_path_factory):
+    """One feature cache for the evaluate tests of the default model: the tiny collection's
+    frames are described once (its cuts and texts are cached beside it as they are made)."""
+    return tmp_path_factory.mktemp("features") / "f.npz"
+
+
 def test_build_has_channels_copies_queries_and_consistent_segments(tiny):
     out, labels = tiny
     assert len(labels["queries"]) == 6
@@ -85,11 +92,11 @@ def test_metrics_on_known_rankings(tiny):
     assert all(hit == total for hit, total in table.values()) and "original" in table
 
 
-def test_evaluate_collection_cli(tiny, tmp_path):
+def test_evaluate_collection_cli(tiny, features):
     out, _ = tiny
     # without the text on the frames, which the next test reads
     cmd = [sys.executable, "-m", "engine", "evaluate", "collection", str(out / "labels.json"), "--videos", str(out),
-           "--cache", str(tmp_path / "f.npz"), "--no-text", "--measure", "chamfer", "--json"]
+           "--cache", str(features), "--no-text", "--measure", "chamfer", "--json"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
@@ -100,7 +107,7 @@ def test_evaluate_collection_cli(tiny, tmp_path):
                                      cwd=ROOT, capture_output=True, text=True).stdout)
     assert dist["model"].endswith("pooled by distinctiveness") and 0 < dist["results"]["cosine"]["mAP_all"] <= 1
     # the database videos' hard cuts, where segments end as a search's do, are cached beside --cache
-    cuts = json.loads((tmp_path / "f.cuts.json").read_text())
+    cuts = json.loads(features.with_suffix(".cuts.json").read_text())
     assert cuts["made_by"].startswith("at 1 fps") and any(len(c) for c in cuts["cuts"].values())
     assert set(cuts["profiles"]) == set(cuts["cuts"])  # brightness between samples, for every video and query
     plain = json.loads(subprocess.run(cmd + ["--no-cuts"], cwd=ROOT, capture_output=True, text=True).stdout)
@@ -129,13 +136,13 @@ def test_evaluate_collection_cli(tiny, tmp_path):
 
 
 @pytest.mark.skipif(not text.available(), reason="no Tesseract here (pip install -r requirements.txt)")
-def test_evaluate_collection_reads_the_frames_text(tiny, tmp_path):
+def test_evaluate_collection_reads_the_frames_text(tiny, features):
     """By default every video's and query's words are read once into a cache beside
     --cache, and the frame matches of frames whose texts disagree lowered, as a search
     against an index that keeps text lowers them (--through-index: the same)."""
     out, _ = tiny
     cmd = [sys.executable, "-m", "engine", "evaluate", "collection", str(out / "labels.json"), "--videos", str(out),
-           "--cache", str(tmp_path / "f.npz"), "--measure", "chamfer", "--json"]
+           "--cache", str(features), "--measure", "chamfer", "--json"]
     # first without: the frames' features cached (a cached run reads them rounded to float16)
     plain = json.loads(subprocess.run(cmd + ["--no-text"], cwd=ROOT, capture_output=True, text=True).stdout)
     assert "texts" not in plain["model"] and plain["results"]["chamfer"]["queries_all"] == 6
@@ -146,7 +153,7 @@ def test_evaluate_collection_reads_the_frames_text(tiny, tmp_path):
     r = data["results"]["chamfer"]
     assert r["queries_all"] == 6 and 0 < r["mAP_all"] <= 1 and "span_F1_all" in r
     labels = json.loads((out / "labels.json").read_text())
-    with np.load(tmp_path / "f.text.npz") as z:
+    with np.load(features.with_suffix(".text.npz")) as z:
         sketches = {k: z[k] for k in z.files if k in labels["videos"] or k in labels["queries"]}
         assert str(z["__made_by__"]).endswith(f"model {text.model_identity()}")
     assert len(sketches) == len(labels["videos"]) + len(labels["queries"])
@@ -162,7 +169,7 @@ def test_evaluate_collection_reads_the_frames_text(tiny, tmp_path):
     assert "real index" in mine["model"] and mine["model"].endswith("texts disagree lowered")
     assert mine["results"]["chamfer"]["mAP_all"] == pytest.approx(r["mAP_all"], abs=0.02)
     # feature files have no frames to read: compared without text
-    got = subprocess.run(cmd[:6] + ["--features", str(tmp_path / "f.npz"), "--measure", "chamfer", "--json"],
+    got = subprocess.run(cmd[:6] + ["--features", str(features), "--measure", "chamfer", "--json"],
                          cwd=ROOT, capture_output=True, text=True)
     assert got.returncode == 0 and "texts" not in json.loads(got.stdout)["model"], got.stderr
 

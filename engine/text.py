@@ -34,11 +34,15 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import ASSETS
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 SKETCH = 8  # bigram hashes kept per frame
 CONFIDENCE = 80.0  # per cent; words read less surely do not count
@@ -263,7 +267,7 @@ def disagreement(query: np.ndarray, target: np.ndarray, threshold: float = DISAG
     return out
 
 
-def _incidence(sketches: np.ndarray) -> "scipy.sparse.csr_matrix":
+def _incidence(sketches: np.ndarray) -> "sparse.csr_matrix":
     """Sketches float32 [n, k] (NaN-padded 24-bit hashes) -> int32 [n, 2**24], 1 where a
     frame's sketch holds the hash."""
     from scipy import sparse

@@ -87,9 +87,15 @@ def brightness_profile(times: np.ndarray, brightness: np.ndarray, sample_times: 
     return out
 
 
+def sample_ticks(times: np.ndarray, step: float) -> np.ndarray:
+    """int64 [T]: the number of the 1/fps tick (step = 1/fps s) at or before each of times
+    [T] (s), the tick a sample taken then stands for (`engine.video.sample_tick`, one time)."""
+    return np.floor(np.asarray(times, np.float64) / step + 1e-6).astype(np.int64)
+
+
 def profile_times(sample_times: np.ndarray, step: float, values: int) -> np.ndarray:
     """The times (s) of a brightness profile's values, float64 [T, values]: each sample's tick
     (the 1/fps tick at or before it, as the sampler numbers samples; a sample a skipped
     B-frame late still stands for its tick) plus k * step / values."""
-    ticks = np.floor(np.asarray(sample_times, np.float64) / step + 1e-6) * step
+    ticks = sample_ticks(sample_times, step) * step
     return ticks[:, None] + np.arange(values) * (step / values)

@@ -371,7 +371,7 @@ def _align_on_profile(seg: Segment, query: tuple[np.ndarray, np.ndarray],
     can shift it a little (an object reaches the frame's edge before the crop's), hence the
     margin. Train/val span F1 of three draws 0.9022 -> 0.9073, every split up
     (notebooks/RESULTS.md, round 35)."""
-    q0, q1, t0, t1 = seg.query_start, seg.query_end, seg.start, seg.end
+    q0, q1, t0 = seg.query_start, seg.query_end, seg.start
     if q1 - q0 < PROFILE_MIN:
         return seg
     (qt, qv), (tt, tv) = _profile_points(*query, step), _profile_points(*target, step)

@@ -9,7 +9,6 @@ clip this halves the CPU time of decoding every frame.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -19,7 +18,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from .cuts import CutDetector, brightness_profile, luma_thumbnail
+from .cuts import CutDetector, brightness_profile, luma_thumbnail, sample_ticks
 from .errors import UserError
 from .files import atomic_write
 
@@ -232,7 +231,7 @@ def sample_tick(t: float, step: float) -> int:
     """The number of the 1/fps tick (step = 1/fps s) at or before time t (s): the tick a
     sample taken at t stands for, since the sampler keeps the first frame at or after each
     tick (one a skipped B-frame late still belongs to its tick, not the next)."""
-    return int(math.floor(t / step + 1e-6))
+    return int(sample_ticks(np.array([t]), step)[0])
 
 
 def _sample(path: str | Path, container: av.container.InputContainer, stream: av.video.stream.VideoStream,

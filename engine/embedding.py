@@ -81,7 +81,7 @@ class VideoEmbedding:
 WHOLE_SIDE = 180
 
 
-# Decoded batches waiting for the CNN (a batch of 8 samples at 256 x 224 is 1.4 MB): deep
+# Decoded batches waiting for the CNN (8 samples of 224 x 224 RGB: 1.2 MB a batch): deep
 # enough that the decoder finishes while the CNN still has most of a clip's variants to
 # run, which then get every core (notebooks/RESULTS.md, round 38).
 QUEUED_BATCHES = 32

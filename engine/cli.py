@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("engine.cli", "find the indexed videos that match a query clip"),
     "embed": ("engine.cli", "embed one video: frame times, attention, embeddings"),
     "info": ("engine.cli", "describe an index"),
+    "tune-cnn": ("engine.training.cli", "tune the CNN's last stages for copies on a collection -> CNN file"),
     "pca": ("engine.training.cli", "fit PCA whitening on a folder of videos -> model bundle"),
     "train": ("engine.training.cli", "train TCA (+ PCA) on a folder of videos -> model bundle"),
     "evaluate": ("engine.evaluation.cli", "mAP of a model on a benchmark (demo, FIVR, CC_WEB, EVVE, generic)"),
@@ -290,7 +291,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         if name == command:
-            getattr(importlib.import_module(module), f"arguments_{name}")(p)
+            getattr(importlib.import_module(module), f"arguments_{name.replace('-', '_')}")(p)
     return parser
 
 
@@ -298,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
-    run = getattr(importlib.import_module(COMMANDS[args.command][0]), f"run_{args.command}")
+    run = getattr(importlib.import_module(COMMANDS[args.command][0]), f"run_{args.command.replace('-', '_')}")
     try:
         return run(args)
     except UserError as err:

@@ -111,7 +111,7 @@ class Embedder:
         self.batch_size = batch_size
         self.encoder = encoder or load_backbone(
             bundle.backbone, backbone_weights, bundle.pooling, self.device, self.precision,
-            bundle.layout.side if bundle.layout is not None else 0,
+            bundle.layout.side if bundle.layout is not None else 0, bundle.cnn,
         )
         if bundle.pca is not None and bundle.pca.dim_in + bundle.layout_dim != self.encoder.dim:
             raise ValueError(

@@ -1,6 +1,7 @@
 """The model bundle: which backbone, the PCA whitening and (optionally) a TCA, in one file.
 
-One safetensors file holds the tensors (`pca.mean`, `pca.projection`, `tca.*`) and its
+One safetensors file holds the tensors (`pca.mean`, `pca.projection`, `tca.*`, and `cnn.*`: the
+CNN layers tuned for copies, when the whitening was fitted on a tuned CNN) and its
 metadata the backbone name, pooling, TCA shape and layout (`engine.layout`: each frame's
 grey thumbnail beside its whitened CNN embedding), so an index can name the exact model it
 was built with by the file's SHA-256. A bundle without `tca.*` is the no-TCA baseline:
@@ -42,6 +43,9 @@ class ModelBundle:
     sha256: str = ""  # of the file it was loaded from / saved to
     # each frame's grey thumbnail beside its whitened CNN embedding (`engine.layout`); None: CNN only
     layout: Layout | None = None
+    # the CNN layers tuned for copies (`python -m engine tune-cnn`), in the backbone's own key
+    # names; they replace the packaged ImageNet weights. None: the CNN as published
+    cnn: dict[str, np.ndarray] | None = None
 
     @property
     def dim(self) -> int | None:
@@ -81,6 +85,8 @@ class ModelBundle:
         kind = "TCA" if self.tca is not None else ("PCA only, TCA off" if self.info.get("tca_removed") else "PCA only")
         if self.layout is not None:
             kind += f", {self.layout.side}x{self.layout.side} layout"
+        if self.cnn:
+            kind += ", CNN tuned for copies"
         return f"{self.backbone.value} + {kind} ({self.sha256[:12]})"
 
 
@@ -117,6 +123,8 @@ def save_model(bundle: ModelBundle, path: str | Path) -> str:
             tensors[f"tca.{k}"] = v.detach().cpu().float().numpy()
     if bundle.layout is not None:
         meta["layout"] = json.dumps(bundle.layout.config())
+    for k, v in (bundle.cnn or {}).items():
+        tensors[f"cnn.{k}"] = np.asarray(v, np.float32)
     data = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=meta)
     with atomic_write(path) as tmp:
         Path(tmp).write_bytes(_canonical_header(data))
@@ -174,6 +182,7 @@ def load_model(source: str | Path) -> ModelBundle:
             raise ModelError(f"{path}: unreadable layout settings {meta['layout']!r} ({err})") from err
         if pca is None:
             raise ModelError(f"{path}: a layout needs the model's PCA whitening, and this file has none")
+    cnn = {k[4:]: v for k, v in tensors.items() if k.startswith("cnn.")} or None
     return ModelBundle(
         backbone=Backbone(meta["backbone"]),
         pooling=Pooling(meta["pooling"]),
@@ -182,4 +191,5 @@ def load_model(source: str | Path) -> ModelBundle:
         info=json.loads(meta.get("info", "{}")),
         sha256=file_sha256(path),
         layout=layout,
+        cnn=cnn,
     )

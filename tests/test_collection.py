@@ -255,3 +255,37 @@ def test_pca_learns_its_whitening_from_a_collections_copies(tiny, tmp_path, caps
         (tmp_path / "broken.json").write_text(json.dumps(broken))
         code, _, err = run_cli(capsys, "pca", out, model, "--copies", tmp_path / "broken.json")
         assert code != 0 and "broken.json" in err, err
+
+
+def test_tune_cnn_then_pca_carries_the_tuned_layers(tiny, tmp_path, capsys):
+    """`tune-cnn` on a collection's uploads writes the tuned layers, `pca --cnn` fits the
+    whitening on them and the bundle carries them: its embedder's CNN is the tuned one."""
+    from safetensors.numpy import load_file
+
+    from engine.backbone import load_backbone
+    from engine.embedding import Embedder
+
+    out, _ = tiny
+    cnn = tmp_path / "cnn.safetensors"
+    code, said, err = run_cli(capsys, "tune-cnn", out / "labels.json", cnn, "--steps", "2", "--channels", "2",
+                              "--per-channel", "2")
+    assert code == 0 and "tuned on" in said, err
+    tensors = load_file(str(cnn))
+    untouched = load_backbone(precision="float32")
+    assert not np.allclose(tensors["_conv_head.weight"], untouched.trunk.head.conv.weight.detach().numpy())
+    model = tmp_path / "m.safetensors"
+    code, said, err = run_cli(capsys, "pca", out, model, "--dim", "16", "--cnn", cnn)
+    assert code == 0, err
+    bundle = load_model(model)
+    assert set(bundle.cnn) == set(tensors) and "--cnn" in bundle.info["made_by"]
+    assert "tune-cnn" in bundle.info["cnn_made_by"] and "tuned" in bundle.name
+    frames = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    np.testing.assert_allclose(Embedder(bundle, precision="float32").encoder.describe(frames)[:, :2048],
+                               load_backbone(precision="float32", tuned=tensors).describe(frames), atol=1e-6)
+    code, _, err = run_cli(capsys, "tune-cnn", tmp_path / "none.json", cnn)
+    assert code == 2 and "none.json" in err, err
+    code, _, err = run_cli(capsys, "tune-cnn", out / "labels.json", cnn, "--steps", "0")
+    assert code == 2 and "--steps" in err, err
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    code, _, err = run_cli(capsys, "pca", out, model, "--cnn", tmp_path / "junk.safetensors")
+    assert code == 2 and "junk.safetensors" in err, err

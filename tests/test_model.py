@@ -208,6 +208,34 @@ def test_model_bundle_round_trip(tmp_path):
         load_model(tmp_path / "bad.safetensors")
 
 
+def test_a_bundle_carries_its_tuned_cnn_layers(tmp_path):
+    """The layers `tune-cnn` writes (folded convs, identity BatchNorms) give the packaged
+    CNN's descriptors back when untouched, travel in the bundle, and change the CNN when
+    they differ; tensors of another shape are refused with a clear message."""
+    from engine.embedding import Embedder
+    from engine.training.cnn import tuned_tensors
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    packaged = load_backbone(precision="float32")
+    untouched = tuned_tensors(packaged.trunk)
+    assert untouched and all(k.startswith(("_blocks.1", "_conv_head", "_bn1")) for k in untouched)
+    np.testing.assert_allclose(load_backbone(precision="float32", tuned=untouched).describe(images),
+                               packaged.describe(images), atol=1e-5)
+    changed = {k: v * 1.5 if k == "_conv_head.weight" else v for k, v in untouched.items()}
+    rng = np.random.default_rng(1)
+    bundle = ModelBundle(packaged.name, packaged.pooling, fit_pca(rng.random((100, 2048)), 16), None, cnn=changed)
+    save_model(bundle, tmp_path / "tuned.safetensors")
+    back = load_model(tmp_path / "tuned.safetensors")
+    assert set(back.cnn) == set(changed) and "tuned" in back.name
+    tuned = Embedder(back, precision="float32").encoder
+    assert tuned.tuned_id and tuned.tuned_id != load_backbone(tuned=untouched).tuned_id
+    got = tuned.describe(images)
+    np.testing.assert_allclose(got[:, :-1280], packaged.describe(images)[:, :-1280], atol=1e-5)  # earlier stages
+    assert not np.allclose(got[:, -1280:], packaged.describe(images)[:, -1280:], atol=1e-3)  # the head's part
+    with pytest.raises(BackboneError, match="do not fit"):
+        load_backbone(tuned={"_conv_head.weight": np.zeros((3, 3), np.float32)})
+
+
 def test_chamfer_many_matches_pairwise():
     rng = np.random.default_rng(0)
 

@@ -93,7 +93,8 @@ def described_by(embedder, weights) -> str:
     """What makes an evaluation's cached features: the CNN, its weights, its number format
     and the sampling rate (a cache extended by another would mix two kinds of descriptor)."""
     enc = embedder.encoder
-    return (f"{enc.name.value} {enc.pooling.value} ({weights or 'packaged weights'}), "
+    return (f"{enc.name.value} {enc.pooling.value} ({weights or 'packaged weights'}"
+            + (f", tuned {enc.tuned_id}" if enc.tuned_id else "") + "), "
             f"{enc.precision_name}, {embedder.fps:g} fps"
             + (f", {enc.layout_side}x{enc.layout_side} layout" if enc.layout_side else ""))
 
@@ -108,7 +109,7 @@ def attention_share(bench, bundle, feats: dict, device: str, fps: float, encoder
     from ..backbone import load_backbone
     from .features import attention_of, black_frames
 
-    encoder = encoder or load_backbone(bundle.backbone, weights, bundle.pooling, device)
+    encoder = encoder or load_backbone(bundle.backbone, weights, bundle.pooling, device, tuned=bundle.cnn)
     black = encoder.describe(np.zeros((1, 224, 224, 3), np.uint8))[0]
     black = black[: len(black) - encoder.layout_side ** 2]  # the CNN's part: layouts are not compared here
     uploads = [v for v, lab in bench.videos.items() if lab["kind"] == "upload"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..cli import UsageError, add_model_flags, read_list
@@ -23,6 +23,69 @@ FLAG_HELP = {
     "pca_shrinkage": "PCA whitening shrinkage, a fraction of the mean eigenvalue (0 = full)",
     "seed": "random seed (runs are deterministic)",
 }
+
+
+def arguments_tune_cnn(p: argparse.ArgumentParser) -> None:
+    p.description = ("Tune the last stages of the frame CNN (efficientnet-lite0) for copies on the uploads "
+                     "of a collection (python -m engine.evaluation.collection build), SSCD-style, and write "
+                     "the tuned layers to OUT (.safetensors). Then fit the whitening on them: "
+                     "python -m engine pca ... --cnn OUT (the model bundle carries them).")
+    p.add_argument("labels", metavar="LABELS", type=Path, help="the collection's labels.json")
+    p.add_argument("out", metavar="OUT", type=Path)
+    p.add_argument("--steps", type=int, default=600, help="optimiser steps (default 600: ~30 min on 2 CPU cores)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--temperature", type=float, default=0.05, help="InfoNCE temperature (default 0.05)")
+    p.add_argument("--channels", type=int, default=8, help="channels in a batch (default 8)")
+    p.add_argument("--per-channel", type=int, default=6, help="uploads of each channel in a batch (default 6)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (runs are deterministic)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+
+
+def run_tune_cnn(args: argparse.Namespace) -> int:
+    from safetensors.numpy import save_file
+
+    from ..backbone import load_backbone
+    from ..files import atomic_write
+    from .cnn import tune_collection
+
+    if args.steps < 1 or args.lr <= 0 or args.temperature <= 0 or args.channels < 1 or args.per_channel < 1:
+        raise UsageError("--steps, --lr, --temperature, --channels and --per-channel must be positive")
+    try:
+        labels = json.loads(args.labels.read_text())
+        labels["videos"].items()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"{args.labels}: not a collection's labels.json ({type(err).__name__}: {err}); "
+                         "make one with python -m engine.evaluation.collection build") from None
+    # float32 whatever the CPU: the optimiser's small steps would vanish in bfloat16
+    encoder = load_backbone("efficientnet-lite0", None, device=args.device, precision="float32")
+    try:
+        tensors, info = tune_collection(encoder, args.labels, steps=args.steps, lr=args.lr,
+                                        temperature=args.temperature, channels=args.channels,
+                                        per_channel=args.per_channel, seed=args.seed)
+    except ValueError as err:
+        raise UsageError(f"{args.labels}: {err}") from err
+    made_by = (f"python -m engine tune-cnn {args.labels} OUT --steps {args.steps} --lr {args.lr:g} "
+               f"--temperature {args.temperature:g} --channels {args.channels} --per-channel {args.per_channel} "
+               f"--seed {args.seed}")
+    with atomic_write(args.out) as tmp:
+        save_file(tensors, str(tmp), metadata={"made_by": made_by, "info": json.dumps(info)})
+    print(f"wrote {args.out}: {len(tensors)} tensors of efficientnet-lite0's last stages, tuned on "
+          f"{info['frames']} frames of {info['uploads']} uploads in {info['seconds']} s "
+          f"(final loss {info['final_loss']:.3f})")
+    return 0
+
+
+def read_tuned_cnn(path: Path) -> tuple[dict, str]:
+    """The tensors and the made_by line of a `tune-cnn` file."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import load_file
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            made_by = (f.metadata() or {}).get("made_by", "")
+        return load_file(str(path)), made_by
+    except (SafetensorError, OSError, ValueError) as err:
+        raise UsageError(f"{path}: not a tuned CNN file ({err}); make one with python -m engine tune-cnn") from None
 
 
 def arguments_pca(p: argparse.ArgumentParser) -> None:
@@ -55,6 +118,9 @@ def arguments_pca(p: argparse.ArgumentParser) -> None:
                         f"default {Layout.side}, 0: the CNN's embedding alone)")
     p.add_argument("--layout-weight", type=float, default=Layout.weight, metavar="W",
                    help=f"--layout: the thumbnail's share of two frames' similarity, 0 to 1 (default {Layout.weight})")
+    p.add_argument("--cnn", type=Path, metavar="TUNED",
+                   help="describe the frames with the CNN layers tuned by python -m engine tune-cnn; "
+                        "the model bundle carries them")
     add_model_flags(p, model=False, backbone_default="efficientnet-lite0")
 
 
@@ -91,8 +157,13 @@ def run_pca(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise UsageError(f"{args.copies}: not a collection's labels.json ({type(err).__name__}: {err}); "
                              "make one with python -m engine.evaluation.collection build") from None
-    embedder = Embedder(builtin_model(args.backbone), args.backbone_weights, args.device, fps=args.fps,
-                        precision=args.precision)
+    base, tuned_by = builtin_model(args.backbone), ""
+    if args.cnn:
+        if base.backbone.value != "efficientnet-lite0":
+            raise UsageError(f"--cnn: tune-cnn tunes efficientnet-lite0, not {base.backbone.value}")
+        tuned, tuned_by = read_tuned_cnn(args.cnn)
+        base = replace(base, cnn=tuned)
+    embedder = Embedder(base, args.backbone_weights, args.device, fps=args.fps, precision=args.precision)
     descs = {}
     for path in paths:
         try:
@@ -105,6 +176,9 @@ def run_pca(args: argparse.Namespace) -> int:
     pca = fit_pca(x, args.dim, args.shrinkage)
     made_by = f"python -m engine pca {folders} OUT --dim {args.dim} --shrinkage {args.shrinkage}"
     info = {"pca_frames": len(x), "pca_videos": len(descs), "shrinkage": args.shrinkage}
+    if args.cnn:
+        made_by += f" --cnn {args.cnn}"
+        info["cnn_made_by"] = tuned_by
     if args.fps != 1.0:
         made_by += f" --fps {args.fps}"
     pairs = []
@@ -145,7 +219,7 @@ def run_pca(args: argparse.Namespace) -> int:
     else:
         made_by += " --layout 0"
     bundle = ModelBundle(embedder.bundle.backbone, embedder.bundle.pooling, pca, None, {"made_by": made_by, **info},
-                         layout=layout)
+                         layout=layout, cnn=base.cnn)
     sha = save_model(bundle, args.out)
     learned = " and ".join(f"{info[k]} {k.replace('_', ' ')}" for k in ("copy_pairs", "augmented_pairs") if k in info)
     print(f"wrote {args.out}: PCA {pca.dim_in} -> {pca.dim}{f' and a {layout.side}x{layout.side} layout' if layout else ''} "
@@ -241,7 +315,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError(f"{'the whitening of ' + str(args.whitening) if args.whitening else '--dim'} gives "
                          f"{cfg.dim} dimensions, which {cfg.heads} attention heads cannot share: use a multiple "
                          f"of {cfg.heads}")
-    encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device, args.precision)
+    encoder = load_backbone(base.backbone, args.backbone_weights, base.pooling, args.device, args.precision,
+                            tuned=base.cnn)
     try:
         if args.pairs:
             bundle = train_pairs(args.video_dir, args.pairs, args.out, encoder, base, cfg,

@@ -210,7 +210,8 @@ def train(paths: list[Path], out: Path, encoder: FrameEncoder, bundle_base: Mode
                 "frames": int(sum(v.shape[1] for v in views)), "seconds": round(time.time() - started, 1)}
         if final_loss is not None:
             info["final_loss"] = final_loss
-        bundle = ModelBundle(bundle_base.backbone, bundle_base.pooling, pca, tca, info, layout=bundle_base.layout)
+        bundle = ModelBundle(bundle_base.backbone, bundle_base.pooling, pca, tca, info, layout=bundle_base.layout,
+                             cnn=bundle_base.cnn)
         save_model(bundle, out)
         return bundle
 

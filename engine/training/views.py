@@ -98,7 +98,7 @@ def views_key(paths: list[Path], encoder: FrameEncoder, weights: str | Path | No
     logo = augment.drawn_logo() if logo_rgba is None else logo_rgba
     return json.dumps({
         "files": [stat(p) for p in paths],
-        "backbone": encoder.name.value, "pooling": encoder.pooling.value,
+        "backbone": encoder.name.value, "pooling": encoder.pooling.value, "tuned": encoder.tuned_id,
         "weights": stat(Path(weights)) if weights and Path(weights).exists() else str(weights),
         "views": views, "fps": fps, "seed": seed,
         "logo": hashlib.sha256(np.ascontiguousarray(logo).tobytes()).hexdigest()[:16],

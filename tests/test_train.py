@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine import DEFAULT_MODEL
 from engine.model import load_model
 from engine.pca import fit_pca
 from engine.tca import TCA
@@ -256,25 +257,28 @@ def test_views_cache_is_reused_and_invalidated(tiny_folder, tmp_path, monkeypatc
         return [np.full((views, 3, 4), len(calls), np.float16) for _ in paths]
 
     monkeypatch.setattr(loop, "describe_views", fake_describe)
-    enc = SimpleNamespace(name=Backbone.EFFICIENTNET_LITE0, pooling=Pooling.L3_IRMAC)
+    enc = SimpleNamespace(name=Backbone.EFFICIENTNET_LITE0, pooling=Pooling.L3_IRMAC, tuned_id="")
     paths = sorted(tiny_folder.glob("v*.mp4"))
     cache = tmp_path / "views.npz"
     cfg = TrainConfig(views=2)
     first = loop.training_views(paths, enc, None, cfg, cache, progress=False)
     again = loop.training_views(paths, enc, None, cfg, cache, progress=False)
     assert calls == [4] and np.array_equal(first[0], again[0])  # reused
-    for change in ("settings", "weights", "pooling", "file"):
+    for change in ("settings", "weights", "tuned", "pooling", "file"):
         if change == "settings":
             loop.training_views(paths, enc, None, TrainConfig(views=3), cache, progress=False)
         elif change == "weights":
             loop.training_views(paths, enc, "other-weights.safetensors", cfg, cache, progress=False)
+        elif change == "tuned":  # a CNN whose last stages were tuned (tune-cnn)
+            loop.training_views(paths, SimpleNamespace(name=enc.name, pooling=enc.pooling, tuned_id="abc"), None,
+                                cfg, cache, progress=False)
         elif change == "pooling":
-            loop.training_views(paths, SimpleNamespace(name=enc.name, pooling=Pooling.IMAC), None, cfg, cache,
-                                progress=False)
+            loop.training_views(paths, SimpleNamespace(name=enc.name, pooling=Pooling.IMAC, tuned_id=""), None, cfg,
+                                cache, progress=False)
         else:
             os.utime(paths[0], ns=(paths[0].stat().st_atime_ns, paths[0].stat().st_mtime_ns + 10**9))
             loop.training_views(paths, enc, None, cfg, cache, progress=False)
-    assert len(calls) == 5  # each change recomputed the views
+    assert len(calls) == 6  # each change recomputed the views
 
 
 def test_the_logo_is_drawn_the_same_everywhere():
@@ -296,14 +300,18 @@ def test_a_feature_cache_says_what_made_it(tiny_folder, tmp_path, capsys):
     args = ("evaluate", "generic", gt, "--videos", tiny_folder, "--cache", cache, "--measure", "cosine", "--json")
     code, _, err = run_cli(capsys, *args, "--precision", "float32")
     assert code == 0, err
-    # the default model also reads each frame's 8x8 thumbnail (engine.layout): part of the cache
-    assert cache_made_by(cache) == "efficientnet-lite0 l3-irmac (packaged weights), float32, 1 fps, 8x8 layout"
+    # the default model's CNN is tuned (tune-cnn) and it reads each frame's 8x8 thumbnail
+    # (engine.layout): both are part of the cache's maker
+    from engine.backbone import tuned_id
+
+    cnn = f"efficientnet-lite0 l3-irmac (packaged weights, tuned {tuned_id(load_model(DEFAULT_MODEL).cnn)})"
+    assert cache_made_by(cache) == f"{cnn}, float32, 1 fps, 8x8 layout"
     assert "__made_by__" not in load_features(cache)  # never read as a video
     code, _, err = run_cli(capsys, *args, "--precision", "float32")
     assert code == 0, err
     code, _, err = run_cli(capsys, *args, "--precision", "bfloat16")
     assert code == 2 and f"{cache}: its features were made by efficientnet-lite0" in err, err
-    assert "not by efficientnet-lite0 l3-irmac (packaged weights), bfloat16, 1 fps" in err
+    assert f"not by {cnn}, bfloat16, 1 fps" in err
 
 
 def test_evaluate_reads_hdf5(tmp_path):

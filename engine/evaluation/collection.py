@@ -181,18 +181,13 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((max(w, 2), max(h, 2)), Image.BILINEAR))
 
 
-def _grayscale(img: np.ndarray, i: int) -> np.ndarray:
-    g = (img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
-    return np.repeat(g[..., None], 3, axis=2)
-
-
 def spatial_edit(name: str, rng: np.random.Generator):
     """A frame transform for one edit name of `EDITS` (joined by '+'); 'reencode' is the
     encoder's job (see `_crf`) plus a loss of detail."""
     parts = []
     for part in name.split("+"):
         if part == "grayscale":
-            parts.append(_grayscale)
+            parts.append(augment.greyscale)
         elif part == "reencode":
             parts.append(augment.downscale(rng))
         elif part == "caption":

@@ -25,6 +25,12 @@ def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((max(w, 2), max(h, 2)), Image.BILINEAR))
 
 
+def greyscale(img: np.ndarray, i: int = 0) -> np.ndarray:
+    """The frame in ITU-R 601 luma, kept as three equal channels (a transform: `i` is unused)."""
+    g = (img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
 def crop_scale(rng: np.random.Generator) -> Transform:
     """Keep a random 45-80% of the area (aspect kept within 0.8-1.25x), scaled back up."""
     area, aspect = rng.uniform(0.45, 0.8), np.exp(rng.uniform(-0.22, 0.22))

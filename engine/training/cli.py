@@ -50,16 +50,11 @@ def run_tune_cnn(args: argparse.Namespace) -> int:
 
     if args.steps < 1 or args.lr <= 0 or args.temperature <= 0 or args.channels < 1 or args.per_channel < 1:
         raise UsageError("--steps, --lr, --temperature, --channels and --per-channel must be positive")
-    try:
-        labels = json.loads(args.labels.read_text())
-        labels["videos"].items()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise UsageError(f"{args.labels}: not a collection's labels.json ({type(err).__name__}: {err}); "
-                         "make one with python -m engine.evaluation.collection build") from None
+    videos = read_collection_labels(args.labels)
     # float32 whatever the CPU: the optimiser's small steps would vanish in bfloat16
     encoder = load_backbone("efficientnet-lite0", None, device=args.device, precision="float32")
     try:
-        tensors, info = tune_collection(encoder, args.labels, steps=args.steps, lr=args.lr,
+        tensors, info = tune_collection(encoder, videos, args.labels.parent, steps=args.steps, lr=args.lr,
                                         temperature=args.temperature, channels=args.channels,
                                         per_channel=args.per_channel, seed=args.seed)
     except ValueError as err:
@@ -73,6 +68,21 @@ def run_tune_cnn(args: argparse.Namespace) -> int:
           f"{info['frames']} frames of {info['uploads']} uploads in {info['seconds']} s "
           f"(final loss {info['final_loss']:.3f})")
     return 0
+
+
+def read_collection_labels(path: Path) -> dict[str, dict]:
+    """The "videos" of a collection's labels.json (`python -m engine.evaluation.collection
+    build`), checked before minutes of decoding: every copy's segments name a source and two
+    [start, end] spans. A file that is not one is a UsageError naming it."""
+    try:
+        videos = json.loads(path.read_text())["videos"]
+        for lab in videos.values():
+            for seg in lab.get("segments", ()) if lab.get("kind") == "copy" else ():
+                str(seg["source"]), [float(t) for t in (*seg["source_span"], *seg["span"])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"{path}: not a collection's labels.json ({type(err).__name__}: {err}); "
+                         "make one with python -m engine.evaluation.collection build") from None
+    return videos
 
 
 def read_tuned_cnn(path: Path) -> tuple[dict, str]:
@@ -148,15 +158,7 @@ def run_pca(args: argparse.Namespace) -> int:
     folders = " ".join(map(str, args.video_dirs))
     videos = {}
     if args.copies:
-        try:
-            videos = json.loads(args.copies.read_text())["videos"]
-            # every copy's segments name a source and two [start, end] spans: checked before minutes of decoding
-            for lab in videos.values():
-                for seg in lab.get("segments", ()) if lab.get("kind") == "copy" else ():
-                    str(seg["source"]), [float(t) for t in (*seg["source_span"], *seg["span"])]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise UsageError(f"{args.copies}: not a collection's labels.json ({type(err).__name__}: {err}); "
-                             "make one with python -m engine.evaluation.collection build") from None
+        videos = read_collection_labels(args.copies)
     base, tuned_by = builtin_model(args.backbone), ""
     if args.cnn:
         if base.backbone.value != "efficientnet-lite0":

@@ -17,7 +17,6 @@ would be false negatives).
 from __future__ import annotations
 
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,11 +40,6 @@ def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "JPEG", quality=int(quality))
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-
-
-def _grey(img: np.ndarray) -> np.ndarray:
-    g = (img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.uint8)
-    return np.repeat(g[..., None], 3, axis=2)
 
 
 def copy_view(img: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -74,7 +68,7 @@ def copy_view(img: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> n
     if rng.random() < 0.3:
         x = np.ascontiguousarray(x[:, ::-1])
     if rng.random() < 0.3:
-        x = _grey(x)
+        x = augment.greyscale(x)
     elif rng.random() < 0.3:
         x = augment.colour(rng)(x, 0)
     if rng.random() < 0.2:
@@ -97,18 +91,18 @@ def light_view(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return _jpeg(x, rng.integers(30, 90))
 
 
-def upload_frames(labels: Path, fps: float = 1.0, progress: bool = True) -> list[tuple[str, list[np.ndarray]]]:
-    """(channel, frames) of every upload of a collection (`labels.json` of
-    `python -m engine.evaluation.collection build`): the body's frames at `fps`, uint8
-    [180, W, 3]. Unreadable videos are skipped with a note on stderr."""
-    lab = json.loads(Path(labels).read_text())["videos"]
+def upload_frames(videos: dict[str, dict], folder: Path, fps: float = 1.0,
+                  progress: bool = True) -> list[tuple[str, list[np.ndarray]]]:
+    """(channel, frames) of every upload of a collection (the "videos" of a `labels.json` of
+    `python -m engine.evaluation.collection build`, ids relative to `folder`): the body's
+    frames at `fps`, uint8 [180, W, 3]. Unreadable videos are skipped with a note on stderr."""
     out = []
-    for vid, v in tqdm(list(lab.items()), desc="decoding uploads", unit="video", disable=not progress):
+    for vid, v in tqdm(list(videos.items()), desc="decoding uploads", unit="video", disable=not progress):
         if v.get("kind") != "upload":
             continue
         b0, b1 = v.get("body", (0.0, v.get("duration", 1e9)))
         try:
-            frames = [img for t, img in iter_frames(Path(labels).parent / vid, fps, short_side=180, crop=None)
+            frames = [img for t, img in iter_frames(Path(folder) / vid, fps, short_side=180, crop=None)
                       if b0 + 0.5 <= t <= b1 - 0.5]
         except VideoError as err:
             print(f"skipped {err}", file=sys.stderr)
@@ -137,10 +131,9 @@ def _unfreeze_last_stages(encoder: FrameEncoder) -> list[torch.nn.Parameter]:
 def tuned_tensors(trunk: EfficientNetLite0Trunk) -> dict[str, np.ndarray]:
     """The tuned layers in efficientnet_lite_pytorch's key names: each conv holds its folded
     weights, its BatchNorm is the identity and carries the bias (folding gives them back)."""
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import get_model_params
 
-    eps = next(m.eps for m in EfficientNet.from_name("efficientnet-lite0").modules()
-               if isinstance(m, torch.nn.BatchNorm2d))
+    eps = get_model_params("efficientnet-lite0", None)[1].batch_norm_epsilon
     out: dict[str, np.ndarray] = {}
 
     def put(conv: str, bn: str, layer) -> None:
@@ -211,10 +204,12 @@ def tune(encoder: FrameEncoder, uploads: list[tuple[str, list[np.ndarray]]], ste
     return tuned_tensors(encoder.trunk), losses
 
 
-def tune_collection(encoder: FrameEncoder, labels: Path, **kwargs) -> tuple[dict[str, np.ndarray], dict]:
-    """`tune` on a collection's uploads; returns the tensors and what to record of the run."""
+def tune_collection(encoder: FrameEncoder, videos: dict[str, dict], folder: Path,
+                    **kwargs) -> tuple[dict[str, np.ndarray], dict]:
+    """`tune` on a collection's uploads (`videos` and `folder` as `upload_frames` takes them);
+    returns the tensors and what to record of the run."""
     t0 = time.time()
-    uploads = upload_frames(labels, progress=kwargs.get("progress", True))
+    uploads = upload_frames(videos, folder, progress=kwargs.get("progress", True))
     tensors, losses = tune(encoder, uploads, **kwargs)
     return tensors, {"uploads": len(uploads), "frames": sum(len(f) for _, f in uploads),
                      "seconds": round(time.time() - t0), "final_loss": float(np.mean(losses[-20:]))}

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 import media
+from conftest import run_cli
 import numpy as np
 
 from engine import Engine, IndexFileError, IndexMismatchError, ModelError
-from engine.cli import main
 from engine.model import ModelBundle, builtin_model, save_model
 from engine.pca import fit_pca
 
@@ -346,59 +346,55 @@ def test_cli_contract(engine_and_index, corpus, tmp_path):
 
 
 def test_cli_index_and_table(tmp_path, small_folder, capsys):
-    assert main(["index", str(small_folder), str(tmp_path / "idx"), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "indexed 2 new" in out and "skipped broken.mp4" in out
-    assert main(["search", str(tmp_path / "idx"), str(small_folder / "b.mkv"), "--top-k", "1"]) == 0
-    assert "b.mkv" in capsys.readouterr().out
-    assert main(["info", str(tmp_path / "idx")]) == 0
-    assert "2 videos" in capsys.readouterr().out
+    code, out, _ = run_cli(capsys, "index", small_folder, tmp_path / "idx", "--quiet")
+    assert code == 0 and "indexed 2 new" in out and "skipped broken.mp4" in out
+    code, out, _ = run_cli(capsys, "search", tmp_path / "idx", small_folder / "b.mkv", "--top-k", "1")
+    assert code == 0 and "b.mkv" in out
+    code, out, _ = run_cli(capsys, "info", tmp_path / "idx")
+    assert code == 0 and "2 videos" in out
 
 
 def test_cli_searches_several_queries_with_one_model_load(tmp_path, small_folder, capsys):
     """Files and folders of queries: one JSON line each, in order; an unreadable one is
     reported and the rest still searched, with exit status 2 at the end."""
-    assert main(["index", str(small_folder), str(tmp_path / "idx"), "--quiet"]) == 0
-    capsys.readouterr()
+    idx = tmp_path / "idx"
+    assert run_cli(capsys, "index", small_folder, idx, "--quiet")[0] == 0
     queries = tmp_path / "queries"
     queries.mkdir()
     (queries / "b.mkv").write_bytes((small_folder / "b.mkv").read_bytes())
-    assert main(["search", str(tmp_path / "idx"), str(small_folder / "a.mp4"), str(queries), "--top-k", "1", "--json"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    code, out, _ = run_cli(capsys, "search", idx, small_folder / "a.mp4", queries, "--top-k", "1", "--json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
     assert [(d["query"].rsplit("/", 1)[-1], d["results"][0]["id"]) for d in lines] == [("a.mp4", "a.mp4"), ("b.mkv", "b.mkv")]
-    assert main(["search", str(tmp_path / "idx"), str(small_folder / "broken.mp4"), str(small_folder / "a.mp4"),
-                 "--top-k", "1"]) == 2
-    out, err = capsys.readouterr()
-    assert "query: " in out and out.count("rank") == 1 and "a.mp4" in out
+    code, out, err = run_cli(capsys, "search", idx, small_folder / "broken.mp4", small_folder / "a.mp4", "--top-k", "1")
+    assert code == 2 and "query: " in out and out.count("rank") == 1 and "a.mp4" in out
     assert "broken.mp4" in err and "1 of 2 queries could not be searched" in err and "Traceback" not in err
-    assert main(["search", str(tmp_path / "idx"), str(tmp_path / "typo.mp4"), str(small_folder / "a.mp4")]) == 2
-    assert "typo.mp4: query video not found" in capsys.readouterr().err  # before anything is searched
+    code, _, err = run_cli(capsys, "search", idx, tmp_path / "typo.mp4", small_folder / "a.mp4")
+    assert code == 2 and "typo.mp4: query video not found" in err  # before anything is searched
 
 
 def test_cli_user_errors_are_messages_not_tracebacks(tmp_path, small_folder, capsys):
     idx = tmp_path / "idx"
-    main(["index", str(small_folder), str(idx), "--quiet"])
-    capsys.readouterr()
-    for args, words in ((["search", str(idx), str(small_folder / "broken.mp4")], "broken.mp4"),
-                        (["search", str(tmp_path / "nowhere"), str(small_folder / "a.mp4")], "nowhere"),
-                        (["index", str(tmp_path / "missing_dir"), str(idx)], "missing_dir"),
-                        (["search", str(idx), str(small_folder / "a.mp4"), "--model", "models/typo.safetensors"],
+    assert run_cli(capsys, "index", small_folder, idx, "--quiet")[0] == 0
+    for args, words in ((["search", idx, small_folder / "broken.mp4"], "broken.mp4"),
+                        (["search", tmp_path / "nowhere", small_folder / "a.mp4"], "nowhere"),
+                        (["index", tmp_path / "missing_dir", idx], "missing_dir"),
+                        (["search", idx, small_folder / "a.mp4", "--model", "models/typo.safetensors"],
                          "models/typo.safetensors: model file not found"),
-                        (["embed", str(small_folder / "audio.mp4")], "no video stream"),
-                        (["index", str(small_folder), str(tmp_path / "idx0"), "--fps", "0"], "--fps 0"),
-                        (["index", str(small_folder), str(tmp_path / "idx0"), "--fps", "-2"], "--fps -2"),
-                        (["index", str(small_folder), str(tmp_path / "idx0"), "--max-duration", "0"],
-                         "--max-duration 0")):
-        assert main(args) == 2, args
-        err = capsys.readouterr().err
+                        (["embed", small_folder / "audio.mp4"], "no video stream"),
+                        (["index", small_folder, tmp_path / "idx0", "--fps", "0"], "--fps 0"),
+                        (["index", small_folder, tmp_path / "idx0", "--fps", "-2"], "--fps -2"),
+                        (["index", small_folder, tmp_path / "idx0", "--max-duration", "0"], "--max-duration 0")):
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2, args
         assert err.strip().splitlines()[-1].startswith("error: ") and words in err and "Traceback" not in err, err
     assert not (tmp_path / "idx0").exists()  # refused before anything was written
 
 
 def test_embed_json(small_folder, capsys):
-    assert main(["embed", str(small_folder / "a.mp4"), "--json", "--backbone", "efficientnet-lite0"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"times", "attention", "step", "duration", "warnings"}
+    code, out, _ = run_cli(capsys, "embed", small_folder / "a.mp4", "--json", "--backbone", "efficientnet-lite0")
+    data = json.loads(out)
+    assert code == 0 and set(data) == {"times", "attention", "step", "duration", "warnings"}
     assert all(0 <= t - k < 0.4 for t, k in zip(data["times"], range(4))) and data["step"] == 1.0
     assert sum(data["attention"]) == pytest.approx(1, abs=1e-4) and data["duration"] == pytest.approx(4, abs=0.1)
 

@@ -66,7 +66,7 @@ def copy_view(img: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> n
     if rng.random() < 0.3:
         x = augment.crop_scale(rng)(x, 0)
     if rng.random() < 0.3:
-        x = np.ascontiguousarray(x[:, ::-1])
+        x = augment.flip(rng)(x, 0)
     if rng.random() < 0.3:
         x = augment.greyscale(x)
     elif rng.random() < 0.3:
